@@ -1,0 +1,113 @@
+"""The model plugin contract.
+
+A plugin is one class registered under the entry-point group ``video_gen.models``::
+
+    [project.entry-points."video_gen.models"]
+    my-model = "my_package.plugin:MyModel"
+
+The class is instantiated once per process with no arguments. It declares:
+
+- ``name``: the value clients send as ``model`` (unique across installed plugins);
+- ``durations``: the durations it offers, as the API spells them (``"5s"``, ``"8s"``...);
+- ``default_duration``: one of ``durations``, used when a request names none;
+- ``timeout_seconds``: how long one ``generate`` call may take before the job fails;
+- ``cost(duration) -> int``: credits charged for one generation (the cost rule);
+
+and implements ``async generate(job) -> GeneratedVideo``. Optional ``async open(settings)`` and
+``async close()`` run once per process lifespan (open clients, sessions...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from service.core.settings import Settings
+
+ENTRY_POINT_GROUP = "video_gen.models"
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """The validated source image, read once from storage."""
+
+    key: str
+    data: bytes
+    content_type: str  # image/png, image/jpeg or image/webp, sniffed from the bytes
+    url: str | None = None  # a short-lived presigned URL, when the storage offers one
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress report: ``fraction`` in [0, 1] when known, and a short human message."""
+
+    message: str
+    fraction: float | None = None
+    queue_position: int | None = None
+
+
+async def _ignore_progress(progress: Progress) -> None:
+    return None
+
+
+async def _ignore_request_id(request_id: str) -> None:
+    return None
+
+
+@dataclass
+class GenerationJob:
+    """Everything a plugin needs for one generation."""
+
+    job_id: str
+    prompt: str
+    duration: str
+    image: SourceImage
+    workdir: Path  # a private temporary directory; write the video here
+    options: dict[str, Any] = field(default_factory=dict)
+    # The provider's request id from an earlier delivery of this job: resume it, never resubmit.
+    provider_request_id: str | None = None
+    report_progress: Callable[[Progress], Awaitable[None]] = _ignore_progress
+    # Persist the provider's request id *before* waiting on it, so a crash can resume it.
+    save_provider_request_id: Callable[[str], Awaitable[None]] = _ignore_request_id
+
+
+@dataclass(frozen=True)
+class GeneratedVideo:
+    """A finished video on local disk and its real length, probed from the file."""
+
+    path: Path
+    duration_seconds: float
+    content_type: str = "video/mp4"
+
+
+class ModelPlugin:
+    """Base class for plugins. Subclassing is optional; the attributes and ``generate`` are not."""
+
+    name: ClassVar[str]
+    durations: ClassVar[tuple[str, ...]]
+    default_duration: ClassVar[str]
+    timeout_seconds: ClassVar[float] = 600.0
+    description: ClassVar[str] = ""
+
+    def cost(self, duration: str) -> int:
+        """Credits charged for one generation of ``duration``."""
+        raise NotImplementedError
+
+    async def open(self, settings: Settings) -> None:
+        """Acquire per-process resources (HTTP clients...). Called once before any generate."""
+
+    async def close(self) -> None:
+        """Release what ``open`` acquired."""
+
+    async def generate(self, job: GenerationJob) -> GeneratedVideo:
+        raise NotImplementedError
+
+
+def parse_duration(value: str) -> int:
+    """``"8s"`` -> 8. Durations are whole seconds with an ``s`` suffix throughout the API."""
+    if not value.endswith("s") or not value[:-1].isdigit():
+        raise ValueError(f"not a duration: {value!r}")
+    return int(value[:-1])

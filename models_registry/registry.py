@@ -1,0 +1,150 @@
+"""The entry-point model registry.
+
+Loaded once per process (API and workers), validated as it loads, read-only afterwards. A broken
+or duplicate plugin stops the process with a message naming the package and the problem, because
+a service that silently drops a paid model is worse than one that refuses to start.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from types import MappingProxyType
+from typing import Any
+
+from models_registry.base import ENTRY_POINT_GROUP, ModelPlugin, parse_duration
+from service.core.errors import ValidationFailed
+
+
+class PluginError(RuntimeError):
+    """A plugin failed to load or validate."""
+
+
+@dataclass(frozen=True)
+class CatalogueEntry:
+    name: str
+    durations: tuple[str, ...]
+    default_duration: str
+    cost: dict[str, int]
+    timeout_seconds: float
+    description: str
+    package: str
+
+
+def _origin(ep: EntryPoint | None, cls: type) -> str:
+    if ep is not None and ep.dist is not None:
+        return f"{ep.dist.name} (entry point {ep.name!r} = {ep.value!r})"
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def validate_plugin(plugin: Any, origin: str) -> None:
+    """Check a plugin instance against the contract in ``models_registry.base``."""
+    for attr in ("name", "durations", "default_duration", "timeout_seconds", "cost", "generate"):
+        if not hasattr(plugin, attr):
+            raise PluginError(f"model plugin from {origin} has no {attr!r}")
+    if not isinstance(plugin.name, str) or not plugin.name:
+        raise PluginError(f"model plugin from {origin}: name must be a non-empty string")
+    durations = tuple(plugin.durations)
+    if not durations:
+        raise PluginError(f"model plugin {plugin.name!r} from {origin} offers no durations")
+    for d in durations:
+        try:
+            parse_duration(d)
+        except ValueError:
+            raise PluginError(f"model plugin {plugin.name!r} from {origin}: bad duration {d!r}") from None
+    if plugin.default_duration not in durations:
+        raise PluginError(
+            f"model plugin {plugin.name!r} from {origin}: default duration "
+            f"{plugin.default_duration!r} is not one of {list(durations)}"
+        )
+    if not inspect.iscoroutinefunction(plugin.generate):
+        raise PluginError(f"model plugin {plugin.name!r} from {origin}: generate must be async")
+    for d in durations:
+        cost = plugin.cost(d)
+        if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
+            raise PluginError(f"model plugin {plugin.name!r} from {origin}: cost({d!r}) must be an int >= 0")
+
+
+class ModelRegistry:
+    """Name -> plugin instance, fixed at load time."""
+
+    def __init__(self, plugins: Mapping[str, ModelPlugin], origins: Mapping[str, str]) -> None:
+        self._plugins = MappingProxyType(dict(plugins))
+        self._origins = MappingProxyType(dict(origins))
+
+    @classmethod
+    def load(cls, *, extra: Iterable[type] = (), group: str = ENTRY_POINT_GROUP) -> ModelRegistry:
+        """Load every plugin of ``group`` (plus ``extra`` classes, for tests and embedding)."""
+        found: list[tuple[EntryPoint | None, type]] = []
+        for ep in sorted(entry_points(group=group), key=lambda e: e.name):
+            try:
+                found.append((ep, ep.load()))
+            except Exception as exc:  # a broken third-party package must name itself
+                dist = ep.dist.name if ep.dist else "?"
+                raise PluginError(f"model plugin {ep.name!r} from package {dist} failed to import: {exc}") from exc
+        found.extend((None, c) for c in extra)
+        plugins: dict[str, ModelPlugin] = {}
+        origins: dict[str, str] = {}
+        for ep, plugin_cls in found:
+            origin = _origin(ep, plugin_cls)
+            try:
+                plugin = plugin_cls()
+            except Exception as exc:
+                raise PluginError(f"model plugin from {origin} could not be created: {exc}") from exc
+            validate_plugin(plugin, origin)
+            if plugin.name in plugins:
+                raise PluginError(
+                    f"duplicate model name {plugin.name!r}: {origin} and {origins[plugin.name]}"
+                )
+            plugins[plugin.name] = plugin
+            origins[plugin.name] = origin
+        return cls(plugins, origins)
+
+    def names(self) -> list[str]:
+        return sorted(self._plugins)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._plugins
+
+    def get(self, name: str) -> ModelPlugin:
+        """The plugin called ``name``; a spec-shaped 400 listing the known models otherwise."""
+        try:
+            return self._plugins[name]
+        except KeyError:
+            raise ValidationFailed(
+                [f"model must be one of the following values: {', '.join(self.names())}"]
+            ) from None
+
+    def resolve(self, name: str, duration: str | None) -> tuple[ModelPlugin, str]:
+        """Plugin and effective duration for a request, refusing what the model does not offer."""
+        plugin = self.get(name)
+        effective = duration or plugin.default_duration
+        if effective not in plugin.durations:
+            raise ValidationFailed(
+                [f"duration must be one of the following values: {', '.join(plugin.durations)}"]
+            )
+        return plugin, effective
+
+    def catalogue(self) -> list[CatalogueEntry]:
+        out = []
+        for name in self.names():
+            p = self._plugins[name]
+            out.append(CatalogueEntry(
+                name=name, durations=tuple(p.durations), default_duration=p.default_duration,
+                cost={d: p.cost(d) for d in p.durations}, timeout_seconds=float(p.timeout_seconds),
+                description=getattr(p, "description", "") or "", package=self._origins[name],
+            ))
+        return out
+
+    async def open_all(self, settings: Any) -> None:
+        """Run every plugin's ``open`` (per-process clients)."""
+        for p in self._plugins.values():
+            if hasattr(p, "open"):
+                await p.open(settings)
+
+    async def close_all(self) -> None:
+        for p in self._plugins.values():
+            if hasattr(p, "close"):
+                await p.close()

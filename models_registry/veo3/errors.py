@@ -1,0 +1,92 @@
+"""How fal's failures become the service's errors, and the bounded retry of transient ones.
+
+| fal answer                                   | becomes                                        |
+| -------------------------------------------- | ---------------------------------------------- |
+| 422 ``{"detail": [...]}`` / ``{"detail": ""}`` | ``ProviderRejected`` naming why (client error) |
+| 401 / 403                                    | ``GenerationFailed``: the FAL_KEY was rejected |
+| 429, 5xx, network errors                     | retried with backoff, then ``GenerationFailed`` |
+| anything else                                | ``GenerationFailed("<details>")``              |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import httpx
+from fal_client import FalClientError, FalClientHTTPError
+
+from service.core.errors import AppError, GenerationFailed, ProviderRejected, RetryableProviderError
+
+T = TypeVar("T")
+
+
+def describe_detail(detail: Any) -> str:
+    """A readable sentence from fal's ``detail`` (a string, or a list of pydantic-style errors)."""
+    if isinstance(detail, str):
+        return detail
+    if isinstance(detail, list):
+        return "; ".join(_describe_item(item) for item in detail) or "no details given"
+    return json.dumps(detail)
+
+
+def _describe_item(item: Any) -> str:
+    if not isinstance(item, dict):
+        return str(item)
+    message = str(item.get("msg") or item.get("message") or json.dumps(item))
+    kind = str(item.get("type") or "")
+    where = ".".join(str(p) for p in item.get("loc") or [] if p != "body")
+    if "content_policy" in kind:
+        message = f"content policy violation: {message}"
+    return f"{message} ({where})" if where else message
+
+
+def classify(exc: BaseException, what: str) -> AppError | None:
+    """The service error for a failure while ``what`` (e.g. "submitting"); None if not fal's/HTTP's.
+
+    ``RetryableProviderError`` marks the transient ones; ``with_retries`` decides when to give up.
+    """
+    if isinstance(exc, FalClientHTTPError):
+        return _from_status(exc.status_code, describe_detail(exc.message), what, fal_api=True)
+    if isinstance(exc, httpx.HTTPStatusError):
+        return _from_status(exc.response.status_code, exc.response.reason_phrase, what, fal_api=False)
+    if isinstance(exc, httpx.TransportError):
+        return RetryableProviderError(f"network error while {what}: {type(exc).__name__}: {exc}")
+    if isinstance(exc, (FalClientError, httpx.HTTPError)):
+        return GenerationFailed(f"fal.ai error while {what}: {exc}")
+    return None
+
+
+def _from_status(status: int, details: str, what: str, *, fal_api: bool) -> AppError:
+    if status == 422 and fal_api:
+        return ProviderRejected(f"Veo3 rejected the request: {details}")
+    if status in (401, 403) and fal_api:
+        return GenerationFailed(f"fal.ai rejected the FAL_KEY (HTTP {status}): {details}")
+    if status == 429 or status >= 500:
+        return RetryableProviderError(f"fal.ai answered HTTP {status} while {what}: {details}")
+    return GenerationFailed(f"fal.ai answered HTTP {status} while {what}: {details}")
+
+
+async def with_retries(
+    operation: Callable[[], Awaitable[T]], *, what: str, attempts: int, base_delay: float
+) -> T:
+    """Run ``operation``, retrying transient failures ``attempts`` times in all with doubling delays.
+
+    Every fal or HTTP failure leaves as an ``AppError``: the job's reply is then the spec's body
+    whatever went wrong, and a persistently unavailable fal ends as ``GenerationFailed``.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return await operation()
+        except Exception as exc:
+            error = classify(exc, what)
+            if error is None:
+                raise
+            if not isinstance(error, RetryableProviderError):
+                raise error from exc
+            if attempt >= attempts:
+                raise GenerationFailed(f"{error} (gave up after {attempts} attempts)") from exc
+            await asyncio.sleep(base_delay * 2 ** (attempt - 1))
+    raise AssertionError("unreachable: attempts must be >= 1")

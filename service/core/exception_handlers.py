@@ -1,0 +1,61 @@
+"""One place that renders every error into the spec's body ``{statusCode, message, error}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+
+from service.core.errors import AppError, error_body
+
+log = structlog.get_logger(__name__)
+
+
+def _respond(status: int, message: str | list[str], headers: dict[str, str] | None = None) -> Response[Any]:
+    return Response(error_body(status, message), status_code=status, media_type=MediaType.JSON, headers=headers)
+
+
+def app_error_handler(request: Request[Any, Any, Any], exc: AppError) -> Response[Any]:
+    return _respond(exc.status_code, exc.message)
+
+
+def _raw_body(request: Request[Any, Any, Any]) -> Any:
+    # The body was parsed before validation failed; Litestar keeps it on the connection state.
+    state = getattr(request, "_connection_state", None)
+    value = getattr(state, "json", None)
+    return None if value is None or type(value).__name__ == "EmptyType" else value
+
+
+def validation_handler(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """A 400 listing every problem, in class-validator's words where the route knows them."""
+    validate = request.route_handler.opt.get("validate_body")
+    body = _raw_body(request)
+    if validate is not None and body is not None:
+        messages = validate(request, body)
+        if messages:
+            return _respond(400, messages)
+    if body is None and validate is not None and "JSON" in str(exc.detail):
+        return _respond(400, "Unexpected token in JSON body: the body is not valid JSON")
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in extra] or [exc.detail]
+    return _respond(400, messages)
+
+
+def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    return _respond(exc.status_code, exc.detail, headers=exc.headers)
+
+
+def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    log.exception("unhandled_error", path=request.url.path)
+    return _respond(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error")
+
+
+EXCEPTION_HANDLERS = {
+    AppError: app_error_handler,
+    ValidationException: validation_handler,
+    HTTPException: http_exception_handler,
+    Exception: internal_error_handler,
+}

@@ -1,0 +1,44 @@
+"""Redis clients, configured on purpose in one place.
+
+redis-py's defaults do not suit us: its socket timeout would end a long blocking read, and its
+async pool raises once ``max_connections`` are out. We use a blocking pool (callers wait for a
+connection) and socket timeouts longer than any ``BLOCK`` we issue.
+"""
+
+from __future__ import annotations
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+# Every blocking command (XREAD/XREADGROUP BLOCK) uses at most this many milliseconds ...
+BLOCK_MS = 2_000
+# ... so a socket read may wait this long before the connection is presumed dead.
+SOCKET_TIMEOUT = 15.0
+
+
+def make_redis(url: str, *, max_connections: int = 64, pool_timeout: float = 20.0) -> Redis:
+    """A client on a blocking pool: at most ``max_connections``, callers wait up to ``pool_timeout``."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=pool_timeout,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=5.0,
+        socket_keepalive=True,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+        retry_on_error=[ConnectionError, TimeoutError],
+    )
+    return Redis(connection_pool=pool)
+
+
+def make_dedicated_redis(url: str) -> Redis:
+    """A single-connection client for a long-running reader (the reply hub, a worker's claim loop)."""
+    return Redis.from_url(
+        url,
+        single_connection_client=True,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=5.0,
+        socket_keepalive=True,
+    )

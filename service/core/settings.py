@@ -1,0 +1,80 @@
+"""One settings object, read from the environment once.
+
+Every tunable of the API, the workers and the embedded stack lives here so that operators have
+one list to read (the README's Configuration section and `.env.example` mirror it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+_ENV_PREFIX_FREE = True  # names are plain (JWT_SECRET, not VIDEO_GEN_JWT_SECRET), as the spec's users expect
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    """Runtime configuration. Field names map to upper-case environment variables."""
+
+    jwt_secret: str = "dev-secret-change-me"
+    database_url: str = "sqlite:///var/video-gen.sqlite"
+    redis_url: str | None = None  # None: spawn an embedded redis-server
+    storage_url: str = "file://./var/storage"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_path_style: bool = False
+    fal_key: str | None = None
+    fal_endpoint: str = "fal-ai/veo3/image-to-video"
+    fal_poll_seconds: float = 3.0
+    fal_send_image_url: bool = False
+    default_model: str | None = None  # None: veo3 when FAL_KEY is set, else local
+    host: str = "127.0.0.1"
+    port: int = 8000
+    worker_concurrency: int = 4
+    sync_wait_seconds: float = 120.0
+    job_lease_seconds: float = 60.0
+    job_max_attempts: int = 3
+    shutdown_grace_seconds: float = 30.0
+    reply_ttl_seconds: int = 3600
+    jobs_stream_maxlen: int = 100_000
+    source_key_prefix: str = "images/{user_id}/"
+    max_source_bytes: int = 8 * 1024 * 1024
+    download_url_seconds: int = 900
+    redis_max_connections: int = 64
+    redis_key_prefix: str = "video-gen"
+    log_level: str = "INFO"
+    log_json: bool = False
+    rate_limit_per_minute: int = 120
+    local_model_width: int = 1024
+    local_model_height: int = 576
+    local_model_fps: int = 24
+
+    @property
+    def model_default(self) -> str:
+        """The model used when a request names none (the spec's callers never do)."""
+        if self.default_model:
+            return self.default_model
+        return "veo3" if self.fal_key else "local"
+
+    @property
+    def embedded_redis(self) -> bool:
+        return not self.redis_url
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from environment variables (``JWT_SECRET``, ``DATABASE_URL`` ...)."""
+        env = dict(os.environ if env is None else env)
+        raw: dict[str, Any] = {}
+        for name in cls.__struct_fields__:
+            value = env.get(name.upper())
+            if value is not None and value != "":
+                raw[name] = value
+        raw.update(overrides)
+        return msgspec.convert(raw, cls, strict=False)
+
+
+def project_root() -> Path:
+    """Repository root: where `var/`, the sample image and `migrations/` are found."""
+    return Path(__file__).resolve().parents[2]

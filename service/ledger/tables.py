@@ -1,0 +1,30 @@
+"""Ledger tables: one account per user and its append-only entries.
+
+The database guards the money: ``LedgerEntry.unique_key`` is ``debit:<generation>`` or
+``refund:<generation>`` so a generation is charged once and refunded at most once, and the
+migration adds ``balance >= 0`` (a CHECK on PostgreSQL, a trigger on SQLite).
+"""
+
+from piccolo.columns import BigInt, Text, Timestamptz, Varchar
+from piccolo.table import Table
+
+
+class Account(Table, tablename="accounts"):
+    user_id = Varchar(length=255, primary_key=True)
+    balance = BigInt(default=0)
+    created_at = Timestamptz()
+    updated_at = Timestamptz()
+
+
+class LedgerEntry(Table, tablename="ledger_entries"):
+    """One movement of credits. Never updated, never deleted."""
+
+    user_id = Varchar(length=255, index=True)
+    kind = Varchar(length=16)  # grant | debit | refund | adjustment
+    amount = BigInt()  # signed: debits negative
+    balance_after = BigInt()
+    generation_id = Varchar(length=64, null=True, default=None, index=True)
+    actor = Varchar(length=255)  # the user, an admin's id, or "system"
+    reason = Text(default="")
+    unique_key = Varchar(length=100, null=True, default=None, unique=True)
+    created_at = Timestamptz(index=True)

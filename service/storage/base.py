@@ -1,0 +1,64 @@
+"""One storage interface, two backends (local directory, S3).
+
+The rest of the code holds a ``Storage`` and never knows which backend it has; ``open_storage``
+picks one from ``STORAGE_URL``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    key: str
+    data: bytes
+    content_type: str | None = None
+
+
+@runtime_checkable
+class Storage(Protocol):
+    """Object storage keyed by S3-style keys (``images/u1/a.png``)."""
+
+    async def open(self) -> None:
+        """Acquire clients/sessions for the process lifespan."""
+
+    async def close(self) -> None: ...
+
+    async def read(self, key: str, *, max_bytes: int) -> bytes:
+        """Read an object whole. Raises ``ObjectNotFound`` or ``ObjectTooLarge`` (checked
+        against the size *before* reading the body when the backend can tell)."""
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> None: ...
+
+    async def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
+        """Upload a file, streaming it (multipart on S3); no partial object is left on failure."""
+
+    async def exists(self, key: str) -> bool: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def download_url(self, key: str, *, expires_in: int) -> str:
+        """A short-lived URL that downloads ``key`` (presigned on S3, signed API link locally)."""
+
+
+class ObjectNotFound(Exception):
+    """The key does not exist in the storage."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+class ObjectTooLarge(Exception):
+    """The object is larger than the caller's limit."""
+
+    def __init__(self, key: str, size: int, limit: int) -> None:
+        super().__init__(f"{key}: {size} bytes > {limit}")
+        self.key, self.size, self.limit = key, size, limit
+
+
+class InvalidKey(ValueError):
+    """The key is malformed or would resolve outside the bucket/directory."""

@@ -1,0 +1,214 @@
+"""Storage on a local directory, for the embedded single-machine setup.
+
+Layout: object ``a/b.mp4`` is the file ``<root>/a/b.mp4``; its content type and metadata live in
+the sidecar ``<root>/a/b.mp4.meta.json`` (so the suffix ``.meta.json`` is reserved). Writes go to
+a temporary file in the target's directory and are renamed into place, so a reader sees the old
+object or the new one, never half of one. Downloads are served by the API through signed links
+(see ``service.storage.endpoints``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from collections.abc import Callable
+from typing import BinaryIO
+from urllib.parse import quote
+
+from service.storage.base import InvalidKey, ObjectNotFound, ObjectTooLarge
+
+MAX_KEY_LENGTH = 1024
+META_SUFFIX = ".meta.json"
+_TMP_PREFIX = ".vg-tmp-"
+_CHUNK = 1024 * 1024
+# Encoded dot, slash, backslash, NUL and percent (double encoding): a key holding one of them is
+# either an attack or a client bug, and some layer (proxy, S3 console) might decode it.
+_ENCODED_TRAVERSAL = re.compile(r"%(2e|2f|5c|00|25)", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def validate_key(key: str) -> str:
+    """Check the shape of an object key (shared by every backend); return it or raise InvalidKey.
+
+    Keys are relative, ``/``-separated, with no empty, ``.`` or ``..`` segment, no backslash, no
+    control character and no percent-encoded traversal, so no backend can resolve them elsewhere.
+    """
+    if not isinstance(key, str) or not key:
+        raise InvalidKey("empty key")
+    if len(key) > MAX_KEY_LENGTH:
+        raise InvalidKey(f"key longer than {MAX_KEY_LENGTH} characters")
+    if _CONTROL.search(key):
+        raise InvalidKey(f"control character in key {key!r}")
+    if "\\" in key:
+        raise InvalidKey(f"backslash in key {key!r}")
+    if key.startswith("/"):
+        raise InvalidKey(f"absolute key {key!r}")
+    if _ENCODED_TRAVERSAL.search(key):
+        raise InvalidKey(f"percent-encoded separator or dot in key {key!r}")
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        raise InvalidKey(f"empty, '.' or '..' segment in key {key!r}")
+    return key
+
+
+def sign_download(secret: str, key: str, expires: int) -> str:
+    """Hex HMAC-SHA256 of the key and expiry; the newline cannot occur in a valid key."""
+    message = f"{key}\n{expires}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_download_signature(
+    secret: str, key: str, expires: int | str | None, signature: str | None, now: float | None = None
+) -> bool:
+    """True when ``signature`` was made by ``sign_download`` for this key and has not expired."""
+    if not signature or expires is None:
+        return False
+    try:
+        expires_at = int(expires)
+    except (TypeError, ValueError):
+        return False
+    if expires_at < (time.time() if now is None else now):
+        return False
+    expected = sign_download(secret, key, expires_at).encode()
+    return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
+
+
+class LocalStorage:
+    """The Storage protocol on a directory; every key resolves inside ``root`` or is refused."""
+
+    def __init__(self, root: Path, *, signing_secret: str, base_url: str = "") -> None:
+        # Absolute now, so a later chdir cannot move the storage.
+        self.root = Path(root).absolute()
+        self._signing_secret = signing_secret
+        self._base_url = base_url.rstrip("/")
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        return None
+
+    def path_for(self, key: str) -> Path:
+        """The file holding ``key``, after checking the key shape and that symlinks stay in root."""
+        validate_key(key)
+        root = self.root.resolve()
+        path = (root / key).resolve()
+        if not path.is_relative_to(root) or path == root:
+            raise InvalidKey(f"key {key!r} resolves outside the storage directory")
+        # Checked on the key and on the symlink target: sidecars and temp files are not objects.
+        for name in (key.rsplit("/", 1)[-1], path.name):
+            if name.endswith(META_SUFFIX) or name.startswith(_TMP_PREFIX):
+                raise InvalidKey(f"reserved name in key {key!r}")
+        return path
+
+    async def _resolve(self, key: str) -> Path:
+        # resolve() reads symlinks from disk, so it runs off the event loop like any file I/O.
+        return await asyncio.to_thread(self.path_for, key)
+
+    async def read(self, key: str, *, max_bytes: int) -> bytes:
+        path = await self._resolve(key)
+        return await asyncio.to_thread(_read_limited, key, path, max_bytes)
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> None:
+        path = await self._resolve(key)
+        await asyncio.to_thread(_atomic_write, path, lambda out: out.write(data))
+        await self._write_meta(path, content_type, metadata)
+
+    async def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
+        target = await self._resolve(key)
+
+        def copy(out: BinaryIO) -> None:
+            with open(path, "rb") as src:
+                shutil.copyfileobj(src, out, _CHUNK)
+
+        await asyncio.to_thread(_atomic_write, target, copy)
+        await self._write_meta(target, content_type, metadata)
+
+    async def exists(self, key: str) -> bool:
+        return await asyncio.to_thread((await self._resolve(key)).is_file)
+
+    async def delete(self, key: str) -> None:
+        path = await self._resolve(key)
+        await asyncio.to_thread(_unlink_quietly, path)
+        await asyncio.to_thread(_unlink_quietly, _meta_path(path))
+
+    async def content_type(self, key: str) -> str | None:
+        """The content type recorded at write time, or None (no sidecar, unreadable sidecar)."""
+        meta = _meta_path(await self._resolve(key))
+        try:
+            raw = await asyncio.to_thread(meta.read_text, encoding="utf-8")
+            return json.loads(raw).get("content_type")
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    async def download_url(self, key: str, *, expires_in: int) -> str:
+        await self._resolve(key)
+        expires = int(time.time()) + int(expires_in)
+        signature = sign_download(self._signing_secret, key, expires)
+        return f"{self._base_url}/video-gen/files/{quote(key, safe='/')}?expires={expires}&signature={signature}"
+
+    async def _write_meta(self, path: Path, content_type: str, metadata: dict[str, str]) -> None:
+        body = json.dumps({"content_type": content_type, "metadata": dict(metadata)}).encode()
+        await asyncio.to_thread(_atomic_write, _meta_path(path), lambda out: out.write(body))
+
+
+def _meta_path(path: Path) -> Path:
+    return path.with_name(path.name + META_SUFFIX)
+
+
+def _read_limited(key: str, path: Path, max_bytes: int) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > max_bytes:
+                raise ObjectTooLarge(key, size, max_bytes)
+            # The file may grow between fstat and read; one byte more than allowed tells us.
+            data = f.read(max_bytes + 1)
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        raise ObjectNotFound(key) from None
+    if len(data) > max_bytes:
+        raise ObjectTooLarge(key, len(data), max_bytes)
+    return data
+
+
+def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _unlink_quietly(Path(tmp))
+        raise
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not every platform lets a directory be opened.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,194 @@
+"""Storage on S3 or any S3-compatible endpoint, through aiobotocore.
+
+One session and one client live for the whole process (``open`` to ``close``): creating a client
+per call would redo credential resolution and lose the connection pool. Credentials come from the
+standard AWS chain (environment, shared config, instance role...), never from our settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from aiobotocore.config import AioConfig
+from aiobotocore.session import get_session
+from botocore.exceptions import ClientError
+
+from service.storage.base import InvalidKey, ObjectNotFound, ObjectTooLarge
+from service.storage.local import validate_key
+
+log = logging.getLogger(__name__)
+
+PART_SIZE = 8 * 1024 * 1024  # also the threshold above which put_file goes multipart
+_READ_CHUNK = 1024 * 1024
+_NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
+
+
+def _is_not_found(error: ClientError) -> bool:
+    code = str(error.response.get("Error", {}).get("Code", ""))
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in _NOT_FOUND_CODES or status == 404
+
+
+class S3Storage:
+    """The Storage protocol on one bucket, optionally under a key prefix."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        path_style: bool = False,
+    ) -> None:
+        if not bucket:
+            raise ValueError("S3Storage needs a bucket name")
+        prefix = prefix.strip("/")
+        if prefix:
+            try:
+                validate_key(prefix)
+            except InvalidKey as exc:
+                raise ValueError(f"invalid S3 key prefix {prefix!r}: {exc}") from None
+        self.bucket = bucket
+        self.prefix = f"{prefix}/" if prefix else ""
+        self._endpoint_url = endpoint_url
+        self._region = region
+        self._path_style = path_style
+        self._stack: AsyncExitStack | None = None
+        self._client: Any = None
+
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        config = AioConfig(
+            s3={"addressing_style": "path" if self._path_style else "auto"},
+            signature_version="s3v4",
+            # S3-compatible stores often reject the default checksum headers of recent botocore.
+            **({"request_checksum_calculation": "when_required"} if self._endpoint_url else {}),
+        )
+        stack = AsyncExitStack()
+        self._client = await stack.enter_async_context(
+            get_session().create_client(
+                "s3", endpoint_url=self._endpoint_url, region_name=self._region, config=config
+            )
+        )
+        self._stack = stack
+
+    async def close(self) -> None:
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+    @property
+    def client(self) -> Any:
+        """The open aiobotocore client (raises if ``open`` was not awaited)."""
+        if self._client is None:
+            raise RuntimeError("S3Storage is not open; await open() first")
+        return self._client
+
+    def full_key(self, key: str) -> str:
+        """The bucket key for ``key``: validated, with the prefix prepended."""
+        return self.prefix + validate_key(key)
+
+    async def read(self, key: str, *, max_bytes: int) -> bytes:
+        full = self.full_key(key)
+        try:
+            head = await self.client.head_object(Bucket=self.bucket, Key=full)
+            size = int(head["ContentLength"])
+            if size > max_bytes:
+                raise ObjectTooLarge(key, size, max_bytes)
+            response = await self.client.get_object(Bucket=self.bucket, Key=full)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                raise ObjectNotFound(key) from None
+            raise
+        async with response["Body"] as body:
+            data = await _read_at_most(body, max_bytes + 1)
+        # The object may have been replaced by a bigger one between HEAD and GET.
+        if len(data) > max_bytes:
+            raise ObjectTooLarge(key, len(data), max_bytes)
+        return data
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> None:
+        await self.client.put_object(
+            Bucket=self.bucket, Key=self.full_key(key), Body=data, ContentType=content_type, Metadata=metadata
+        )
+
+    async def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
+        full = self.full_key(key)
+        size = (await asyncio.to_thread(Path(path).stat)).st_size
+        if size <= PART_SIZE:
+            data = await asyncio.to_thread(Path(path).read_bytes)
+            await self.client.put_object(
+                Bucket=self.bucket, Key=full, Body=data, ContentType=content_type, Metadata=metadata
+            )
+            return
+        await self._put_multipart(full, Path(path), content_type, metadata)
+
+    async def _put_multipart(self, full: str, path: Path, content_type: str, metadata: dict[str, str]) -> None:
+        created = await self.client.create_multipart_upload(
+            Bucket=self.bucket, Key=full, ContentType=content_type, Metadata=metadata
+        )
+        upload_id = created["UploadId"]
+        try:
+            parts = await self._upload_parts(full, path, upload_id)
+            await self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}
+            )
+        except BaseException:
+            # Also on cancellation: uploaded parts are billed and invisible until aborted.
+            await self._abort(full, upload_id)
+            raise
+
+    async def _upload_parts(self, full: str, path: Path, upload_id: str) -> list[dict[str, Any]]:
+        parts: list[dict[str, Any]] = []
+        source = await asyncio.to_thread(open, path, "rb")
+        try:
+            while chunk := await asyncio.to_thread(source.read, PART_SIZE):
+                number = len(parts) + 1
+                response = await self.client.upload_part(
+                    Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=chunk
+                )
+                parts.append({"ETag": response["ETag"], "PartNumber": number})
+        finally:
+            await asyncio.to_thread(source.close)
+        return parts
+
+    async def _abort(self, full: str, upload_id: str) -> None:
+        try:
+            await self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
+        except Exception:
+            # Nothing more we can do here; a bucket lifecycle rule should reap what is left.
+            log.warning("could not abort multipart upload %s of %s", upload_id, full, exc_info=True)
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return False
+            raise
+        return True
+
+    async def delete(self, key: str) -> None:
+        await self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key))
+
+    async def download_url(self, key: str, *, expires_in: int) -> str:
+        return await self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self.full_key(key)}, ExpiresIn=int(expires_in)
+        )
+
+
+async def _read_at_most(body: Any, limit: int) -> bytes:
+    """Read the stream until EOF or ``limit`` bytes, whichever comes first."""
+    buffer = bytearray()
+    while len(buffer) < limit:
+        chunk = await body.read(min(_READ_CHUNK, limit - len(buffer)))
+        if not chunk:
+            break
+        buffer += chunk
+    return bytes(buffer)

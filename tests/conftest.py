@@ -1,0 +1,144 @@
+"""Shared fixtures: real Redis with a per-test key prefix, fresh SQLite and PostgreSQL databases,
+and the whole stack (API over HTTP + a worker pool) in the test's event loop.
+
+Redis and PostgreSQL are the machine's (``TEST_REDIS_URL``, ``TEST_POSTGRES_URL``); every test
+uses its own key prefix and a clean database, and removes what it made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+
+from service.core import db
+from service.core.embedded_redis import free_port
+from service.core.settings import Settings
+from service.embedded import Stack, embedded_stack
+from tests.factories import TestModels, token_for
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+TABLES = ["ledger_entries", "accounts", "generations", "admin_actions"]
+
+
+def _pg_url(database: str) -> str:
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    return f"{base}/{database}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for this run, dropped afterwards."""
+    name = f"video_gen_test_{uuid.uuid4().hex[:10]}"
+
+    async def admin(sql: str) -> None:
+        conn = await asyncpg.connect(POSTGRES_ADMIN_URL)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    url = _pg_url(name)
+    asyncio.run(db.migrate(url))
+    yield url
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file that each test copies (migrating once is the slow part)."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.sqlite"
+    asyncio.run(db.migrate(f"sqlite:///{path}"))
+    return path
+
+
+@pytest.fixture
+def sqlite_url(sqlite_template: Path, tmp_path: Path) -> str:
+    target = tmp_path / "video-gen.sqlite"
+    shutil.copy(sqlite_template, target)
+    return f"sqlite:///{target}"
+
+
+@pytest.fixture
+async def clean_postgres(postgres_url: str) -> str:
+    # TRUNCATE does not fire the append-only triggers: only tests may empty the ledger.
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+    finally:
+        await conn.close()
+    return postgres_url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Each test using this runs on SQLite and on PostgreSQL, from a clean database."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("clean_postgres")
+
+
+@pytest.fixture
+async def redis_prefix() -> AsyncIterator[str]:
+    """A key prefix of this test's own on the real Redis; its keys are deleted afterwards."""
+    prefix = f"vgtest-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in client.scan_iter(match=f"{prefix}:*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+def settings(database_url: str, redis_prefix: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, redis_prefix, tmp_path)
+
+
+def make_settings(database_url: str, redis_prefix: str, tmp_path: Path, **overrides: object) -> Settings:
+    """Test settings: small fast videos, no rate limit, a private storage directory."""
+    values: dict[str, object] = dict(
+        jwt_secret="test-secret", database_url=database_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix,
+        storage_url=f"file://{tmp_path / 'storage'}", host="127.0.0.1", port=free_port(), worker_concurrency=2,
+        local_model_width=320, local_model_height=180, local_model_fps=12, rate_limit_per_minute=0,
+        sync_wait_seconds=60, job_lease_seconds=5, default_model="local", fal_key=None,
+    )
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+class Api:
+    """An HTTP client on the running stack, with helpers for tokens."""
+
+    def __init__(self, stack: Stack, client: httpx.AsyncClient) -> None:
+        self.stack, self.client, self.settings = stack, client, stack.settings
+
+    def auth(self, user_id: str = "u1", *, roles: list[str] | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token_for(self.settings, user_id, roles=roles)}"}
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    """The whole stack (API over real HTTP, one worker pool, the local model) for one test."""
+    async with embedded_stack(settings, registry=TestModels.registry()) as stack:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+            yield Api(stack, client)

@@ -1,0 +1,86 @@
+"""Factories with keyword defaults: images, tokens, requests, credits, a fast test model."""
+
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import Any
+
+from PIL import Image
+
+from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin
+from models_registry.local.plugin import LocalPanZoomModel
+from models_registry.registry import ModelRegistry
+from service.core.auth import make_token
+from service.core.settings import Settings
+from service.ledger import service as ledger
+from service.storage.factory import storage_from_settings
+
+
+def make_image(*, width: int = 64, height: int = 36, fmt: str = "PNG", color: tuple[int, int, int] = (200, 120, 40)) -> bytes:
+    """A real image (a gradient, so pan and zoom show) in ``fmt``."""
+    img = Image.new("RGB", (width, height), color)
+    for x in range(width):
+        for y in range(0, height, max(height // 6, 1)):
+            img.putpixel((x, y), (x * 255 // max(width - 1, 1), 80, 160))
+    buf = io.BytesIO()
+    img.save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def token_for(settings: Settings, user_id: str = "u1", *, roles: list[str] | None = None,
+              ttl: timedelta = timedelta(minutes=30)) -> str:
+    return make_token(settings.jwt_secret, user_id, roles=roles, ttl=ttl)
+
+
+def image_request(**overrides: Any) -> dict[str, Any]:
+    """The spec's first curl body for user ``u1``, with overrides."""
+    body: dict[str, Any] = {"id": "images/u1/source-image.png", "prompt": "A beautiful sunset over the ocean",
+                            "duration": "5s", "projectId": "project-456"}
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+async def seed_image(settings: Settings, *, user_id: str = "u1", name: str = "source-image.png",
+                     data: bytes | None = None) -> str:
+    """Store an image under the user's prefix; returns its key."""
+    key = f"images/{user_id}/{name}"
+    storage = storage_from_settings(settings)
+    await storage.open()
+    try:
+        await storage.put_bytes(key, data or make_image(), content_type="image/png", metadata={})
+    finally:
+        await storage.close()
+    return key
+
+
+async def grant(user_id: str = "u1", amount: int = 750, *, reason: str = "test grant") -> int:
+    return await ledger.grant(user_id, amount, actor="test", reason=reason)
+
+
+class FailingModel(ModelPlugin):
+    """Fails every generation: for refund paths."""
+
+    name = "failing"
+    durations = ("5s", "8s", "10s")
+    default_duration = "8s"
+    timeout_seconds = 10.0
+
+    def cost(self, duration: str) -> int:
+        return 750
+
+    async def generate(self, job: GenerationJob) -> GeneratedVideo:
+        raise RuntimeError("the model exploded")
+
+
+class TestModels:
+    """The registry tests use: the entry-point plugins plus test-only ones."""
+
+    extra: tuple[type, ...] = (FailingModel,)
+
+    @classmethod
+    def registry(cls) -> ModelRegistry:
+        return ModelRegistry.load(extra=cls.extra)
+
+
+__all__ = ["LocalPanZoomModel"]

@@ -1,0 +1,1 @@
+"""Local fakes of external services, used so tests exercise the real client libraries."""

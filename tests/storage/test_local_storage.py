@@ -1,0 +1,237 @@
+"""LocalStorage: key containment, atomic writes, signed links, the download route, the factory."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from litestar import Litestar, Request, Response
+from litestar.testing import AsyncTestClient
+
+from service.core.errors import AppError
+from service.core.settings import Settings
+from service.storage.base import InvalidKey, ObjectNotFound, ObjectTooLarge, Storage
+from service.storage.endpoints import FilesController
+from service.storage.factory import storage_from_settings
+from service.storage.local import LocalStorage, sign_download, verify_download_signature
+from service.storage.s3 import S3Storage
+
+SECRET = "test-signing-secret"
+META = {"content_type": "video/mp4", "metadata": {}}
+
+TRAVERSAL_KEYS = [
+    "../x",
+    "a/../../x",
+    "a/..",
+    "/etc/passwd",
+    "%2e%2e/x",
+    "%2E%2E/x",
+    "a%2fb",
+    "a%2Fb",
+    "a%5cb",
+    "%252e%252e/x",
+    "a\x00b",
+    "a\\b",
+    "..\\x",
+    "",
+    "a//b",
+    "a/",
+    "./a",
+    "a\nb",
+    "video.mp4.meta.json",
+    "x" * 1025,
+]
+
+
+@pytest.fixture
+async def storage(scratch: Path) -> LocalStorage:
+    store = LocalStorage(scratch / "root", signing_secret=SECRET, base_url="http://api.test")
+    await store.open()
+    return store
+
+
+def tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("key", TRAVERSAL_KEYS)
+async def test_malformed_and_traversal_keys_are_refused_everywhere(storage: LocalStorage, scratch: Path, key: str):
+    before = tree(scratch)
+    with pytest.raises(InvalidKey):
+        await storage.put_bytes(key, b"evil", **META)
+    with pytest.raises(InvalidKey):
+        await storage.read(key, max_bytes=100)
+    with pytest.raises(InvalidKey):
+        await storage.exists(key)
+    with pytest.raises(InvalidKey):
+        await storage.delete(key)
+    with pytest.raises(InvalidKey):
+        await storage.download_url(key, expires_in=60)
+    assert tree(scratch) == before
+
+
+async def test_symlink_pointing_outside_root_is_refused(storage: LocalStorage, scratch: Path):
+    outside = scratch / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"secret")
+    (storage.root / "link").symlink_to(outside, target_is_directory=True)
+    (storage.root / "file-link").symlink_to(outside / "secret.txt")
+
+    for key in ("link/secret.txt", "file-link"):
+        with pytest.raises(InvalidKey):
+            await storage.read(key, max_bytes=100)
+    with pytest.raises(InvalidKey):
+        await storage.put_bytes("link/new.txt", b"x", **META)
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+
+
+async def test_symlink_inside_root_is_allowed(storage: LocalStorage):
+    (storage.root / "real").mkdir()
+    (storage.root / "real" / "a.txt").write_bytes(b"hello")
+    (storage.root / "alias").symlink_to(storage.root / "real", target_is_directory=True)
+    assert await storage.read("alias/a.txt", max_bytes=100) == b"hello"
+    await storage.put_bytes("v.mp4", b"v", **META)
+    (storage.root / "sidecar-alias").symlink_to(storage.root / "v.mp4.meta.json")
+    with pytest.raises(InvalidKey):
+        await storage.read("sidecar-alias", max_bytes=100)
+
+
+async def test_put_bytes_then_read_exists_and_content_type(storage: LocalStorage):
+    await storage.put_bytes("videos/u1/a.mp4", b"movie", content_type="video/mp4", metadata={"k": "v"})
+    assert await storage.read("videos/u1/a.mp4", max_bytes=5) == b"movie"
+    assert await storage.exists("videos/u1/a.mp4")
+    assert await storage.content_type("videos/u1/a.mp4") == "video/mp4"
+    assert tree(storage.root / "videos" / "u1") == ["a.mp4", "a.mp4.meta.json"]
+
+
+async def test_read_missing_directory_and_too_large(storage: LocalStorage):
+    with pytest.raises(ObjectNotFound):
+        await storage.read("nope.bin", max_bytes=10)
+    await storage.put_bytes("dir/a.bin", b"x", **META)
+    with pytest.raises(ObjectNotFound):
+        await storage.read("dir", max_bytes=10)
+    with pytest.raises(ObjectNotFound):
+        await storage.read("dir/a.bin/below", max_bytes=10)
+    await storage.put_bytes("big.bin", b"0123456789", **META)
+    with pytest.raises(ObjectTooLarge) as info:
+        await storage.read("big.bin", max_bytes=9)
+    assert (info.value.size, info.value.limit) == (10, 9)
+
+
+async def test_delete_removes_object_and_sidecar_and_tolerates_missing(storage: LocalStorage):
+    await storage.put_bytes("a/b.bin", b"x", **META)
+    await storage.delete("a/b.bin")
+    await storage.delete("a/b.bin")
+    assert not await storage.exists("a/b.bin")
+    assert tree(storage.root / "a") == []
+
+
+async def test_put_file_copies_and_overwrites_atomically(storage: LocalStorage, scratch: Path):
+    source = scratch / "source.bin"
+    payload = os.urandom(3 * 1024 * 1024 + 7)
+    source.write_bytes(payload)
+    await storage.put_bytes("v/out.mp4", b"old", **META)
+    await storage.put_file("v/out.mp4", source, content_type="video/mp4", metadata={"job": "1"})
+    assert await storage.read("v/out.mp4", max_bytes=len(payload)) == payload
+    assert tree(storage.root / "v") == ["out.mp4", "out.mp4.meta.json"]
+
+
+async def test_failed_write_keeps_old_content_and_leaves_no_temp_file(
+    storage: LocalStorage, scratch: Path, monkeypatch: pytest.MonkeyPatch
+):
+    await storage.put_bytes("v/out.mp4", b"old", **META)
+
+    def half_copy(src, dst, length=0):  # noqa: ANN001 - stands in for shutil.copyfileobj
+        dst.write(src.read(10))
+        raise OSError("disk full")
+
+    source = scratch / "source.bin"
+    source.write_bytes(b"n" * 100)
+    monkeypatch.setattr(shutil, "copyfileobj", half_copy)
+    with pytest.raises(OSError, match="disk full"):
+        await storage.put_file("v/out.mp4", source, **META)
+    with pytest.raises(FileNotFoundError):
+        await storage.put_file("v/out.mp4", scratch / "missing.bin", **META)
+    assert await storage.read("v/out.mp4", max_bytes=100) == b"old"
+    assert tree(storage.root / "v") == ["out.mp4", "out.mp4.meta.json"]
+
+
+async def test_download_url_is_signed_and_verifiable(storage: LocalStorage):
+    await storage.put_bytes("videos/u1/a b.mp4", b"x", **META)
+    url = await storage.download_url("videos/u1/a b.mp4", expires_in=60)
+    parts = urlsplit(url)
+    assert url.startswith("http://api.test/video-gen/files/videos/u1/a%20b.mp4?")
+    query = {name: values[0] for name, values in parse_qs(parts.query).items()}
+    expires, signature = int(query["expires"]), query["signature"]
+    assert len(signature) == 64
+    assert verify_download_signature(SECRET, "videos/u1/a b.mp4", expires, signature)
+    assert verify_download_signature(SECRET, "videos/u1/a b.mp4", str(expires), signature, now=expires)
+    assert not verify_download_signature(SECRET, "videos/u1/a b.mp4", expires, signature, now=expires + 1)
+    assert not verify_download_signature(SECRET, "videos/u1/other.mp4", expires, signature)
+    assert not verify_download_signature(SECRET, "videos/u1/a b.mp4", expires + 1, signature)
+    assert not verify_download_signature("another-secret", "videos/u1/a b.mp4", expires, signature)
+    tampered = signature[:-1] + ("0" if signature[-1] != "0" else "1")
+    assert not verify_download_signature(SECRET, "videos/u1/a b.mp4", expires, tampered)
+
+
+@pytest.mark.parametrize(
+    ("expires", "signature"), [(None, "ab"), ("soon", "ab"), ("99999999999", None), ("99999999999", "é")]
+)
+def test_verify_rejects_missing_or_garbage_input(expires, signature):  # noqa: ANN001
+    assert not verify_download_signature(SECRET, "a.mp4", expires, signature)
+
+
+def _app(storage: Storage) -> Litestar:
+    def render(request: Request, exc: AppError) -> Response:
+        return Response(exc.body(), status_code=exc.status_code)
+
+    app = Litestar([FilesController], exception_handlers={AppError: render})
+    app.state.storage = storage
+    app.state.settings = Settings(jwt_secret=SECRET)
+    return app
+
+
+async def test_download_route_serves_signed_file_and_refuses_bad_links(storage: LocalStorage):
+    await storage.put_bytes("videos/u1/a.mp4", b"movie-bytes", content_type="video/mp4", metadata={})
+    url = await storage.download_url("videos/u1/a.mp4", expires_in=60)
+    path_and_query = url.removeprefix("http://api.test")
+    async with AsyncTestClient(_app(storage)) as client:
+        ok = await client.get(path_and_query)
+        assert (ok.status_code, ok.content, ok.headers["content-type"]) == (200, b"movie-bytes", "video/mp4")
+        bad = await client.get(path_and_query.replace("signature=", "signature=0"))
+        assert bad.status_code == 403
+        assert bad.json()["message"] == "Invalid or expired download link"
+        expired = f"/video-gen/files/videos/u1/a.mp4?expires=1&signature={sign_download(SECRET, 'videos/u1/a.mp4', 1)}"
+        assert (await client.get(expired)).status_code == 403
+        assert (await client.get("/video-gen/files/videos/u1/a.mp4")).status_code == 403
+        await storage.delete("videos/u1/a.mp4")
+        assert (await client.get(path_and_query)).status_code == 404
+
+
+async def test_download_route_is_not_found_with_s3_storage():
+    link = "/video-gen/files/a.mp4?expires=99999999999&signature=" + sign_download(SECRET, "a.mp4", 99999999999)
+    async with AsyncTestClient(_app(S3Storage("bucket"))) as client:
+        assert (await client.get(link)).status_code == 404
+
+
+def test_factory_builds_local_storage(scratch: Path):
+    store = storage_from_settings(Settings(storage_url=f"file://{scratch}/store", host="h", port=9))
+    assert isinstance(store, LocalStorage) and store.root == scratch / "store"
+    relative = storage_from_settings(Settings(storage_url="file://./var/storage"))
+    assert isinstance(relative, LocalStorage) and relative.root == Path.cwd() / "var" / "storage"
+
+
+def test_factory_builds_s3_storage():
+    settings = Settings(storage_url="s3://my-bucket/some/prefix", s3_endpoint_url="http://s3.test", s3_path_style=True)
+    store = storage_from_settings(settings)
+    assert isinstance(store, S3Storage)
+    assert (store.bucket, store.prefix) == ("my-bucket", "some/prefix/")
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "file://relative", "file://", "s3://", "s3:///prefix", "/plain/path"])
+def test_factory_rejects_unknown_urls(url: str):
+    with pytest.raises(ValueError, match="STORAGE_URL"):
+        storage_from_settings(Settings(storage_url=url))
