@@ -117,7 +117,7 @@ def settings(database_url: str, redis_prefix: str, tmp_path: Path) -> Settings:
 def make_settings(database_url: str, redis_prefix: str, tmp_path: Path, **overrides: object) -> Settings:
     """Test settings: small fast videos, no rate limit, a private storage directory."""
     values: dict[str, object] = dict(
-        jwt_secret="test-secret", database_url=database_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix,
+        jwt_secret="test-secret-at-least-32-bytes-long-0123", database_url=database_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix,
         storage_url=f"file://{tmp_path / 'storage'}", host="127.0.0.1", port=free_port(), worker_concurrency=2,
         local_model_width=320, local_model_height=180, local_model_fps=12, rate_limit_per_minute=0,
         sync_wait_seconds=60, job_lease_seconds=5, default_model="local", fal_key=None,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import structlog
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException, ValidationException
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
 from service.core.errors import AppError, error_body
@@ -37,14 +38,23 @@ def validation_handler(request: Request[Any, Any, Any], exc: ValidationException
         messages = validate(request, body)
         if messages:
             return _respond(400, messages)
-    if body is None and validate is not None and "JSON" in str(exc.detail):
-        return _respond(400, "Unexpected token in JSON body: the body is not valid JSON")
     extra = exc.extra if isinstance(exc.extra, list) else []
     messages = [str(e.get("message", e)) if isinstance(e, dict) else str(e) for e in extra] or [exc.detail]
     return _respond(400, messages)
 
 
+def _malformed_json(exc: BaseException) -> bool:
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (msgspec.DecodeError, SerializationException)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if exc.status_code == 400 and _malformed_json(exc):
+        return _respond(400, f"Malformed JSON body: {exc.detail}")
     return _respond(exc.status_code, exc.detail, headers=exc.headers)
 
 

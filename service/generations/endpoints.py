@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, post
-from litestar.params import Parameter
+from litestar.params import HeaderParameter, JSONBody
 
 from service.core.auth import Principal
 from service.generations import service
@@ -36,9 +36,12 @@ class GenerationController(Controller):
     async def image_to_video(
         self,
         request: Request[Principal, Any, Any],
-        data: ImageToVideoRequest,
-        prefer: Annotated[str | None, Parameter(header="Prefer", required=False)] = None,
-        idempotency_key: Annotated[str | None, Parameter(header="Idempotency-Key", required=False)] = None,
+        data: JSONBody[ImageToVideoRequest],
+        prefer: Annotated[str | None, HeaderParameter(name="Prefer", required=False,
+                                                      description="`respond-async`: answer 202 at once")] = None,
+        idempotency_key: Annotated[str | None, HeaderParameter(
+            name="Idempotency-Key", required=False, description="Retries with the same key and body run once (24 h)"
+        )] = None,
     ) -> Response[ImageToVideoResponse | JobAccepted]:
         state = request.app.state
         sub = service.Submission(
