@@ -1,0 +1,31 @@
+# video-gen tasks. Run through uv so the project's environment is used: `uv run just <recipe>`.
+
+set dotenv-load := false
+
+# List the recipes.
+default:
+    @just --list
+
+# One request through the embedded stack (SQLite, child redis-server, local model), printed.
+demo:
+    uv run video-gen demo
+
+# The embedded stack, kept running: prints the URL, a demo token and a curl line.
+serve:
+    uv run video-gen serve
+
+# The whole test suite (needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432; see .ci/run).
+test *args:
+    uv run pytest -q {{args}}
+
+# The fault-injection suite: kills workers at every pipeline stage, restarts Redis, drops PostgreSQL.
+faults:
+    uv run python -m tests.faults.run
+
+# Benchmarks (each prints ratios against a baseline measured in the same run).
+bench:
+    uv run python -m bench.waiting_requests
+
+# Apply database migrations to DATABASE_URL.
+migrate:
+    uv run video-gen migrate
