@@ -12,7 +12,6 @@ from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
-from litestar.plugins.structlog import StructlogPlugin
 from litestar.stores.redis import RedisStore
 
 from models_registry.registry import ModelRegistry
@@ -21,6 +20,7 @@ from service.core import db
 from service.core.auth import jwt_auth
 from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.keys import Keys
+from service.core.logging import structlog_plugin
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
 from service.generations.endpoints import GenerationController
@@ -87,7 +87,7 @@ def create_app(settings: Settings, *, registry: ModelRegistry | None = None, sto
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware, *middleware],
         stores=stores,
-        plugins=[StructlogPlugin()],
+        plugins=[structlog_plugin(settings.log_level)],
         openapi_config=OpenAPIConfig(
             title="video-gen", version="0.1.0", path="/schema",
             description="Image-to-video generation: the spec's endpoint plus jobs, models, credits and admin.",

@@ -40,7 +40,7 @@ def serve(workers: int) -> None:
         settings = _settings()
         async with embedded_stack(settings, workers=workers) as stack:
             if settings.storage_url.startswith("file:"):
-                await seed_demo(stack.settings)
+                await seed_demo(stack.settings, credits=10 * 750)
             token = make_token(settings.jwt_secret, DEMO_USER, ttl=timedelta(days=1))
             click.echo(f"video-gen is running at {stack.url}  (API docs: {stack.url}/schema)")
             click.echo(f"demo user {DEMO_USER!r}, token (24 h):\n{token}\n")

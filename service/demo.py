@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import secrets
 import shutil
 from datetime import timedelta
 
@@ -19,11 +21,13 @@ DEMO_DIR = project_root() / "var" / "demo"
 
 async def run_demo() -> int:
     """Start the stack in ``var/demo`` (wiped first), generate one video, print it, stop. Exit code."""
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     shutil.rmtree(DEMO_DIR, ignore_errors=True)
     DEMO_DIR.mkdir(parents=True)
     settings = Settings.from_env(
         database_url=f"sqlite:///{DEMO_DIR / 'video-gen.sqlite'}", storage_url=f"file://{DEMO_DIR / 'storage'}",
         redis_url=None, fal_key=None, default_model=None, port=free_port(), host="127.0.0.1",
+        jwt_secret=secrets.token_urlsafe(32), log_level="WARNING",
     )
     async with embedded_stack(settings) as stack:
         await seed_demo(stack.settings)

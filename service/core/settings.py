@@ -18,7 +18,7 @@ _ENV_PREFIX_FREE = True  # names are plain (JWT_SECRET, not VIDEO_GEN_JWT_SECRET
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Runtime configuration. Field names map to upper-case environment variables."""
 
-    jwt_secret: str = "dev-secret-change-me"
+    jwt_secret: str = "dev-secret-change-me-0123456789abcdef"
     database_url: str = "sqlite:///var/video-gen.sqlite"
     redis_url: str | None = None  # None: spawn an embedded redis-server
     storage_url: str = "file://./var/storage"
