@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,6 +16,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.stores.redis import RedisStore
 
 from models_registry.registry import ModelRegistry
+from service.admin.endpoints import AdminController
 from service.catalog.endpoints import CatalogueController
 from service.core import db
 from service.core.auth import jwt_auth
@@ -25,13 +27,16 @@ from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
 from service.generations.endpoints import GenerationController
 from service.health.endpoints import HealthController
+from service.jobs.endpoints import JobsController
 from service.jobs.replies import ReplyHub
-from service.jobs.service import JobQueue
+from service.jobs.service import JobQueue, install_shutdown_hook
+from service.ledger.endpoints import CreditsController
 from service.storage.base import Storage
 from service.storage.endpoints import FilesController
 from service.storage.factory import storage_from_settings
 
-CONTROLLERS: list[Any] = [GenerationController, CatalogueController, HealthController, FilesController]
+CONTROLLERS: list[Any] = [GenerationController, CatalogueController, HealthController, FilesController,
+                          JobsController, CreditsController, AdminController]
 
 
 def _rate_limit_identity(request: Request[Any, Any, Any]) -> str:
@@ -51,20 +56,26 @@ def create_app(settings: Settings, *, registry: ModelRegistry | None = None, sto
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         await db.connect(settings.database_url)
         await db.require_migrated()
-        redis = make_redis(settings.redis_url, max_connections=settings.redis_max_connections)
-        hub = ReplyHub(make_dedicated_redis(settings.redis_url), redis)
+        name = f"{keys.prefix}:api:{os.getpid()}"
+        redis = make_redis(settings.redis_url, max_connections=settings.redis_max_connections, name=name)
+        hub = ReplyHub(make_dedicated_redis(settings.redis_url, name=f"{name}:replies"), redis)
         store = storage or storage_from_settings(settings)
         if storage is None:  # a storage passed in is opened and closed by its owner
             await store.open()
         await hub.start()
+        queue = JobQueue(redis, hub, keys, maxlen=settings.jobs_stream_maxlen, meta_ttl=settings.job_meta_ttl_seconds,
+                         idempotency_ttl=settings.idempotency_ttl_seconds)
         app.state.update(
             settings=settings, keys=keys, redis=redis, hub=hub, storage=store,
-            registry=registry or ModelRegistry.load(),
-            queue=JobQueue(redis, hub, keys, maxlen=settings.jobs_stream_maxlen, meta_ttl=settings.reply_ttl_seconds),
+            registry=registry or ModelRegistry.load(), queue=queue,
         )
+        # Graceful shutdown: on SIGTERM, refuse new jobs (503) and answer waiting requests (202 + job id).
+        uninstall_shutdown_hook = install_shutdown_hook(queue)
         try:
             yield
         finally:
+            uninstall_shutdown_hook()
+            queue.begin_shutdown()
             await hub.stop()
             if storage is None:
                 await store.close()

@@ -5,14 +5,12 @@ fal-client functions bind to the first event loop they meet. A generation submit
 ``settings.fal_endpoint``, persists fal's request id *before* waiting (so a redelivered job resumes
 it instead of paying twice), polls every ``settings.fal_poll_seconds`` reporting queue position and
 provider logs, fetches the result, streams the video to the job's workdir and finishes it to the
-sold length. Durations (table in ``durations.py``): 5s = fal's 6s trimmed to 5; 8s = fal's 8s;
-10s = fal's 8s extended to 10 by slowing its last 2 s to a stop. Error mapping: ``errors.py``.
+sold length (``durations.py``). How fal's failures are classified and retried: ``errors.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -38,6 +36,10 @@ log = logging.getLogger(__name__)
 class Veo3Model(ModelPlugin):
     """Veo3 via fal.ai: 5s, 8s (default) and 10s, 750 credits each.
 
+    fal offers 4s/6s/8s, so 5s is fal's 6s trimmed to 5.0 s, 8s is fal's 8s as is, and 10s is
+    fal's 8s extended to 10.0 s by replaying its last 2 s over 4 s, easing to a stop
+    (``durations.py`` has the table). The duration returned is probed from the finished file.
+
     Sent to fal: ``prompt``, ``image_url`` (a base64 data URI of the source, or its presigned URL
     when ``FAL_SEND_IMAGE_URL`` is on), fal's ``duration`` and ``defaults``. ``generate_audio`` is
     off by default: fal charges twice as much per second with audio and the API sells silent
@@ -50,12 +52,17 @@ class Veo3Model(ModelPlugin):
     timeout_seconds = 600.0
     description = "Google Veo3 image-to-video on fal.ai"
 
+    # The worker cancels generate() at timeout_seconds; stopping this much earlier leaves time to
+    # cancel the fal request and to fail with a message that names it.
+    cleanup_seconds: ClassVar[float] = 10.0
     # Retries of 429/5xx/network failures per fal call: attempts in all, first delay, doubling.
     retry_attempts: ClassVar[int] = 3
     retry_base_delay: ClassVar[float] = 1.0
     max_image_bytes: ClassVar[int] = 8 * 1024 * 1024  # fal's limit for Veo3's input image
     max_video_bytes: ClassVar[int] = 512 * 1024 * 1024
-    defaults: ClassVar[dict[str, Any]] = {"aspect_ratio": "auto", "resolution": "720p", "generate_audio": False}
+    defaults: ClassVar[dict[str, Any]] = {
+        "aspect_ratio": "auto", "resolution": "720p", "generate_audio": False,
+    }
     option_fields: ClassVar[frozenset[str]] = frozenset(
         {"aspect_ratio", "resolution", "generate_audio", "negative_prompt", "seed", "auto_fix"}
     )
@@ -102,23 +109,26 @@ class Veo3Model(ModelPlugin):
         plan = plan_for(job.duration)
         raw, out = job.workdir / "veo3-fal.mp4", job.workdir / "veo3.mp4"
         handle: AsyncRequestHandle | None = None
-        deadline = asyncio.timeout(self.timeout_seconds)
+        budget = self.timeout_seconds - min(self.cleanup_seconds, self.timeout_seconds / 2)
+        deadline = asyncio.timeout(budget)
         try:
             async with deadline:
                 handle = await self._start(self._fal, job, plan)
                 result = await self._wait(handle, job)
                 await self._download(_video_url(result), raw)
-                await job.report_progress(Progress(f"Finishing the video ({plan.step})", fraction=0.95))
+                await job.report_progress(Progress(f"Finishing the {plan.requested} video", fraction=0.95))
                 info = await asyncio.to_thread(finish_video, plan, raw, out)
         except TimeoutError:
             if not deadline.expired():
                 raise
             await _cancel(handle)
             which = f" (fal request {handle.request_id})" if handle else ""
-            raise GenerationFailed(f"Veo3 did not finish within {self.timeout_seconds:g} s{which}") from None
+            raise GenerationFailed(f"Veo3 did not finish within {budget:g} s{which}") from None
         return GeneratedVideo(path=out, duration_seconds=info.duration_seconds)
 
-    async def _start(self, fal: fal_client.AsyncClient, job: GenerationJob, plan: DurationPlan) -> AsyncRequestHandle:
+    async def _start(
+        self, fal: fal_client.AsyncClient, job: GenerationJob, plan: DurationPlan
+    ) -> AsyncRequestHandle:
         """Resume the job's fal request if it has one, else submit and persist the new id."""
         if job.provider_request_id:
             # An earlier delivery already submitted (and paid for) this request: never resubmit.

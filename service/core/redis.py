@@ -17,10 +17,14 @@ BLOCK_MS = 2_000
 SOCKET_TIMEOUT = 15.0
 
 
-def make_redis(url: str, *, max_connections: int = 64, pool_timeout: float = 20.0) -> Redis:
-    """A client on a blocking pool: at most ``max_connections``, callers wait up to ``pool_timeout``."""
+def make_redis(url: str, *, max_connections: int = 64, pool_timeout: float = 20.0, name: str | None = None) -> Redis:
+    """A client on a blocking pool: at most ``max_connections``, callers wait up to ``pool_timeout``.
+
+    ``name`` is set with CLIENT SETNAME, so ``CLIENT LIST`` shows which process holds what.
+    """
     pool = BlockingConnectionPool.from_url(
         url,
+        client_name=name,
         max_connections=max_connections,
         timeout=pool_timeout,
         socket_timeout=SOCKET_TIMEOUT,
@@ -33,10 +37,11 @@ def make_redis(url: str, *, max_connections: int = 64, pool_timeout: float = 20.
     return Redis(connection_pool=pool)
 
 
-def make_dedicated_redis(url: str) -> Redis:
+def make_dedicated_redis(url: str, *, name: str | None = None) -> Redis:
     """A single-connection client for a long-running reader (the reply hub, a worker's claim loop)."""
     return Redis.from_url(
         url,
+        client_name=name,
         single_connection_client=True,
         socket_timeout=SOCKET_TIMEOUT,
         socket_connect_timeout=5.0,

@@ -38,11 +38,14 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     job_max_attempts: int = 3
     shutdown_grace_seconds: float = 30.0
     reply_ttl_seconds: int = 3600
-    jobs_stream_maxlen: int = 100_000
+    jobs_stream_maxlen: int = 100_000  # the most jobs waiting or running; beyond it new requests get 503
+    job_meta_ttl_seconds: int = 7 * 86400  # how long Redis remembers a job's owner (GET /video-gen/jobs/{id})
+    idempotency_ttl_seconds: int = 86400  # an Idempotency-Key is honoured this long
+    dead_letter_maxlen: int = 10_000  # approximate cap of the dead-letter stream
     source_key_prefix: str = "images/{user_id}/"
     max_source_bytes: int = 8 * 1024 * 1024
     download_url_seconds: int = 900
-    redis_max_connections: int = 64
+    redis_max_connections: int = 16
     redis_key_prefix: str = "video-gen"
     log_level: str = "INFO"
     log_json: bool = False

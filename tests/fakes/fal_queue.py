@@ -102,6 +102,7 @@ class FakeFal:
     requests: dict[str, FakeRequest] = field(default_factory=dict)
     status_polls: int = 0
     cancelled: list[str] = field(default_factory=list)
+    downloads: list[dict[str, Any]] = field(default_factory=list)  # file GETs and their auth header
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
@@ -111,7 +112,9 @@ class FakeFal:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         base = f"{scope['scheme']}://{headers['host']}"
         if parts[:1] == ["files"] and method == "GET":
-            return await self._file(send, parts[-1].removesuffix(".mp4"))
+            request_id = parts[-1].removesuffix(".mp4")
+            self.downloads.append({"request_id": request_id, "authorization": headers.get("authorization")})
+            return await self._file(send, request_id)
         if parts[:1] == ["_control"]:
             return await _json(send, 200, self._control(method, parts[1:]))
         if headers.get("authorization") != f"Key {self.api_key}":
@@ -124,7 +127,7 @@ class FakeFal:
             status, payload = self._route_request(method, parts[4:], req, base, query)
             return await _json(send, status, payload)
         if method == "POST" and len(parts) >= 2:
-            status, payload = self._submit(parts, json.loads(body or b"{}"), headers, base)
+            status, payload = self._submit(parts, json.loads(body or b"{}"), base)
             return await _json(send, status, payload)
         return await _json(send, 404, {"detail": "Not found"})
 
@@ -139,7 +142,7 @@ class FakeFal:
             return 202, {"status": "CANCELLATION_REQUESTED"}
         return 405, {"detail": "Method not allowed"}
 
-    def _submit(self, parts: list[str], args: dict, headers: dict, base: str):
+    def _submit(self, parts: list[str], args: dict, base: str):
         prompt = str(args.get("prompt", ""))
         self.submissions.append({"app": "/".join(parts), "arguments": args})
         seen = sum(1 for s in self.submissions if s["arguments"].get("prompt") == prompt)
@@ -214,6 +217,7 @@ class FakeFal:
             self.submissions.clear()
             self.requests.clear()
             self.cancelled.clear()
+            self.downloads.clear()
             self.status_polls = 0
         short = [{**s, "arguments": {k: str(v)[:80] for k, v in s["arguments"].items()}}
                  for s in self.submissions]
@@ -240,7 +244,8 @@ def _validate(args: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _policy_violation(where: str) -> dict[str, Any]:
     return {"loc": ["body", where], "type": "content_policy_violation",
-            "msg": "The content could not be processed because it contained material flagged by a content checker."}
+            "msg": "The content could not be processed because it contained material flagged "
+                   "by a content checker."}
 
 
 def _log(message: str) -> dict[str, Any]:
@@ -265,7 +270,7 @@ async def _json(send: Callable, status: int, payload: Any) -> None:
 
 
 async def _lifespan(receive: Callable, send: Callable) -> None:
-    while (message := await receive())["type"] != "lifespan.shutdown":
+    while (await receive())["type"] != "lifespan.shutdown":
         await send({"type": "lifespan.startup.complete"})
     await send({"type": "lifespan.shutdown.complete"})
 
@@ -309,6 +314,7 @@ def start_fal_server(tmp_dir: Path) -> tuple[str, Path, Callable[[], None]]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
 
     port = proc.stdout.readline().strip()  # the child binds port 0 and says which it got
     base_url = f"https://localhost:{port}"
@@ -318,10 +324,11 @@ def start_fal_server(tmp_dir: Path) -> tuple[str, Path, Callable[[], None]]:
         try:
             httpx.get(f"{base_url}/_control/health", verify=trust, timeout=1).raise_for_status()
             return base_url, ca_path, stop
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, ValueError) as exc:
             if proc.poll() is not None or time.monotonic() > deadline:
                 stop()
-                raise RuntimeError(f"the fake fal server did not start (exit code {proc.returncode})")
+                message = f"the fake fal server did not start (exit code {proc.returncode})"
+                raise RuntimeError(message) from exc
             time.sleep(0.05)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -81,8 +82,12 @@ async def veo3(transport: httpx.AsyncBaseTransport):
     await plugin.close()
 
 
-@pytest.mark.parametrize(("duration", "fal_duration", "seconds"), [("5s", "6s", 5.0), ("8s", "8s", 8.0), ("10s", "8s", 10.0)])
-async def test_each_duration_gives_a_real_video_of_that_length(veo3, fake, tmp_path, duration, fal_duration, seconds):
+@pytest.mark.parametrize(
+    ("duration", "fal_duration", "seconds"), [("5s", "6s", 5.0), ("8s", "8s", 8.0), ("10s", "8s", 10.0)]
+)
+async def test_each_duration_gives_a_real_video_of_that_length(
+    veo3, fake, tmp_path, duration, fal_duration, seconds
+):
     video = await veo3.generate(make_job(tmp_path, Recorder(fake), duration=duration))
     assert isinstance(video, GeneratedVideo) and video.path.parent == tmp_path
     info = probe_video(video.path)  # decodes every frame
@@ -93,6 +98,8 @@ async def test_each_duration_gives_a_real_video_of_that_length(veo3, fake, tmp_p
     args = submission["arguments"]
     assert args["duration"] == fal_duration and args["prompt"] == "A calm sea at dawn"
     assert args["generate_audio"] is False and args["image_url"].startswith("data:image/png;base64,")
+    # The file host must not receive the FAL_KEY.
+    assert fake.downloads == [{"request_id": next(iter(fake.requests)), "authorization": None}]
     assert veo3.cost(duration) == 750
 
 
@@ -107,7 +114,8 @@ async def test_request_id_is_saved_before_polling_and_progress_is_reported(veo3,
 
 
 async def test_options_override_known_fields_only(veo3, fake, tmp_path):
-    options = {"generate_audio": True, "resolution": "1080p", "negative_prompt": "blur", "duration": "4s", "x": 1}
+    options = {"generate_audio": True, "resolution": "1080p", "negative_prompt": "blur",
+               "duration": "4s", "x": 1}
     await veo3.generate(make_job(tmp_path, Recorder(), options=options))
     args = fake.submissions[0]["arguments"]
     assert (args["generate_audio"], args["resolution"], args["negative_prompt"]) == (True, "1080p", "blur")
@@ -155,7 +163,8 @@ async def test_status_5xx_is_retried_without_resubmitting(veo3, fake, tmp_path):
 
 
 async def test_429_is_retried_by_the_plugin_too(veo3, fake, tmp_path, monkeypatch):
-    monkeypatch.setattr(fal_client.client, "MAX_ATTEMPTS", 1)  # so fal-client's own retry is not what we see
+    # fal-client retries 429 itself (10 attempts); turn that off so the plugin's retry is tested.
+    monkeypatch.setattr(fal_client.client, "MAX_ATTEMPTS", 1)
     await veo3.generate(make_job(tmp_path, Recorder(), prompt="[throttle:2] waves"))
     assert len(fake.submissions) == 3
 
@@ -209,19 +218,23 @@ async def test_resume_polls_the_saved_request_and_never_resubmits(veo3, fake, tm
 
 
 async def test_overall_timeout_fails_and_cancels_the_request(veo3, fake, tmp_path):
-    veo3.timeout_seconds = 0.3
-    with pytest.raises(GenerationFailed, match=r"did not finish within 0\.3 s \(fal request \w+\)"):
-        await veo3.generate(make_job(tmp_path, Recorder(), prompt="[never] waves"))
+    veo3.timeout_seconds = 0.4  # the plugin stops at half of that, before the worker would
+    with pytest.raises(GenerationFailed, match=r"did not finish within 0\.2 s \(fal request \w+\)"):
+        # Wrapped as the worker does: the plugin's own deadline must fire first.
+        await asyncio.wait_for(veo3.generate(make_job(tmp_path, Recorder(), prompt="[never] waves")), 0.4)
     assert fake.cancelled == list(fake.requests)
 
 
 def test_classification_of_fal_errors():
     request = httpx.Request("GET", "https://queue.fal.run/x")
     for status in (429, 500, 502, 503):
-        error = fal_client.FalClientHTTPError("busy", status, {}, httpx.Response(status, request=request))
+        response = httpx.Response(status, request=request)
+        error = fal_client.FalClientHTTPError("busy", status, {}, response)
         assert isinstance(classify(error, "polling"), RetryableProviderError)
-    assert isinstance(classify(httpx.ConnectError("refused", request=request), "submitting"), RetryableProviderError)
-    not_found = fal_client.FalClientHTTPError("Request not found", 404, {}, httpx.Response(404, request=request))
+    refused = httpx.ConnectError("refused", request=request)
+    assert isinstance(classify(refused, "submitting"), RetryableProviderError)
+    not_found = fal_client.FalClientHTTPError(
+        "Request not found", 404, {}, httpx.Response(404, request=request))
     assert classify(not_found, "polling").message == (
         "Image-to-video generation failed: fal.ai answered HTTP 404 while polling: Request not found")
     assert classify(ValueError("a bug"), "polling") is None
@@ -251,7 +264,8 @@ async def test_in_process_plugin_against_https_server(fal_server, tmp_path, monk
     monkeypatch.setenv("SSL_CERT_FILE", str(ca_path))
     plugin = await open_plugin(None)
     try:
-        video = await plugin.generate(make_job(tmp_path, Recorder(), prompt="[fail:1] https in process", duration="5s"))
+        job = make_job(tmp_path, Recorder(), prompt="[fail:1] https in process", duration="5s")
+        video = await plugin.generate(job)
     finally:
         await plugin.close()
     assert video.duration_seconds == pytest.approx(5.0, abs=0.01)

@@ -1,0 +1,83 @@
+"""Benchmark: many requests waiting on one API process.
+
+Starts the embedded stack (child redis-server, SQLite, no workers), puts N requests in flight,
+then plays the worker by writing every job's reply at once, and measures how long the API takes
+to hand all N answers back, and how many Redis connections it held meanwhile. The baseline is
+N=1 in the same run; figures are per-request time as a ratio of that baseline.
+
+    uv run python -m bench.waiting_requests [--sizes 1,100,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import redis.asyncio as aioredis
+
+from service.core.auth import make_token
+from service.core.embedded_redis import free_port
+from service.core.keys import Keys
+from service.core.settings import Settings
+from service.embedded import embedded_stack
+from service.jobs.messages import JobReply, decode_job, encode
+
+
+async def _answer(redis: aioredis.Redis, keys: Keys, n: int) -> None:
+    entries = await redis.xrange(keys.jobs_stream, count=n)
+    async with redis.pipeline(transaction=False) as pipe:
+        for _, fields in entries:
+            job = decode_job(fields)
+            body = {"statusCode": 400, "message": job.job_id, "error": "Bad Request"}
+            pipe.xadd(job.reply_stream, encode(JobReply(job_id=job.job_id, status_code=400, body=body)))
+            pipe.expire(job.reply_stream, 60)
+        pipe.delete(keys.jobs_stream)
+        await pipe.execute()
+
+
+async def _round(stack, http: httpx.AsyncClient, redis: aioredis.Redis, token: str, n: int) -> tuple[float, int]:
+    app, keys = stack.server.config.app, Keys(stack.settings.redis_key_prefix)
+    body = {"id": "images/bench/source-image.png", "prompt": "bench"}
+    tasks = [asyncio.create_task(http.post("/video-gen/image-to-video", json=body,
+                                           headers={"Authorization": f"Bearer {token}"})) for _ in range(n)]
+    while app.state.hub.waiting < n:
+        await asyncio.sleep(0.01)
+    held = sum(1 for c in await redis.client_list() if c.get("name", "").startswith(f"{keys.prefix}:api:"))
+    start = time.perf_counter()
+    await _answer(redis, keys, n)
+    responses = await asyncio.gather(*tasks)
+    elapsed = time.perf_counter() - start
+    assert all(r.status_code == 400 for r in responses)
+    return elapsed, held
+
+
+async def main(sizes: list[int]) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(database_url=f"sqlite:///{Path(tmp) / 'db.sqlite'}", storage_url=f"file://{tmp}/storage",
+                            port=free_port(), jwt_secret=secrets.token_urlsafe(32), rate_limit_per_minute=0,
+                            log_level="WARNING", sync_wait_seconds=300)
+        async with embedded_stack(settings, workers=0) as stack:
+            token = make_token(settings.jwt_secret, "bench")
+            limits = httpx.Limits(max_connections=max(sizes) + 10)
+            async with httpx.AsyncClient(base_url=stack.url, timeout=300, limits=limits) as http, \
+                    aioredis.Redis.from_url(stack.settings.redis_url) as redis:
+                await _round(stack, http, redis, token, 1)  # warm-up
+                rows = [(n, *await _round(stack, http, redis, token, n)) for n in sizes]
+    base = rows[0][1] / rows[0][0]
+    print(f"{'waiting':>8} {'total s':>9} {'ms/request':>11} {'vs baseline':>12} {'redis conns':>12}")
+    for n, elapsed, held in rows:
+        per = elapsed / n
+        print(f"{n:>8} {elapsed:>9.3f} {per * 1000:>11.3f} {per / base:>11.3f}x {held:>12}")
+    print(f"(baseline: {sizes[0]} waiting request; pool limit REDIS_MAX_CONNECTIONS={settings.redis_max_connections})")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1,100,1000")
+    args = parser.parse_args()
+    asyncio.run(main([int(s) for s in args.sizes.split(",")]))
