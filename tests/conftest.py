@@ -2,14 +2,18 @@
 and the whole stack (API over HTTP + a worker pool) in the test's event loop.
 
 Redis and PostgreSQL are the machine's (``TEST_REDIS_URL``, ``TEST_POSTGRES_URL``); every test
-uses its own key prefix and a clean database, and removes what it made.
+uses its own key prefix and a clean database, and removes what it made. With no Redis on
+127.0.0.1:6379 a private redis-server is spawned for the run; with no PostgreSQL the PostgreSQL
+half of the suite is skipped, except under CI, where it fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,12 +24,30 @@ import pytest
 import redis.asyncio as aioredis
 
 from service.core import db
-from service.core.embedded_redis import free_port
+from service.core.embedded_redis import EmbeddedRedis, free_port
 from service.core.settings import Settings
 from service.embedded import Stack, embedded_stack
 from tests.factories import TestModels, token_for
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _redis_url() -> str:
+    if os.environ.get("TEST_REDIS_URL"):
+        return os.environ["TEST_REDIS_URL"]
+    if _reachable("127.0.0.1", 6379):
+        return "redis://127.0.0.1:6379/0"
+    server = EmbeddedRedis()
+    atexit.register(server.stop)
+    return server.start()
+
+
+REDIS_URL = _redis_url()
 POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TABLES = ["ledger_entries", "accounts", "generations", "admin_actions"]
 
@@ -38,6 +60,12 @@ def _pg_url(database: str) -> str:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this run, dropped afterwards."""
+    try:
+        asyncio.run(asyncio.wait_for(asyncpg.connect(POSTGRES_ADMIN_URL), 5)).terminate()
+    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL} ({exc}); set TEST_POSTGRES_URL")
     name = f"video_gen_test_{uuid.uuid4().hex[:10]}"
 
     async def admin(sql: str) -> None:
