@@ -27,10 +27,14 @@ class AppError(Exception):
         return error_body(self.status_code, self.message)
 
 
+# Where Python's reason phrase differs from the one the original (NestJS) API sends.
+_PHRASES = {413: "Payload Too Large"}
+
+
 def error_body(status_code: int, message: str | list[str]) -> dict[str, Any]:
     """``{"statusCode", "message", "error"}`` with the standard reason phrase as ``error``."""
     try:
-        phrase = HTTPStatus(status_code).phrase
+        phrase = _PHRASES.get(status_code) or HTTPStatus(status_code).phrase
     except ValueError:
         phrase = "Error"
     return {"statusCode": status_code, "message": message, "error": phrase}
