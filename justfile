@@ -25,6 +25,7 @@ faults:
 # Benchmarks (each prints ratios against a baseline measured in the same run).
 bench:
     uv run python -m bench.waiting_requests
+    uv run python -m bench.local_render
 
 # Apply database migrations to DATABASE_URL.
 migrate:
