@@ -46,25 +46,42 @@ def validate_plugin(plugin: Any, origin: str) -> None:
             raise PluginError(f"model plugin from {origin} has no {attr!r}")
     if not isinstance(plugin.name, str) or not plugin.name:
         raise PluginError(f"model plugin from {origin}: name must be a non-empty string")
+    where = f"model plugin {plugin.name!r} from {origin}"
+    _check_durations(plugin, where)
+    timeout = plugin.timeout_seconds
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise PluginError(f"{where}: timeout_seconds must be a positive number, not {timeout!r}")
+    generate = getattr(type(plugin), "generate", None)
+    if generate is ModelPlugin.generate:
+        raise PluginError(f"{where}: generate is not implemented")
+    if not inspect.iscoroutinefunction(plugin.generate):
+        raise PluginError(f"{where}: generate must be async")
+    _check_costs(plugin, where)
+
+
+def _check_durations(plugin: Any, where: str) -> None:
+    if isinstance(plugin.durations, str):  # ("8s") without its comma is a string, not a tuple
+        raise PluginError(f"{where}: durations must be a tuple of strings, not the string {plugin.durations!r}")
     durations = tuple(plugin.durations)
     if not durations:
-        raise PluginError(f"model plugin {plugin.name!r} from {origin} offers no durations")
+        raise PluginError(f"{where} offers no durations")
     for d in durations:
         try:
             parse_duration(d)
-        except ValueError:
-            raise PluginError(f"model plugin {plugin.name!r} from {origin}: bad duration {d!r}") from None
+        except (ValueError, AttributeError):  # AttributeError: not a string at all, e.g. 8
+            raise PluginError(f"{where}: bad duration {d!r}") from None
     if plugin.default_duration not in durations:
-        raise PluginError(
-            f"model plugin {plugin.name!r} from {origin}: default duration "
-            f"{plugin.default_duration!r} is not one of {list(durations)}"
-        )
-    if not inspect.iscoroutinefunction(plugin.generate):
-        raise PluginError(f"model plugin {plugin.name!r} from {origin}: generate must be async")
-    for d in durations:
-        cost = plugin.cost(d)
+        raise PluginError(f"{where}: default duration {plugin.default_duration!r} is not one of {list(durations)}")
+
+
+def _check_costs(plugin: Any, where: str) -> None:
+    for d in plugin.durations:
+        try:
+            cost = plugin.cost(d)
+        except Exception as exc:  # e.g. ModelPlugin.cost not overridden: say which plugin
+            raise PluginError(f"{where}: cost({d!r}) failed: {exc!r}") from exc
         if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
-            raise PluginError(f"model plugin {plugin.name!r} from {origin}: cost({d!r}) must be an int >= 0")
+            raise PluginError(f"{where}: cost({d!r}) must be an int >= 0")
 
 
 class ModelRegistry:

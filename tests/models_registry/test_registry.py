@@ -1,0 +1,332 @@
+"""The model registry: what it loads, what it refuses and how the refusal reads.
+
+A plugin that breaks the contract must stop the process with a message naming the package (or
+class) and the problem, so most tests here assert on the wording of ``PluginError``. Plugins are
+small in-test classes passed as ``extra``; entry points come from fake ``.dist-info`` directories
+so that ``ep.dist`` is a real distribution, as it is for an installed package.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from importlib.metadata import EntryPoint, PathDistribution, entry_points
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+
+import models_registry.registry as registry_module
+from models_registry.base import ENTRY_POINT_GROUP, GeneratedVideo, GenerationJob, ModelPlugin
+from models_registry.local.plugin import LocalPanZoomModel
+from models_registry.registry import ModelRegistry, PluginError
+from models_registry.veo3.plugin import Veo3Model
+from service.core.errors import ValidationFailed
+
+CONTRACT = ("name", "durations", "default_duration", "timeout_seconds", "cost", "generate")
+
+
+async def _generate(self: Any, job: GenerationJob) -> GeneratedVideo:
+    return GeneratedVideo(job.workdir / "out.mp4", 5.0)
+
+
+def plugin_class(name: str = "good", *, drop: tuple[str, ...] = (), **overrides: Any) -> type:
+    """A plain class (subclassing ``ModelPlugin`` is optional) meeting the contract, with overrides.
+
+    ``cost`` may be given as a value (returned for every duration) or as a function of the duration.
+    """
+    attrs: dict[str, Any] = {
+        "name": name, "durations": ("5s", "8s"), "default_duration": "5s", "timeout_seconds": 30,
+        "description": "a test model", "generate": _generate,
+    }
+    cost = overrides.pop("cost", lambda d: 10 * int(d[:-1]))
+    attrs["cost"] = (lambda self, d: cost(d)) if callable(cost) else (lambda self, d: cost)
+    attrs.update(overrides)
+    for attr in drop:
+        attrs.pop(attr)
+    cls_name = "".join(part.title() for part in re.split(r"\W+", str(name or "nameless"))) + "Model"
+    return type(cls_name, (), {"__module__": __name__, "__qualname__": cls_name, **attrs})
+
+
+def origin_of(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def fake_package(tmp_path: Path, dist_name: str, entries: dict[str, str]) -> PathDistribution:
+    """An installed-looking distribution (METADATA + entry_points.txt) in a dist-info directory."""
+    info = tmp_path / f"{dist_name.replace('-', '_')}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: 1.0\n")
+    lines = "".join(f"{name} = {value}\n" for name, value in entries.items())
+    (info / "entry_points.txt").write_text(f"[{ENTRY_POINT_GROUP}]\n{lines}")
+    return PathDistribution(info)
+
+
+def refusal(*classes: type) -> str:
+    """The ``PluginError`` message that loading ``classes`` (and the entry points) stops with."""
+    with pytest.raises(PluginError) as caught:
+        ModelRegistry.load(extra=classes)
+    return str(caught.value)
+
+
+@pytest.fixture
+def only_entry_points(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Make the registry see exactly the entry points of the given fake packages."""
+
+    def install(*dists: PathDistribution) -> None:
+        def fake(*, group: str) -> list[EntryPoint]:
+            return [ep for dist in dists for ep in dist.entry_points if ep.group == group]
+
+        monkeypatch.setattr(registry_module, "entry_points", fake)
+
+    return install
+
+
+# --- what loads -----------------------------------------------------------------------------------
+
+
+def test_the_built_in_models_come_from_video_gens_own_entry_points() -> None:
+    ours = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.dist and ep.dist.name == "video-gen"}
+    assert set(ours) == {"local", "veo3"}
+    registry = ModelRegistry.load()  # no extra: only entry points
+    assert isinstance(registry.get("local"), LocalPanZoomModel)
+    assert isinstance(registry.get("veo3"), Veo3Model)
+    packages = {e.name: e.package for e in registry.catalogue()}
+    assert packages["local"] == "video-gen (entry point 'local' = 'models_registry.local.plugin:LocalPanZoomModel')"
+    assert packages["veo3"] == "video-gen (entry point 'veo3' = 'models_registry.veo3.plugin:Veo3Model')"
+
+
+def test_an_entry_point_of_another_package_is_loaded_and_named(
+    tmp_path: Path, only_entry_points: Callable[..., None]
+) -> None:
+    only_entry_points(fake_package(tmp_path, "acme-models", {"acme": "tests.factories:FailingModel"}))
+    registry = ModelRegistry.load()
+    assert registry.names() == ["failing"]
+    [entry] = registry.catalogue()
+    assert entry.package == "acme-models (entry point 'acme' = 'tests.factories:FailingModel')"
+
+
+def test_the_catalogue_lists_every_model_with_its_prices() -> None:
+    good = plugin_class("good")
+    registry = ModelRegistry.load(extra=[good], group="video_gen.no_such_group")
+    assert registry.names() == ["good"]
+    assert "good" in registry and "local" not in registry
+    [entry] = registry.catalogue()
+    assert entry.name == "good"
+    assert entry.durations == ("5s", "8s") and entry.default_duration == "5s"
+    assert entry.cost == {"5s": 50, "8s": 80}
+    assert entry.timeout_seconds == 30.0 and isinstance(entry.timeout_seconds, float)
+    assert entry.description == "a test model"
+    assert entry.package == origin_of(good)  # no entry point: the class names itself
+
+
+def test_the_catalogue_is_sorted_by_name_and_includes_entry_points() -> None:
+    registry = ModelRegistry.load(extra=[plugin_class("zeta"), plugin_class("alpha")])
+    names = [e.name for e in registry.catalogue()]
+    assert names == sorted(names) and {"alpha", "zeta", "local", "veo3"} <= set(names)
+
+
+def test_the_registry_is_read_only() -> None:
+    plugins: dict[str, Any] = {"good": plugin_class("good")()}
+    registry = ModelRegistry(plugins, {"good": "here"})
+    plugins["sneaky"] = object()  # the caller's dict was copied
+    assert registry.names() == ["good"]
+    assert isinstance(registry._plugins, MappingProxyType)
+    with pytest.raises(TypeError):
+        registry._plugins["sneaky"] = object()  # type: ignore[index]
+    registry.names().append("sneaky")  # a fresh list every time
+    assert registry.names() == ["good"]
+
+
+# --- what is refused, and how the refusal reads ----------------------------------------------------
+
+
+@pytest.mark.parametrize("attr", CONTRACT)
+def test_a_missing_attribute_is_named(attr: str) -> None:
+    cls = plugin_class("partial", drop=(attr,))
+    assert refusal(cls) == f"model plugin from {origin_of(cls)} has no {attr!r}"
+
+
+def test_a_model_plugin_subclass_still_has_to_declare_name_and_durations() -> None:
+    class Forgetful(ModelPlugin):
+        async def generate(self, job: GenerationJob) -> GeneratedVideo:
+            raise NotImplementedError
+
+    assert refusal(Forgetful) == f"model plugin from {origin_of(Forgetful)} has no 'name'"
+
+
+@pytest.mark.parametrize("name", ["", None, 7])
+def test_the_name_must_be_a_non_empty_string(name: object) -> None:
+    cls = plugin_class(name)  # type: ignore[arg-type]
+    assert refusal(cls) == f"model plugin from {origin_of(cls)}: name must be a non-empty string"
+
+
+@pytest.mark.parametrize("durations", [(), []])
+def test_a_model_must_offer_a_duration(durations: object) -> None:
+    cls = plugin_class("empty", durations=durations, default_duration="5s")
+    assert refusal(cls) == f"model plugin 'empty' from {origin_of(cls)} offers no durations"
+
+
+@pytest.mark.parametrize("bad", ["5", "5sec", "s", "-5s", "five", "5.5s", " 5s", 5])
+def test_durations_are_whole_seconds_spelled_like_the_api(bad: object) -> None:
+    cls = plugin_class("odd", durations=("5s", bad))
+    assert refusal(cls) == f"model plugin 'odd' from {origin_of(cls)}: bad duration {bad!r}"
+
+
+def test_the_default_duration_must_be_offered() -> None:
+    cls = plugin_class("nodefault", default_duration="10s")
+    message = f"model plugin 'nodefault' from {origin_of(cls)}: default duration '10s' is not one of ['5s', '8s']"
+    assert refusal(cls) == message
+
+
+def test_generate_must_be_async() -> None:
+    def generate(self: Any, job: GenerationJob) -> GeneratedVideo:
+        return GeneratedVideo(job.workdir / "out.mp4", 5.0)
+
+    cls = plugin_class("blocking", generate=generate)
+    assert refusal(cls) == f"model plugin 'blocking' from {origin_of(cls)}: generate must be async"
+
+
+def test_durations_given_as_one_string_are_named() -> None:
+    cls = plugin_class("comma", durations=("8s"), default_duration="8s")
+    message = f"model plugin 'comma' from {origin_of(cls)}: durations must be a tuple of strings, not the string '8s'"
+    assert refusal(cls) == message
+
+
+@pytest.mark.parametrize("timeout", [0, -1, "60", None, True])
+def test_the_timeout_must_be_a_positive_number(timeout: object) -> None:
+    cls = plugin_class("slow", timeout_seconds=timeout)
+    message = f"model plugin 'slow' from {origin_of(cls)}: timeout_seconds must be a positive number, not {timeout!r}"
+    assert refusal(cls) == message
+
+
+def test_a_subclass_must_implement_generate() -> None:
+    class Lazy(ModelPlugin):
+        name = "lazy"
+        durations = ("5s",)
+        default_duration = "5s"
+
+        def cost(self, duration: str) -> int:
+            return 1
+
+    assert refusal(Lazy) == f"model plugin 'lazy' from {origin_of(Lazy)}: generate is not implemented"
+
+
+@pytest.mark.parametrize("cost", [-1, 1.5, 750.0, "750", True, None])
+def test_cost_must_be_a_non_negative_int_for_every_duration(cost: object) -> None:
+    cls = plugin_class("pricey", cost=lambda d: 100 if d == "5s" else cost)
+    assert refusal(cls) == f"model plugin 'pricey' from {origin_of(cls)}: cost('8s') must be an int >= 0"
+
+
+def test_a_free_model_is_allowed() -> None:
+    registry = ModelRegistry.load(extra=[plugin_class("free", cost=0)], group="video_gen.no_such_group")
+    assert registry.catalogue()[0].cost == {"5s": 0, "8s": 0}
+
+
+def test_a_cost_rule_that_raises_names_the_plugin() -> None:
+    class Unpriced(ModelPlugin):  # inherits ModelPlugin.cost, which raises NotImplementedError
+        name, durations, default_duration = "unpriced", ("5s",), "5s"
+
+        async def generate(self, job: GenerationJob) -> GeneratedVideo:
+            raise NotImplementedError
+
+    message = f"model plugin 'unpriced' from {origin_of(Unpriced)}: cost('5s') failed: NotImplementedError()"
+    assert refusal(Unpriced) == message
+
+
+def test_a_plugin_that_cannot_be_created_is_named() -> None:
+    def __init__(self: Any) -> None:
+        raise RuntimeError("needs ACME_API_KEY")
+
+    cls = plugin_class("acme", __init__=__init__)
+    assert refusal(cls) == f"model plugin from {origin_of(cls)} could not be created: needs ACME_API_KEY"
+
+
+def test_duplicate_names_name_both_origins() -> None:
+    first, second = plugin_class("twin"), plugin_class("twin")
+    second.__qualname__ = "OtherTwinModel"
+    assert refusal(first, second) == f"duplicate model name 'twin': {origin_of(second)} and {origin_of(first)}"
+
+
+def test_a_plugin_cannot_take_a_built_in_name() -> None:
+    impostor = plugin_class("local")
+    assert refusal(impostor) == (
+        f"duplicate model name 'local': {origin_of(impostor)} and "
+        "video-gen (entry point 'local' = 'models_registry.local.plugin:LocalPanZoomModel')"
+    )
+
+
+def test_duplicate_names_across_packages_name_both_packages(
+    tmp_path: Path, only_entry_points: Callable[..., None]
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    only_entry_points(
+        fake_package(tmp_path / "a", "acme-models", {"acme": "tests.factories:FailingModel"}),
+        fake_package(tmp_path / "b", "rival-models", {"rival": "tests.factories:FailingModel"}),
+    )
+    assert refusal() == (
+        "duplicate model name 'failing': rival-models (entry point 'rival' = 'tests.factories:FailingModel') "
+        "and acme-models (entry point 'acme' = 'tests.factories:FailingModel')"
+    )
+
+
+def test_an_entry_point_that_fails_to_import_names_its_package(
+    tmp_path: Path, only_entry_points: Callable[..., None]
+) -> None:
+    only_entry_points(fake_package(tmp_path, "broken-models", {"broken": "video_gen_no_such_module:Model"}))
+    with pytest.raises(PluginError) as caught:
+        ModelRegistry.load()
+    assert str(caught.value) == (
+        "model plugin 'broken' from package broken-models failed to import: "
+        "No module named 'video_gen_no_such_module'"
+    )
+    assert isinstance(caught.value.__cause__, ModuleNotFoundError)
+
+
+def test_an_entry_point_whose_module_raises_keeps_the_reason(
+    tmp_path: Path, only_entry_points: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modules = tmp_path / "modules"
+    modules.mkdir()
+    (modules / "video_gen_exploding_plugin.py").write_text('raise RuntimeError("libfoo.so not found")\n')
+    monkeypatch.syspath_prepend(str(modules))
+    monkeypatch.delitem(sys.modules, "video_gen_exploding_plugin", raising=False)
+    only_entry_points(
+        fake_package(tmp_path, "fine-models", {"fine": "tests.factories:FailingModel"}),
+        fake_package(modules, "exploding-models", {"boom": "video_gen_exploding_plugin:Model"}),
+    )
+    assert refusal() == "model plugin 'boom' from package exploding-models failed to import: libfoo.so not found"
+
+
+# --- requests against the registry -----------------------------------------------------------------
+
+
+@pytest.fixture
+def registry() -> ModelRegistry:
+    other = plugin_class("other", durations=("4s",), default_duration="4s")
+    return ModelRegistry.load(extra=[plugin_class("good"), other], group="video_gen.no_such_group")
+
+
+def test_an_unknown_model_is_a_400_listing_the_installed_names(registry: ModelRegistry) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        registry.get("sora")
+    assert caught.value.status_code == 400
+    assert caught.value.message == ["model must be one of the following values: good, other"]
+    with pytest.raises(ValidationFailed):
+        registry.resolve("sora", "5s")
+
+
+def test_resolve_refuses_a_duration_the_model_lacks(registry: ModelRegistry) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        registry.resolve("good", "4s")  # offered by "other", not by "good"
+    assert caught.value.message == ["duration must be one of the following values: 5s, 8s"]
+
+
+def test_resolve_uses_the_models_default_when_no_duration_is_given(registry: ModelRegistry) -> None:
+    plugin, duration = registry.resolve("good", None)
+    assert (plugin.name, duration) == ("good", "5s")
+    assert registry.resolve("good", "8s")[1] == "8s"
+    assert registry.resolve("other", None)[1] == "4s"
