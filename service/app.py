@@ -90,7 +90,7 @@ def create_app(settings: Settings, *, registry: ModelRegistry | None = None, sto
             rate_limit=("minute", settings.rate_limit_per_minute), store=rate_store,
             exclude=["^/health", "^/metrics", "^/schema"], identifier_for_request=_rate_limit_identity,
         ).middleware)
-    prometheus = PrometheusConfig(app_name="video_gen", group_path=True, exclude=["^/metrics"])
+    prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
     return Litestar(
         route_handlers=[*(controllers or CONTROLLERS), PrometheusController],
         lifespan=[lifespan],

@@ -10,6 +10,16 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any
 
+import msgspec
+
+
+class ErrorBody(msgspec.Struct, rename="camel"):
+    """Every error's body (documented in OpenAPI): ``message`` is a list for validation errors."""
+
+    status_code: int
+    message: str | list[str]
+    error: str
+
 
 class AppError(Exception):
     """An error with an HTTP status and a client-facing message (a string or a list)."""
