@@ -1,4 +1,6 @@
-"""Admin actions: who did what to whom, and why. Append-only, shown in the audit trail."""
+"""Admin actions: who did what to whom, and why. Append-only (the ``ledger_invariants`` migration
+refuses updates and deletes), written in the same transaction as the ledger entry they caused, and
+shown in the audit trail."""
 
 from piccolo.columns import JSON, Text, Timestamptz, Varchar
 from piccolo.table import Table

@@ -1,8 +1,10 @@
 """Ledger tables: one account per user and its append-only entries.
 
 The database guards the money: ``LedgerEntry.unique_key`` is ``debit:<generation>`` or
-``refund:<generation>`` so a generation is charged once and refunded at most once, and the
-migration adds ``balance >= 0`` (a CHECK on PostgreSQL, a trigger on SQLite).
+``refund:<generation>`` so a generation is charged once and refunded at most once; the ``guards``
+migration adds ``balance >= 0`` and append-only entries, and the ``ledger_invariants`` migration
+the rest (every entry continues its account's balance, refunds only of a charge and never more,
+failed generations refunded, grants positive ...). Amounts are integers, never floats.
 """
 
 from piccolo.columns import BigInt, Text, Timestamptz, Varchar
