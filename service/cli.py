@@ -63,8 +63,20 @@ def api() -> None:
 
     from service.app import create_app
 
+    from service.core import db
+
     settings = _settings()
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    app = create_app(settings)
+
+    async def check() -> None:  # refuse plainly here rather than inside the server's lifespan
+        await db.connect(settings.database_url, pool_size=1)
+        try:
+            await db.require_migrated()
+        finally:
+            await db.disconnect()
+
+    asyncio.run(check())
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
 
 
 @main.command()
@@ -115,6 +127,16 @@ def models() -> None:
     for entry in ModelRegistry.load().catalogue():
         click.echo(f"{entry.name:12} durations={','.join(entry.durations)} default={entry.default_duration} "
                    f"cost={entry.cost} from {entry.package}")
+
+
+def _add_operator_commands() -> None:
+    from service.admin.cli import credits, ledger
+
+    main.add_command(credits)
+    main.add_command(ledger)
+
+
+_add_operator_commands()
 
 
 if __name__ == "__main__":
