@@ -57,11 +57,16 @@ def _pg_url(database: str) -> str:
     return f"{base}/{database}"
 
 
+async def _probe_postgres() -> None:
+    conn = await asyncio.wait_for(asyncpg.connect(POSTGRES_ADMIN_URL), 5)
+    await conn.close()
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this run, dropped afterwards."""
     try:
-        asyncio.run(asyncio.wait_for(asyncpg.connect(POSTGRES_ADMIN_URL), 5)).terminate()
+        asyncio.run(_probe_postgres())
     except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
         if os.environ.get("CI"):
             raise

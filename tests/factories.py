@@ -58,6 +58,36 @@ async def grant(user_id: str = "u1", amount: int = 750, *, reason: str = "test g
     return await ledger.grant(user_id, amount, actor="test", reason=reason)
 
 
+async def make_generation(user_id: str = "u1", *, cost: int = 750, generation_id: str | None = None,
+                          status: str = "charged", project_id: str | None = "project-456", model: str = "local",
+                          fund: bool = True, **fields: Any) -> str:
+    """A generation charged through the ledger (funded first unless ``fund=False``); returns its id.
+
+    ``status='succeeded'`` also sets an output key and duration; ``status='failed'`` refunds first,
+    as the workers do (the database refuses a failed, charged, unrefunded generation).
+    """
+    import uuid
+
+    from service.generations import repository as generations
+
+    generation_id = generation_id or uuid.uuid4().hex
+    if fund and cost:
+        await ledger.grant(user_id, cost, actor="test", reason="fund a test generation")
+    record = dict(id=generation_id, user_id=user_id, project_id=project_id, model=model, prompt="a prompt",
+                  source_key=f"images/{user_id}/source-image.png", requested_duration="5s", status="charged")
+    await ledger.charge_generation({**record, **fields}, cost)
+    if status == "succeeded":
+        await generations.mark_succeeded(generation_id, output_key=f"videos/{user_id}/{generation_id}.mp4",
+                                         duration_seconds=5.0, generation_ms=1234)
+    elif status == "failed":
+        if cost:
+            await ledger.refund_generation(generation_id, actor=ledger.SYSTEM, reason="generation failed: test")
+        await generations.update(generation_id, status="failed", error="test failure", error_status=500)
+    elif status != "charged":
+        await generations.update(generation_id, status=status)
+    return generation_id
+
+
 class FailingModel(ModelPlugin):
     """Fails every generation: for refund paths."""
 

@@ -1,8 +1,18 @@
-"""``video-gen worker``: one worker process (a consumer running up to N jobs at once)."""
+"""``video-gen worker``: one worker process (a consumer running up to N jobs at once).
+
+SIGTERM (or SIGINT) stops claiming at once, lets running jobs finish for
+``SHUTDOWN_GRACE_SECONDS`` and hands the rest over to the other workers (reclaimable at once, no
+attempt counted); the process then exits 0. A second signal skips the grace period. SIGKILL loses
+nothing either: the jobs are reclaimed after ``JOB_LEASE_SECONDS``.
+
+The worker waits for the database and Redis at start (a process manager may start it first), and
+rides out their outages while it runs.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 
 import structlog
@@ -14,7 +24,7 @@ from service.core.redis import make_redis
 from service.core.settings import Settings
 from service.storage.base import Storage
 from service.storage.factory import storage_from_settings
-from workers.consumer import Consumer
+from workers.consumer import Consumer, consumer_name
 from workers.pipeline import Pipeline
 
 log = structlog.get_logger(__name__)
@@ -22,35 +32,53 @@ log = structlog.get_logger(__name__)
 
 async def run_worker(settings: Settings, *, registry: ModelRegistry | None = None, storage: Storage | None = None,
                      stop: asyncio.Event | None = None, name: str | None = None) -> None:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT when run as a process), then drain gracefully."""
+    """Run until ``stop`` is set (or SIGTERM/SIGINT when run as a process), then shut down gracefully."""
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
-    stop = stop or _signal_event()
-    await db.connect(settings.database_url, pool_size=settings.worker_concurrency + 2)
-    await db.require_migrated()
+    hurry = asyncio.Event()
+    stop = stop or _signal_event(hurry)
+    if not await _connect_database(settings, stop):
+        return  # stopped before the database ever answered
     # Resources passed in belong to the caller (the embedded stack shares them); ours we open and close.
     owned = registry is None, storage is None
     registry = registry or ModelRegistry.load()
     store = storage or storage_from_settings(settings)
-    redis = make_redis(settings.redis_url, max_connections=settings.worker_concurrency * 2 + 4)
-    if owned[1]:
-        await store.open()
-    if owned[0]:
-        await registry.open_all(settings)
-    consumer = Consumer(redis, Keys(settings.redis_key_prefix), Pipeline(settings, registry, store),
-                        concurrency=settings.worker_concurrency, lease_seconds=settings.job_lease_seconds,
-                        reply_ttl=settings.reply_ttl_seconds, name=name)
-    runner = asyncio.create_task(consumer.run(), name="consumer")
-    log.info("worker.started", consumer=consumer.name, concurrency=settings.worker_concurrency)
+    name = name or consumer_name()
+    redis = make_redis(settings.redis_url, max_connections=settings.worker_concurrency * 3 + 6,
+                       name=f"{settings.redis_key_prefix}:worker:{name}")
     try:
-        await stop.wait()
-        consumer.stop()
-        await runner
-        left = await consumer.drain(settings.shutdown_grace_seconds)
-        log.info("worker.stopped", consumer=consumer.name, left_for_reclaim=left)
+        if owned[1]:
+            await store.open()
+        if owned[0]:
+            await registry.open_all(settings)
+        consumer = Consumer(redis, Keys(settings.redis_key_prefix), Pipeline(settings, registry, store),
+                            concurrency=settings.worker_concurrency, lease_seconds=settings.job_lease_seconds,
+                            reply_ttl=settings.reply_ttl_seconds, name=name,
+                            dead_letter_maxlen=settings.dead_letter_maxlen)
+        runner = asyncio.create_task(consumer.run(), name="consumer")
+        log.info("worker.started", consumer=consumer.name, concurrency=settings.worker_concurrency)
+        try:
+            await stop.wait()
+            log.info("worker.stopping", consumer=consumer.name, running=len(consumer.active),
+                     grace=settings.shutdown_grace_seconds)
+            consumer.stop()
+            await runner
+            grace = asyncio.create_task(consumer.shutdown(settings.shutdown_grace_seconds))
+            hurried = asyncio.create_task(hurry.wait())
+            await asyncio.wait([grace, hurried], return_when=asyncio.FIRST_COMPLETED)
+            if not grace.done():  # a second signal: no more grace
+                grace.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await grace
+                await consumer.shutdown(0)
+            hurried.cancel()
+            log.info("worker.stopped", consumer=consumer.name)
+        finally:
+            if not runner.done():
+                runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
     finally:
-        if not runner.done():
-            runner.cancel()
         if owned[0]:
             await registry.close_all()
         if owned[1]:
@@ -59,9 +87,40 @@ async def run_worker(settings: Settings, *, registry: ModelRegistry | None = Non
         await db.disconnect()
 
 
-def _signal_event() -> asyncio.Event:
+async def _connect_database(settings: Settings, stop: asyncio.Event) -> bool:
+    """Open the database pool, waiting (and saying so) while the database is unreachable.
+
+    True once connected; False when ``stop`` came first (nothing left to release)."""
+    connected = False
+    while not stop.is_set():
+        try:
+            if not connected:
+                await db.connect(settings.database_url, pool_size=settings.worker_concurrency + 2)
+                connected = True
+            await db.require_migrated()
+            return True
+        except SystemExit:
+            if connected:
+                await db.disconnect()
+            raise
+        except Exception as exc:
+            log.warning("worker.database_unavailable", error=str(exc) or type(exc).__name__)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(stop.wait(), 2.0)
+    if connected:
+        await db.disconnect()
+    return False
+
+
+def _signal_event(hurry: asyncio.Event) -> asyncio.Event:
     event = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if event.is_set():
+            hurry.set()
+        event.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, event.set)
+        loop.add_signal_handler(sig, on_signal)
     return event

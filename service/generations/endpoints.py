@@ -76,7 +76,8 @@ class GenerationController(Controller):
         request: Request[Principal, Any, Any],
         project_id: Annotated[str | None, QueryParameter(name="projectId", description="Only this project's")] = None,
         limit: Annotated[int, QueryParameter(name="limit", description="Items per page, 1 to 200")] = 50,
-        cursor: Annotated[str | None, QueryParameter(name="cursor", description="`nextCursor` of the previous page")] = None,
+        cursor: Annotated[str | None, QueryParameter(name="cursor",
+                                                     description="`nextCursor` of the previous page")] = None,
     ) -> GenerationPage:
         filters = repository.GenerationFilter(user_id=request.user.user_id, project_id=project_id)
         return await repository.list_page(filters, limit=limit, cursor=cursor)

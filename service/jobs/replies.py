@@ -5,6 +5,11 @@ Each waiting request registers its job's reply stream and awaits a future; a sin
 When a request registers while the reader is blocked, the reader is woken with
 ``CLIENT UNBLOCK`` so the new stream joins the next read at once. Waiting therefore costs a dict
 entry and a future, not a connection.
+
+The reader survives Redis outages: a failed read is retried every half second, and the reader's
+client id (which ``CLIENT UNBLOCK`` needs) is read again after a reconnection. ``release_all``
+(graceful shutdown) answers every waiter with ``None`` at once: each request then answers 202
+with its job id, and the job goes on.
 """
 
 from __future__ import annotations
@@ -26,19 +31,21 @@ class ReplyHub:
     def __init__(self, reader: Redis, control: Redis) -> None:
         self._reader = reader  # dedicated single connection: it blocks
         self._control = control  # pooled client used to wake the reader
-        self._waiters: dict[str, list[asyncio.Future[JobReply]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[JobReply | None]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._reader_id: int | None = None
         self._blocked = False
         self._wake_sent = False
         self._registered = asyncio.Event()
+        self._closing = False
 
     @property
     def waiting(self) -> int:
         return sum(len(v) for v in self._waiters.values())
 
     async def start(self) -> None:
-        self._reader_id = await self._reader.client_id()
+        with contextlib.suppress(RedisError, OSError):  # Redis down at start: the reader retries
+            self._reader_id = await self._reader.client_id()
         self._task = asyncio.create_task(self._run(), name="reply-hub")
 
     async def stop(self) -> None:
@@ -46,15 +53,23 @@ class ReplyHub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        for futures in self._waiters.values():
-            for fut in futures:
-                fut.cancel()
+        self.release_all()
         self._waiters.clear()
         await self._reader.aclose()
 
+    def release_all(self) -> None:
+        """Stop waiting: every current and future ``wait`` returns None (shutdown)."""
+        self._closing = True
+        for futures in self._waiters.values():
+            for fut in futures:
+                if not fut.done():
+                    fut.set_result(None)
+
     async def wait(self, stream: str, timeout: float) -> JobReply | None:
         """The reply on ``stream``, or None after ``timeout`` seconds (the job goes on)."""
-        fut: asyncio.Future[JobReply] = asyncio.get_running_loop().create_future()
+        if self._closing:
+            return None
+        fut: asyncio.Future[JobReply | None] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(stream, []).append(fut)
         self._registered.set()
         await self._wake()
@@ -65,7 +80,7 @@ class ReplyHub:
         finally:
             self._forget(stream, fut)
 
-    def _forget(self, stream: str, fut: asyncio.Future[JobReply]) -> None:
+    def _forget(self, stream: str, fut: asyncio.Future[JobReply | None]) -> None:
         futures = self._waiters.get(stream)
         if futures and fut in futures:
             futures.remove(fut)
@@ -86,12 +101,14 @@ class ReplyHub:
                 await self._registered.wait()
                 continue
             streams = {name: "0-0" for name in self._waiters}
-            self._blocked, self._wake_sent = True, False
             try:
+                if self._reader_id is None:  # reconnected: a new connection has a new client id
+                    self._reader_id = await self._reader.client_id()
+                self._blocked, self._wake_sent = True, False
                 result = await self._reader.xread(streams, count=1, block=BLOCK_MS)
-            except RedisError as exc:
-                log.warning("reply_hub.read_failed", error=str(exc))
-                self._blocked = False
+            except (RedisError, OSError) as exc:
+                log.warning("reply_hub.read_failed", error=str(exc) or type(exc).__name__)
+                self._blocked, self._reader_id = False, None
                 await asyncio.sleep(0.5)
                 continue
             self._blocked = False

@@ -1,15 +1,62 @@
-"""The API side of the jobs protocol: enqueue a job, await its reply, look a job up."""
+"""The API side of the jobs protocol: enqueue a job, await its reply, look a job up.
+
+Queueing is one Lua script, so these happen together or not at all: the Idempotency-Key check
+(an earlier request's job is returned instead), the backlog check (503 when ``JOBS_STREAM_MAXLEN``
+jobs are already waiting or running), the owner record (``Keys.job_meta``), the ``XADD`` and the
+key's binding. The jobs stream is never trimmed by length: workers delete each entry when they
+acknowledge it, so its length is the backlog, and a length cap could only ever drop accepted jobs.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
 import msgspec
+import structlog
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.core.errors import ServiceUnavailable
 from service.core.keys import Keys
-from service.jobs.messages import JobMessage, JobReply, decode_reply, encode
+from service.jobs import idempotency
+from service.jobs.idempotency import IdempotencyRecord
+from service.jobs.messages import DATA_FIELD, JobMessage, JobReply, decode_reply, encode
 from service.jobs.replies import ReplyHub
+
+log = structlog.get_logger(__name__)
+
+QUEUE_UNREACHABLE = "Service temporarily unavailable: the job queue is unreachable"
+DATABASE_UNREACHABLE = "Service temporarily unavailable: the database is unreachable"
+SHUTTING_DOWN = "Service temporarily unavailable: this server is shutting down"
+QUEUE_FULL = "Service temporarily unavailable: too many jobs are waiting, try again later"
+
+# KEYS: jobs stream, job meta[, idempotency hash]
+# ARGV: job data, meta, meta ttl, max backlog, job id, body hash, created at, idempotency ttl
+_SUBMIT = """
+local idem = #KEYS >= 3
+if idem then
+  local existing = redis.call('HGETALL', KEYS[3])
+  if #existing > 0 then return {'existing', existing} end
+end
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[4]) then return {'full'} end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('XADD', KEYS[1], '*', '@DATA', ARGV[1])
+if idem then
+  redis.call('HSET', KEYS[3], '@JOB_ID', ARGV[5], '@BODY_HASH', ARGV[6], '@CREATED_AT', ARGV[7])
+  redis.call('EXPIRE', KEYS[3], ARGV[8])
+end
+return {'queued'}
+""".replace("@DATA", DATA_FIELD.decode()).replace("@JOB_ID", idempotency.JOB_ID_FIELD).replace(
+    "@BODY_HASH", idempotency.BODY_HASH_FIELD).replace("@CREATED_AT", idempotency.CREATED_AT_FIELD)
 
 
 class JobMeta(msgspec.Struct):
@@ -20,25 +67,81 @@ class JobMeta(msgspec.Struct):
     model: str
 
 
+@dataclass(frozen=True)
+class IdempotentRequest:
+    """The caller's key (already checked) and the hash of the body it came with."""
+
+    key: str
+    body_hash: str
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The job that answers this request: the one just queued, or an earlier one with the same key."""
+
+    job_id: str
+    reply_stream: str
+    queued: bool
+    earlier: IdempotencyRecord | None = None
+
+
 class JobQueue:
-    def __init__(self, redis: Redis, hub: ReplyHub, keys: Keys, *, maxlen: int, meta_ttl: int) -> None:
+    def __init__(self, redis: Redis, hub: ReplyHub, keys: Keys, *, maxlen: int, meta_ttl: int,
+                 idempotency_ttl: int = 86_400) -> None:
         self.redis, self.hub, self.keys = redis, hub, keys
-        self._maxlen, self._meta_ttl = maxlen, meta_ttl
+        self._maxlen, self._meta_ttl, self._idem_ttl = maxlen, meta_ttl, idempotency_ttl
+        self._submit_script = redis.register_script(_SUBMIT)
+        self.draining = False
 
-    async def submit(self, job: JobMessage) -> None:
-        """Queue ``job`` and record its owner, atomically; 503 when Redis is unreachable."""
-        meta = msgspec.json.encode(JobMeta(job.user_id, job.submitted_at, job.model))
+    def begin_shutdown(self) -> None:
+        """Refuse new jobs (503) and release every waiting request (each answers 202 with its job id)."""
+        if not self.draining:
+            log.info("api.draining", waiting=self.hub.waiting)
+        self.draining = True
+        self.hub.release_all()
+
+    async def lookup(self, user_id: str, key: str) -> IdempotencyRecord | None:
+        """The job an Idempotency-Key is bound to, if any; 503 when Redis is unreachable."""
         try:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.set(self.keys.job_meta(job.job_id), meta, ex=self._meta_ttl)
-                pipe.xadd(self.keys.jobs_stream, encode(job), maxlen=self._maxlen, approximate=True)
-                await pipe.execute()
+            return idempotency.parse(await _twice(lambda: self.redis.hgetall(self.keys.idempotency(user_id, key))))
         except RedisError as exc:
-            raise ServiceUnavailable("Service temporarily unavailable: job queue unreachable") from exc
+            raise ServiceUnavailable(QUEUE_UNREACHABLE) from exc
 
-    async def wait(self, job: JobMessage, timeout: float) -> JobReply | None:
+    async def submit(self, job: JobMessage, idem: IdempotentRequest | None = None) -> Submitted:
+        """Queue ``job`` with its owner record (and bind ``idem``), atomically.
+
+        Returns the earlier job instead when ``idem``'s key is already bound (the caller compares
+        the body hashes). 503 when Redis is unreachable or the backlog is full.
+        """
+        if self.draining:
+            raise ServiceUnavailable(SHUTTING_DOWN)
+        meta = msgspec.json.encode(JobMeta(job.user_id, job.submitted_at, job.model))
+        keys = [self.keys.jobs_stream, self.keys.job_meta(job.job_id)]
+        args: list[Any] = [encode(job)[DATA_FIELD], meta, self._meta_ttl, self._maxlen]
+        if idem is not None:
+            keys.append(self.keys.idempotency(job.user_id, idem.key))
+            args += [job.job_id, idem.body_hash, repr(time.time()), self._idem_ttl]
+        try:
+            # Sent again only after a connection error. The job id is fixed, so even a duplicate entry
+            # (a first try that ran but whose answer was lost) is charged once and answered once: the
+            # workers key the debit, the record and the reply on the job id, not on the entry.
+            result = await _twice(lambda: self._submit_script(keys=keys, args=args))
+        except RedisError as exc:
+            raise ServiceUnavailable(QUEUE_UNREACHABLE) from exc
+        status = result[0].decode() if isinstance(result[0], bytes) else result[0]
+        if status == "full":
+            raise ServiceUnavailable(QUEUE_FULL)
+        if status == "existing":
+            earlier = idempotency.parse(result[1])
+            assert earlier is not None
+            return Submitted(earlier.job_id, self.keys.reply_stream(earlier.job_id), queued=False, earlier=earlier)
+        return Submitted(job.job_id, job.reply_stream, queued=True)
+
+    async def wait(self, reply_stream: str, timeout: float) -> JobReply | None:
         """The job's reply, or None when it takes longer than ``timeout`` (the job goes on)."""
-        return await self.hub.wait(job.reply_stream, timeout)
+        if self.draining:
+            return None
+        return await self.hub.wait(reply_stream, timeout)
 
     async def reply(self, job_id: str) -> JobReply | None:
         """The reply already written for ``job_id``, if any."""
@@ -48,3 +151,82 @@ class JobQueue:
     async def meta(self, job_id: str) -> JobMeta | None:
         raw = await self.redis.get(self.keys.job_meta(job_id))
         return msgspec.json.decode(raw, type=JobMeta) if raw else None
+
+
+async def _twice(command: Callable[[], Any]) -> Any:
+    """Run a Redis command, once more on a connection error: after an outage, a pooled connection
+    Redis (or the network) dropped fails once before the pool replaces it."""
+    try:
+        return await command()
+    except (RedisConnectionError, RedisTimeoutError):
+        return await command()
+
+
+async def ensure_database(timeout: float = 5.0) -> None:
+    """503 unless the database answers. Tried twice: a pooled connection the server dropped
+    fails once and is replaced, and that must not turn a healthy database into a 503."""
+    from service.generations.tables import Generation
+
+    for attempt in (1, 2):
+        try:
+            await asyncio.wait_for(Generation.raw("SELECT 1"), timeout)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if attempt == 2:
+                log.warning("api.database_unreachable", error=str(exc) or type(exc).__name__)
+                raise ServiceUnavailable(DATABASE_UNREACHABLE) from exc
+
+
+def install_shutdown_hook(queue: JobQueue) -> Callable[[], None]:
+    """On SIGTERM/SIGINT, start draining ``queue`` before the server stops (returns the uninstaller).
+
+    The server (uvicorn, or the embedded CLI through asyncio) owns the signals; this chains onto
+    its handler so waiting requests are answered (202 with their job id) and new jobs refused at
+    once, while the server closes its sockets and waits for the answers to go out. Nothing is
+    installed when no one handles the signal (tests) or off the main thread.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    previous: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        handler = signal.getsignal(sig)
+        if not callable(handler):  # SIG_DFL / SIG_IGN: not ours to take over
+            continue
+
+        def chained(signum: int, frame: Any, _prev: Callable[..., Any] = handler) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(queue.begin_shutdown)
+            _prev(signum, frame)
+
+        previous[sig] = handler
+        signal.signal(sig, chained)
+
+    def uninstall() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return uninstall
+
+
+def _outage(message: str) -> Callable[[Any, Exception], Any]:
+    def handler(request: Any, exc: Exception) -> Any:
+        from service.core.exception_handlers import app_error_handler
+
+        log.warning("api.outage", path=request.url.path, error=str(exc) or type(exc).__name__)
+        return app_error_handler(request, ServiceUnavailable(message))
+    return handler
+
+
+def outage_handlers() -> dict[type[Exception], Callable[[Any, Exception], Any]]:
+    """Exception handlers that answer an unreachable Redis or database with the spec-shaped 503
+    rather than a 500, wherever it surfaces (the rate limiter's Redis store, a database read)."""
+    import asyncpg
+
+    queue, database = _outage(QUEUE_UNREACHABLE), _outage(DATABASE_UNREACHABLE)
+    return {RedisConnectionError: queue, RedisTimeoutError: queue,
+            asyncpg.PostgresConnectionError: database, asyncpg.InterfaceError: database,
+            asyncpg.exceptions.OperatorInterventionError: database,
+            ConnectionError: _outage("Service temporarily unavailable: a backing service is unreachable")}

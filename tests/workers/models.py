@@ -1,0 +1,74 @@
+"""Test model plugins whose behaviour each test steers through ``options`` (no network, no video codec).
+
+``ScriptedModel`` ("scripted") plays a provider: the first delivery of a job "submits" (a new
+request id, saved through the job's callback, counted in ``submissions``), later deliveries get
+the saved id and resume it. ``options``:
+
+- ``crash``: raise ``SimulatedCrash`` (a BaseException: nothing in the worker catches it, like a
+  process dying) after the request id is saved, on the deliveries whose attempt number is listed;
+- ``sleep``: seconds to work, reporting progress;
+- ``gate``: wait until ``ScriptedModel.gates[<name>]`` is set;
+- ``fail``: raise ``GenerationFailed`` with this text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import ClassVar
+
+from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, Progress, parse_duration
+from models_registry.registry import ModelRegistry
+from service.core.errors import GenerationFailed
+from tests.factories import FailingModel
+
+
+class SimulatedCrash(BaseException):
+    """The worker "dies" here: the job is neither failed, replied nor acknowledged."""
+
+
+class ScriptedModel(ModelPlugin):
+    name = "scripted"
+    durations = ("5s", "8s", "10s")
+    default_duration = "5s"
+    timeout_seconds = 60.0
+
+    submissions: ClassVar[Counter[str]] = Counter()  # job id -> provider submissions
+    generations: ClassVar[Counter[str]] = Counter()  # job id -> generate() calls
+    gates: ClassVar[dict[str, asyncio.Event]] = {}
+
+    @classmethod
+    def reset(cls) -> None:
+        cls.submissions.clear()
+        cls.generations.clear()
+        cls.gates.clear()
+
+    def cost(self, duration: str) -> int:
+        return 750
+
+    async def generate(self, job: GenerationJob) -> GeneratedVideo:
+        self.generations[job.job_id] += 1
+        attempt = self.generations[job.job_id]
+        if job.provider_request_id is None:
+            self.submissions[job.job_id] += 1
+            await job.save_provider_request_id(f"req-{job.job_id}-{attempt}")
+        await job.report_progress(Progress("working", fraction=0.1))
+        if attempt in job.options.get("crash", []):
+            raise SimulatedCrash(f"crash on attempt {attempt}")
+        if "fail" in job.options:
+            raise GenerationFailed(str(job.options["fail"]))
+        if gate := job.options.get("gate"):
+            await self.gates.setdefault(gate, asyncio.Event()).wait()
+        sleep = float(job.options.get("sleep", 0))
+        steps = max(int(sleep / 0.1), 1)
+        for i in range(steps):
+            await asyncio.sleep(sleep / steps)
+            await job.report_progress(Progress("working", fraction=0.1 + 0.8 * (i + 1) / steps))
+        path = job.workdir / "video.mp4"
+        path.write_bytes(b"\x00\x00\x00\x18ftypmp42 not a real video")
+        return GeneratedVideo(path=path, duration_seconds=float(parse_duration(job.duration)))
+
+
+def registry() -> ModelRegistry:
+    """The entry-point plugins plus the failing and scripted test models."""
+    return ModelRegistry.load(extra=(FailingModel, ScriptedModel))

@@ -1,0 +1,57 @@
+"""The consumer against a PostgreSQL that kills a connection in the middle of a transaction."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from service.jobs.messages import JobMessage, JobReply
+from tests.factories import grant
+from tests.workers.conftest import Consumers, Redis, make_job
+from tests.workers.test_consumer import replied, until
+from workers.pipeline import Pipeline
+
+
+class DyingTransactionPipeline:
+    """The real pipeline, after a first run whose transaction loses its connection mid-way (the
+    backend terminated, as in a PostgreSQL restart): Piccolo then leaves that dead transaction as
+    the task's current one, so the retry must run in a fresh task to reach the database at all."""
+
+    def __init__(self, inner: Pipeline, admin_url: str) -> None:
+        self.inner, self.admin_url, self.calls = inner, admin_url, 0
+        self.registry = inner.registry
+
+    async def run(self, job: JobMessage, delivery: int, **kwargs: Any) -> JobReply:
+        import asyncpg
+
+        from service.core import db
+        from service.generations.tables import Generation
+
+        self.calls += 1
+        if self.calls == 1:
+            admin = await asyncpg.connect(self.admin_url)
+            try:
+                async with db.write_transaction():
+                    pid = (await Generation.raw("SELECT pg_backend_pid() AS pid"))[0]["pid"]
+                    await admin.execute("SELECT pg_terminate_backend($1)", pid)
+                    await asyncio.sleep(0.1)
+                    await Generation.raw("SELECT 1")
+            finally:
+                await admin.close()
+        return await self.inner.run(job, delivery, **kwargs)
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_transaction_killed_by_the_database_does_not_poison_the_retry(
+    consumers: Consumers, rds: Redis, seeded, pipeline: Pipeline, database_url: str
+) -> None:
+    await grant("u1", 1000)
+    job = make_job(seeded)
+    await rds.queue(job)
+    dying = DyingTransactionPipeline(pipeline, database_url)
+    consumers.run("a", pipeline=dying)
+    reply = await until(replied(rds, job), "the reply")
+    assert reply.status_code == 200, reply.body
+    assert dying.calls == 2
