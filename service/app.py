@@ -29,7 +29,8 @@ from service.generations.endpoints import GenerationController
 from service.health.endpoints import HealthController
 from service.jobs.endpoints import JobsController
 from service.jobs.replies import ReplyHub
-from service.jobs.service import JobQueue, install_shutdown_hook, outage_handlers
+from service.jobs.service import JobQueue
+from service.jobs.shutdown import install_shutdown_hook
 from service.ledger.endpoints import CreditsController
 from service.storage.base import Storage
 from service.storage.endpoints import FilesController
@@ -95,7 +96,7 @@ def create_app(settings: Settings, *, registry: ModelRegistry | None = None, sto
         route_handlers=[*(controllers or CONTROLLERS), PrometheusController],
         lifespan=[lifespan],
         on_app_init=[jwt_auth(settings.jwt_secret).on_app_init],
-        exception_handlers={**EXCEPTION_HANDLERS, **outage_handlers()},  # Redis/database down: 503, not 500
+        exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware, *middleware],
         stores=stores,
         plugins=[structlog_plugin(settings.log_level)],

@@ -22,6 +22,8 @@ Only the model's own errors, and the source image's, fail a job.
 
 from __future__ import annotations
 
+import dataclasses
+
 import asyncio
 import tempfile
 import time
@@ -144,9 +146,14 @@ class Pipeline:
         return None
 
     async def _source(self, job: JobMessage) -> SourceImage:
-        return await load_source_image(self.storage, job.source_key, user_id=job.user_id,
-                                       prefix_template=self.settings.source_key_prefix,
-                                       max_bytes=self.settings.max_source_bytes)
+        """The checked source image, read once; with ``FAL_SEND_IMAGE_URL`` also a presigned URL."""
+        image = await load_source_image(self.storage, job.source_key, user_id=job.user_id,
+                                        prefix_template=self.settings.source_key_prefix,
+                                        max_bytes=self.settings.max_source_bytes)
+        if self.settings.fal_send_image_url:
+            url = await self.storage.download_url(job.source_key, expires_in=self.settings.download_url_seconds)
+            image = dataclasses.replace(image, url=url)
+        return image
 
     async def _charge(self, job: JobMessage, plugin: ModelPlugin) -> dict[str, Any] | JobReply:
         record = dict(id=job.job_id, user_id=job.user_id, project_id=job.project_id, model=job.model,

@@ -20,6 +20,7 @@ from service.core.auth import Principal, admin_guard
 from service.core.errors import ValidationFailed
 from service.generations.repository import GenerationFilter
 from service.generations.schemas import GenerationPage
+from service.generations.service import with_download_links
 from service.ledger.pagination import DEFAULT_LIMIT
 from service.ledger.schemas import EntryFilter, VerifyReport
 
@@ -81,14 +82,16 @@ class AdminController(Controller):
 
     @get("/generations", summary="Generations of every user, newest first")
     async def generations(
-        self, user_id: UserId = None, since: Since = None, until: Until = None, limit: Limit = DEFAULT_LIMIT,
+        self, request: Request[Principal, Any, Any], user_id: UserId = None, since: Since = None, until: Until = None, limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None, status: Annotated[str | None, QueryParameter(name="status")] = None,
         model: Annotated[str | None, QueryParameter(name="model")] = None,
         project_id: Annotated[str | None, QueryParameter(name="projectId")] = None,
     ) -> GenerationPage:
         filters = GenerationFilter(user_id=user_id, status=status, model=model, project_id=project_id,
                                    since=since, until=until)
-        return await service.list_generations(filters, limit=limit, cursor=cursor)
+        state = request.app.state
+        page = await service.list_generations(filters, limit=limit, cursor=cursor)
+        return await with_download_links(page, state.storage, state.settings.download_url_seconds)
 
     @get("/ledger/verify", summary="Check every ledger invariant over the whole database",
          description="Lists each violation found; `violations` is empty and `ok` true when all hold.")

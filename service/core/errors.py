@@ -93,6 +93,10 @@ class ServiceUnavailable(AppError):
     status_code = 503
 
 
+QUEUE_UNREACHABLE = "Service temporarily unavailable: the job queue is unreachable"
+DATABASE_UNREACHABLE = "Service temporarily unavailable: the database is unreachable"
+
+
 class GenerationFailed(AppError):
     """The spec's 500: ``Image-to-video generation failed: <details>``."""
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 import structlog
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 
-from service.core.errors import AppError, error_body
+from service.core.errors import (DATABASE_UNREACHABLE, QUEUE_UNREACHABLE, AppError, ServiceUnavailable,
+                                 error_body)
 
 log = structlog.get_logger(__name__)
 
@@ -63,9 +67,29 @@ def internal_error_handler(request: Request[Any, Any, Any], exc: Exception) -> R
     return _respond(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error")
 
 
+def _outage(message: str) -> Callable[[Any, Exception], Any]:
+    def handler(request: Any, exc: Exception) -> Any:
+        log.warning("api.outage", path=request.url.path, error=str(exc) or type(exc).__name__)
+        return app_error_handler(request, ServiceUnavailable(message))
+    return handler
+
+
+def outage_handlers() -> dict[type[Exception], Callable[[Any, Exception], Any]]:
+    """Exception handlers that answer an unreachable Redis or database with the spec-shaped 503
+    rather than a 500, wherever it surfaces (the rate limiter's Redis store, a database read)."""
+    import asyncpg
+
+    queue, database = _outage(QUEUE_UNREACHABLE), _outage(DATABASE_UNREACHABLE)
+    return {RedisConnectionError: queue, RedisTimeoutError: queue,
+            asyncpg.PostgresConnectionError: database, asyncpg.InterfaceError: database,
+            asyncpg.exceptions.OperatorInterventionError: database,
+            ConnectionError: _outage("Service temporarily unavailable: a backing service is unreachable")}
+
+
 EXCEPTION_HANDLERS = {
     AppError: app_error_handler,
     ValidationException: validation_handler,
     HTTPException: http_exception_handler,
     Exception: internal_error_handler,
+    **outage_handlers(),
 }

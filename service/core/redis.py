@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
+from redis.asyncio.retry import Retry
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 # Every blocking command (XREAD/XREADGROUP BLOCK) uses at most this many milliseconds ...
 BLOCK_MS = 2_000
@@ -32,7 +34,7 @@ def make_redis(url: str, *, max_connections: int = 64, pool_timeout: float = 20.
         socket_keepalive=True,
         health_check_interval=30,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
-        retry_on_error=[ConnectionError, TimeoutError],
+        retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     return Redis(connection_pool=pool)
 

@@ -80,4 +80,6 @@ class GenerationController(Controller):
                                                      description="`nextCursor` of the previous page")] = None,
     ) -> GenerationPage:
         filters = repository.GenerationFilter(user_id=request.user.user_id, project_id=project_id)
-        return await repository.list_page(filters, limit=limit, cursor=cursor)
+        state = request.app.state
+        page = await repository.list_page(filters, limit=limit, cursor=cursor)
+        return await service.with_download_links(page, state.storage, state.settings.download_url_seconds)

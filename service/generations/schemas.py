@@ -73,6 +73,8 @@ class GenerationOut(msgspec.Struct, rename="camel", kw_only=True):
     generation_time: int | None
     created_at: str
     finished_at: str | None
+    download_url: str | None = None
+    """A short-lived link to the video (``DOWNLOAD_URL_SECONDS``), on succeeded generations."""
 
 
 class GenerationPage(msgspec.Struct, rename="camel", kw_only=True):

@@ -26,10 +26,11 @@ from models_registry.registry import ModelRegistry
 from service.core.auth import Principal
 from service.core.errors import AppError
 from service.core.settings import Settings
-from service.generations.schemas import ImageToVideoRequest, ImageToVideoResponse, JobAccepted
+from service.generations.schemas import GenerationPage, ImageToVideoRequest, ImageToVideoResponse, JobAccepted
 from service.jobs import idempotency
 from service.jobs.messages import JobMessage, JobReply
 from service.jobs.service import IdempotentRequest, JobQueue, ensure_database
+from service.storage.base import Storage
 from service.storage.images import check_source_key
 
 
@@ -102,3 +103,11 @@ async def _replay(earlier: idempotency.IdempotencyRecord, idem: IdempotentReques
         return accepted(earlier.job_id, status="running")
     reply = await queue.wait(queue.keys.reply_stream(earlier.job_id), settings.sync_wait_seconds)
     return accepted(earlier.job_id, status="running") if reply is None else outcome(reply)
+
+
+async def with_download_links(page: GenerationPage, storage: Storage, seconds: int) -> GenerationPage:
+    """``page`` with a short-lived download link on every generation that has a stored video."""
+    for item in page.items:
+        if item.status == "succeeded" and item.s3_key:
+            item.download_url = await storage.download_url(item.s3_key, expires_in=seconds)
+    return page

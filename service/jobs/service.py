@@ -10,9 +10,6 @@ acknowledge it, so its length is the backlog, and a length cap could only ever d
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +22,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.core.errors import ServiceUnavailable
+from service.core.errors import DATABASE_UNREACHABLE, QUEUE_UNREACHABLE, ServiceUnavailable
 from service.core.keys import Keys
 from service.jobs import idempotency
 from service.jobs.idempotency import IdempotencyRecord
@@ -34,8 +31,6 @@ from service.jobs.replies import ReplyHub
 
 log = structlog.get_logger(__name__)
 
-QUEUE_UNREACHABLE = "Service temporarily unavailable: the job queue is unreachable"
-DATABASE_UNREACHABLE = "Service temporarily unavailable: the database is unreachable"
 SHUTTING_DOWN = "Service temporarily unavailable: this server is shutting down"
 QUEUE_FULL = "Service temporarily unavailable: too many jobs are waiting, try again later"
 
@@ -177,56 +172,3 @@ async def ensure_database(timeout: float = 5.0) -> None:
             if attempt == 2:
                 log.warning("api.database_unreachable", error=str(exc) or type(exc).__name__)
                 raise ServiceUnavailable(DATABASE_UNREACHABLE) from exc
-
-
-def install_shutdown_hook(queue: JobQueue) -> Callable[[], None]:
-    """On SIGTERM/SIGINT, start draining ``queue`` before the server stops (returns the uninstaller).
-
-    The server (uvicorn, or the embedded CLI through asyncio) owns the signals; this chains onto
-    its handler so waiting requests are answered (202 with their job id) and new jobs refused at
-    once, while the server closes its sockets and waits for the answers to go out. Nothing is
-    installed when no one handles the signal (tests) or off the main thread.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    loop = asyncio.get_running_loop()
-    previous: dict[int, Any] = {}
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        handler = signal.getsignal(sig)
-        if not callable(handler):  # SIG_DFL / SIG_IGN: not ours to take over
-            continue
-
-        def chained(signum: int, frame: Any, _prev: Callable[..., Any] = handler) -> None:
-            with contextlib.suppress(RuntimeError):  # the loop is already closed
-                loop.call_soon_threadsafe(queue.begin_shutdown)
-            _prev(signum, frame)
-
-        previous[sig] = handler
-        signal.signal(sig, chained)
-
-    def uninstall() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return uninstall
-
-
-def _outage(message: str) -> Callable[[Any, Exception], Any]:
-    def handler(request: Any, exc: Exception) -> Any:
-        from service.core.exception_handlers import app_error_handler
-
-        log.warning("api.outage", path=request.url.path, error=str(exc) or type(exc).__name__)
-        return app_error_handler(request, ServiceUnavailable(message))
-    return handler
-
-
-def outage_handlers() -> dict[type[Exception], Callable[[Any, Exception], Any]]:
-    """Exception handlers that answer an unreachable Redis or database with the spec-shaped 503
-    rather than a 500, wherever it surfaces (the rate limiter's Redis store, a database read)."""
-    import asyncpg
-
-    queue, database = _outage(QUEUE_UNREACHABLE), _outage(DATABASE_UNREACHABLE)
-    return {RedisConnectionError: queue, RedisTimeoutError: queue,
-            asyncpg.PostgresConnectionError: database, asyncpg.InterfaceError: database,
-            asyncpg.exceptions.OperatorInterventionError: database,
-            ConnectionError: _outage("Service temporarily unavailable: a backing service is unreachable")}

@@ -15,13 +15,13 @@ import msgspec
 from redis.exceptions import RedisError
 
 from service.core.auth import Principal
-from service.core.errors import NotFound, ServiceUnavailable
+from service.core.errors import DATABASE_UNREACHABLE, QUEUE_UNREACHABLE, NotFound, ServiceUnavailable
 from service.generations import repository as generations
 from service.generations.schemas import ImageToVideoResponse
 from service.jobs.messages import JobReply
 from service.jobs.outcomes import TERMINAL, reply_from_record
 from service.jobs.schemas import JobError, JobProgress, JobView
-from service.jobs.service import DATABASE_UNREACHABLE, QUEUE_UNREACHABLE, JobQueue
+from service.jobs.service import JobQueue
 from service.storage.base import Storage
 
 _JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")

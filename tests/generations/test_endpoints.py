@@ -70,3 +70,21 @@ async def test_failed_generation_is_refunded_once(api: Api) -> None:
     assert r.json()["message"] == "Image-to-video generation failed: the model exploded"
     assert r.json()["error"] == "Internal Server Error"
     assert await ledger.balance_of("u1") == 1000
+
+
+async def test_history_hands_out_a_working_download_link(api: Api, tmp_path: Path) -> None:
+    await seed_image(api.settings)
+    await grant("u1", 750)
+    r = await api.client.post("/video-gen/image-to-video", json=image_request(), headers=api.auth("u1"))
+    assert r.status_code == 200, r.text
+    page = (await api.client.get("/video-gen/generations", headers=api.auth("u1"))).json()
+    link = page["items"][0]["downloadUrl"]
+    assert page["items"][0]["s3Key"] == r.json()["s3Key"]
+    video = await api.client.get(link)  # the link itself is the credential: no token
+    assert video.status_code == 200 and video.headers["content-type"].startswith("video/mp4")
+    (tmp_path / "download.mp4").write_bytes(video.content)
+    assert probe_video(tmp_path / "download.mp4").frames == 5 * 12
+    tampered = await api.client.get(link.replace("signature=", "signature=0"))
+    assert tampered.status_code == 403 and tampered.json()["statusCode"] == 403
+    other = (await api.client.get("/video-gen/generations", headers=api.auth("u2"))).json()
+    assert other["items"] == []

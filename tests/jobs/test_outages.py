@@ -12,7 +12,7 @@ import pytest
 
 from service.core.keys import Keys
 from service.core.settings import Settings
-from service.jobs.service import install_shutdown_hook
+from service.jobs.shutdown import install_shutdown_hook
 from service.ledger import service as ledger
 from service.ledger.tables import LedgerEntry
 from tests.factories import grant, image_request, seed_image
