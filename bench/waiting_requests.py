@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import secrets
 import tempfile
 import time
@@ -46,6 +47,10 @@ async def _round(stack, http: httpx.AsyncClient, redis: aioredis.Redis, token: s
     tasks = [asyncio.create_task(http.post("/video-gen/image-to-video", json=body,
                                            headers={"Authorization": f"Bearer {token}"})) for _ in range(n)]
     while app.state.hub.waiting < n:
+        done = [t for t in tasks if t.done()]
+        if done:  # a request answered before its job did: not a waiting request, report it
+            r = done[0].result()
+            raise SystemExit(f"{len(done)} of {n} requests answered early: {r.status_code} {r.text[:200]}")
         await asyncio.sleep(0.01)
     held = sum(1 for c in await redis.client_list() if c.get("name", "").startswith(f"{keys.prefix}:api:"))
     start = time.perf_counter()
@@ -57,6 +62,7 @@ async def _round(stack, http: httpx.AsyncClient, redis: aioredis.Redis, token: s
 
 
 async def main(sizes: list[int]) -> None:
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(database_url=f"sqlite:///{Path(tmp) / 'db.sqlite'}", storage_url=f"file://{tmp}/storage",
                             port=free_port(), jwt_secret=secrets.token_urlsafe(32), rate_limit_per_minute=0,
