@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from service.generations.validation import required_string
 from service.ledger.service import MAX_AMOUNT
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]
@@ -77,14 +78,10 @@ class AuditPage(msgspec.Struct, rename="camel", kw_only=True):
 
 
 def _string(body: dict[str, Any], name: str, limit: int) -> list[str]:
-    value = body.get(name)
-    if value is None:
-        return [f"{name} should not be empty", f"{name} must be a string"]
-    if not isinstance(value, str):
-        return [f"{name} must be a string"]
-    if value == "":
-        return [f"{name} should not be empty"]
-    return [f"{name} must be shorter than or equal to {limit} characters"] if len(value) > limit else []
+    messages = required_string(body, name)
+    if not messages and len(body[name]) > limit:
+        return [f"{name} must be shorter than or equal to {limit} characters"]
+    return messages
 
 
 def _amount(body: dict[str, Any]) -> list[str]:

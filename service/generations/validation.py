@@ -13,7 +13,8 @@ from models_registry.registry import ModelRegistry
 ALLOWED = ("id", "prompt", "duration", "projectId", "model", "options")
 
 
-def _required_string(body: dict[str, Any], name: str) -> list[str]:
+def required_string(body: dict[str, Any], name: str) -> list[str]:
+    """class-validator's ``@IsString() @IsNotEmpty()`` messages for ``body[name]``."""
     value = body.get(name)
     if value is None:
         return [f"{name} should not be empty", f"{name} must be a string"]
@@ -53,8 +54,8 @@ def image_to_video_messages(body: Any, registry: ModelRegistry, default_model: s
     if not isinstance(body, dict):
         return ["request body must be a JSON object"]
     messages = [f"property {key} should not exist" for key in body if key not in ALLOWED]
-    messages += _required_string(body, "id")
-    messages += _required_string(body, "prompt")
+    messages += required_string(body, "id")
+    messages += required_string(body, "prompt")
     messages += _model_and_duration(body, registry, default_model)
     messages += _optional_string(body, "projectId")
     options = body.get("options")
