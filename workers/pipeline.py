@@ -198,8 +198,13 @@ class Pipeline:
             # Recorded before the upload: a delivery that finds the object knows it is complete.
             await generations.update(job.job_id, output_key=key, duration_seconds=video.duration_seconds)
             await fence()
-            await self.storage.put_file(key, video.path, content_type=video.content_type,
-                                        metadata={"generation-id": job.job_id, "model": job.model})
+            try:
+                await self.storage.put_file(key, video.path, content_type=video.content_type,
+                                            metadata={"generation-id": job.job_id, "model": job.model})
+            except OSError:
+                raise  # the network or disk: an outage the consumer retries, not a verdict
+            except Exception as exc:  # refused by the store (denied, no bucket...): a failed generation
+                return await self._fail(job, GenerationFailed(f"storing the video failed: {exc}"))
         crash_point("after_upload", job.job_id)
         elapsed = int((time.monotonic() - started) * 1000)
         await generations.update(job.job_id, status="uploaded", generation_ms=elapsed)

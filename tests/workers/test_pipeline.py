@@ -172,3 +172,19 @@ async def test_an_unknown_model_refunds_a_charged_job(pipeline: Pipeline, seeded
     reply = await pipeline.reject(job, AppError("model gone", 400))
     assert reply.status_code == 400
     assert await kinds("job-1") == ["debit", "refund"]
+
+
+async def test_a_failed_upload_is_a_failed_generation_refunded_once(pipeline: Pipeline, seeded, storage,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken_put_file(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("AccessDenied: the bucket refused the upload")
+
+    monkeypatch.setattr(storage, "put_file", broken_put_file)
+    await grant("u1", 1000)
+    reply = await pipeline.run(make_job(seeded), 1)
+    assert reply.status_code == 500
+    assert reply.body["message"] == ("Image-to-video generation failed: storing the video failed: "
+                                     "AccessDenied: the bucket refused the upload")
+    assert await kinds("job-1") == ["debit", "refund"]
+    assert await ledger.balance_of("u1") == 1000
+    assert (await generations.get("job-1"))["status"] == "failed"
