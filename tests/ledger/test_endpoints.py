@@ -58,10 +58,12 @@ async def test_generation_history_is_the_callers_own_by_project_and_paged(api: A
     done = mine[2]
     assert set(done) == {"id", "userId", "projectId", "model", "prompt", "sourceKey", "requestedDuration", "duration",
                          "status", "s3Key", "creditsCharged", "creditsRefunded", "error", "generationTime",
-                         "createdAt", "finishedAt"}
+                         "createdAt", "finishedAt", "downloadUrl"}
     assert (done["status"], done["creditsCharged"], done["duration"], done["generationTime"]) == (
         "succeeded", 750, "5s", 1234)
+    assert done["downloadUrl"] and done["s3Key"] in done["downloadUrl"]  # succeeded: a link
     assert (mine[1]["status"], mine[1]["creditsRefunded"], mine[1]["error"]) == ("failed", 750, "test failure")
+    assert mine[1]["downloadUrl"] is None  # failed: nothing to download
     bad = await api.client.get("/video-gen/generations", params={"limit": 500}, headers=api.auth("u1"))
     assert bad.json() == {"statusCode": 400, "message": ["limit must not be greater than 200"], "error": "Bad Request"}
     cursor_of_entries = (await api.client.get("/video-gen/credits", params={"limit": 1},
