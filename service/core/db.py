@@ -6,17 +6,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import io
 from pathlib import Path
 
+import structlog
 from piccolo.apps.migrations.tables import Migration
 from piccolo.engine.base import Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 
-from service.core.errors import ServiceUnavailable
+from service.core.errors import DATABASE_UNREACHABLE, ServiceUnavailable
 
+log = structlog.get_logger(__name__)
 _engine: Engine | None = None
 _engine_url: str | None = None
 _users = 0  # API and workers may share one process (embedded stack): one pool, closed by the last
@@ -131,3 +134,18 @@ async def require_migrated() -> None:
             f"The database is not migrated ({len(pending)} pending: {', '.join(pending)}). "
             "Run `video-gen migrate` first."
         )
+
+
+async def ensure_database(timeout: float = 5.0) -> None:
+    """503 unless the database answers. Tried twice: a pooled connection the server dropped
+    fails once and is replaced, and that must not turn a healthy database into a 503."""
+    for attempt in (1, 2):
+        try:
+            await asyncio.wait_for(current_engine().run_ddl("SELECT 1"), timeout)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if attempt == 2:
+                log.warning("api.database_unreachable", error=str(exc) or type(exc).__name__)
+                raise ServiceUnavailable(DATABASE_UNREACHABLE) from exc

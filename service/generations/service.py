@@ -29,7 +29,8 @@ from service.core.settings import Settings
 from service.generations.schemas import GenerationPage, ImageToVideoRequest, ImageToVideoResponse, JobAccepted
 from service.jobs import idempotency
 from service.jobs.messages import JobMessage, JobReply
-from service.jobs.service import IdempotentRequest, JobQueue, ensure_database
+from service.core.db import ensure_database
+from service.jobs.service import IdempotentRequest, JobQueue
 from service.storage.base import Storage
 from service.storage.images import check_source_key
 

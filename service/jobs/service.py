@@ -9,20 +9,16 @@ acknowledge it, so its length is the backlog, and a length cap could only ever d
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.core.errors import DATABASE_UNREACHABLE, QUEUE_UNREACHABLE, ServiceUnavailable
+from service.core.errors import QUEUE_UNREACHABLE, ServiceUnavailable
 from service.core.keys import Keys
 from service.jobs import idempotency
 from service.jobs.idempotency import IdempotencyRecord
@@ -98,7 +94,7 @@ class JobQueue:
     async def lookup(self, user_id: str, key: str) -> IdempotencyRecord | None:
         """The job an Idempotency-Key is bound to, if any; 503 when Redis is unreachable."""
         try:
-            return idempotency.parse(await _twice(lambda: self.redis.hgetall(self.keys.idempotency(user_id, key))))
+            return idempotency.parse(await self.redis.hgetall(self.keys.idempotency(user_id, key)))
         except RedisError as exc:
             raise ServiceUnavailable(QUEUE_UNREACHABLE) from exc
 
@@ -117,10 +113,10 @@ class JobQueue:
             keys.append(self.keys.idempotency(job.user_id, idem.key))
             args += [job.job_id, idem.body_hash, repr(time.time()), self._idem_ttl]
         try:
-            # Sent again only after a connection error. The job id is fixed, so even a duplicate entry
-            # (a first try that ran but whose answer was lost) is charged once and answered once: the
-            # workers key the debit, the record and the reply on the job id, not on the entry.
-            result = await _twice(lambda: self._submit_script(keys=keys, args=args))
+            # The pool retries after a connection error (service/core/redis.py). The job id is fixed, so
+            # even a duplicate entry (a first try that ran but whose answer was lost) is charged once and
+            # answered once: workers key the debit, the record and the reply on the job id, not the entry.
+            result = await self._submit_script(keys=keys, args=args)
         except RedisError as exc:
             raise ServiceUnavailable(QUEUE_UNREACHABLE) from exc
         status = result[0].decode() if isinstance(result[0], bytes) else result[0]
@@ -146,29 +142,3 @@ class JobQueue:
     async def meta(self, job_id: str) -> JobMeta | None:
         raw = await self.redis.get(self.keys.job_meta(job_id))
         return msgspec.json.decode(raw, type=JobMeta) if raw else None
-
-
-async def _twice(command: Callable[[], Any]) -> Any:
-    """Run a Redis command, once more on a connection error: after an outage, a pooled connection
-    Redis (or the network) dropped fails once before the pool replaces it."""
-    try:
-        return await command()
-    except (RedisConnectionError, RedisTimeoutError):
-        return await command()
-
-
-async def ensure_database(timeout: float = 5.0) -> None:
-    """503 unless the database answers. Tried twice: a pooled connection the server dropped
-    fails once and is replaced, and that must not turn a healthy database into a 503."""
-    from service.generations.tables import Generation
-
-    for attempt in (1, 2):
-        try:
-            await asyncio.wait_for(Generation.raw("SELECT 1"), timeout)
-            return
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            if attempt == 2:
-                log.warning("api.database_unreachable", error=str(exc) or type(exc).__name__)
-                raise ServiceUnavailable(DATABASE_UNREACHABLE) from exc

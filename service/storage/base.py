@@ -1,6 +1,6 @@
 """One storage interface, two backends (local directory, S3).
 
-The rest of the code holds a ``Storage`` and never knows which backend it has; ``open_storage``
+The rest of the code holds a ``Storage`` and never knows which backend it has; ``storage_from_settings``
 picks one from ``STORAGE_URL``.
 """
 
