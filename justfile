@@ -22,10 +22,10 @@ test *args:
 faults:
     uv run python -m tests.faults.run
 
-# Benchmarks (each prints ratios against a baseline measured in the same run).
-bench:
-    uv run python -m bench.waiting_requests
-    uv run python -m bench.local_render
+# Benchmarks, all or by name (pipeline, waiting, render); each prints ratios against a baseline
+# measured in the same run.
+bench *names:
+    uv run python -m bench {{names}}
 
 # Apply database migrations to DATABASE_URL.
 migrate:

@@ -1,0 +1,36 @@
+"""``python -m bench [NAME ...]``: run the named benchmarks (all of them when none is named).
+
+Each prints its own figures as ratios against a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import runpy
+import sys
+
+BENCHMARKS = {
+    "pipeline": "bench.pipeline",  # the hot path of one job against the peer-bench prototype
+    "waiting": "bench.waiting_requests",  # many requests waiting on one API process
+    "render": "bench.local_render",  # the local model's render against a plain encode
+}
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(BENCHMARKS)
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        print(f"unknown benchmark(s) {unknown}; one of {', '.join(BENCHMARKS)}", file=sys.stderr)
+        return 2
+    for name in names:
+        print(f"\n=== bench {name}\n", flush=True)
+        sys.argv = [BENCHMARKS[name]]
+        try:
+            runpy.run_module(BENCHMARKS[name], run_name="__main__")
+        except SystemExit as exc:
+            if exc.code not in (0, None):
+                return int(exc.code) if isinstance(exc.code, int) else 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,151 @@
+"""What the benchmarks share: a private redis-server and PostgreSQL database, child processes
+stopped by PID, and the counters each figure is read from (process CPU, Redis commands, SQL
+statements from the server log of the private database).
+
+Everything runs on loopback and is removed at the end; nothing here is imported by the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import asyncpg
+import redis
+
+from service.core.embedded_redis import EmbeddedRedis
+
+PG_ADMIN_URL = os.environ.get("BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_LOG_GLOB = "/var/log/postgresql/postgresql-*-main.log"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+class Procs:
+    """Child processes, each in its own session, stopped by PID (TERM, then KILL)."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir, self.children = log_dir, []
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.children.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen, grace: float = 30.0) -> None:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(grace)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.children):
+            self.stop(proc, grace=10)
+
+
+class RedisCounter:
+    """A private redis-server and its ``INFO commandstats`` call counts."""
+
+    def __init__(self) -> None:
+        self.server = EmbeddedRedis()
+        self.url = self.server.start()
+        self.client = redis.Redis.from_url(self.url)
+
+    def calls(self) -> Counter[str]:
+        stats = self.client.info("commandstats")
+        return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()})
+
+    def flush(self) -> None:
+        self.client.flushall()
+        self.client.config_resetstat()
+
+    def close(self) -> None:
+        self.client.close()
+        self.server.stop()
+
+
+class PgDatabase:
+    """A private PostgreSQL database that logs every statement (``log_statement = all`` on it alone).
+
+    Statements are counted from the server log between two byte offsets, on lines naming this
+    database; the pool's reset queries are counted apart.
+    """
+
+    def __init__(self) -> None:
+        self.name = f"bench_{uuid.uuid4().hex[:10]}"
+        self.sql(f'CREATE DATABASE "{self.name}"', admin=True)
+        self.sql(f"ALTER DATABASE \"{self.name}\" SET log_statement = 'all'", admin=True)
+        logs = sorted(Path("/var/log/postgresql").glob("postgresql-*-main.log"))
+        self.log = Path(os.environ.get("BENCH_PG_LOG", logs[-1] if logs else PG_LOG_GLOB))
+
+    @property
+    def url(self) -> str:
+        return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{self.name}"
+
+    def sql(self, query: str, *, admin: bool = False) -> list[asyncpg.Record]:
+        async def run() -> list[asyncpg.Record]:
+            conn = await asyncpg.connect(PG_ADMIN_URL if admin else self.url)
+            try:
+                if ";" in query:  # several statements: the simple protocol, no rows
+                    await conn.execute(query)
+                    return []
+                return await conn.fetch(query)
+            finally:
+                await conn.close()
+        return asyncio.run(run())
+
+    def offset(self) -> int:
+        return self.log.stat().st_size if self.log.exists() else 0
+
+    def statements(self, start: int, end: int) -> tuple[int, int]:
+        """(statements, pool resets) this database logged between two offsets of the server log."""
+        if not self.log.exists():
+            return -1, -1
+        with self.log.open("rb") as f:
+            f.seek(start)
+            text = f.read(end - start).decode(errors="replace")
+        marker = re.compile(rf"@{re.escape(self.name)} LOG:  (?:statement|execute [^:]*): (.*)")
+        found = [m.group(1) for m in marker.finditer(text)]
+        resets = sum(1 for s in found if "pg_advisory_unlock_all" in s)
+        return len(found), resets
+
+    def drop(self) -> None:
+        self.sql(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)', admin=True)
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"{url}: the process exited with {proc.returncode} (see its log)")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"{url} did not answer within {timeout:g} s")
+
+
+def free_port() -> int:
+    from service.core.embedded_redis import free_port as port
+
+    return port()
