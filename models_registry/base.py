@@ -22,10 +22,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
-
-if TYPE_CHECKING:
-    from service.core.settings import Settings
+from typing import Any, ClassVar
 
 ENTRY_POINT_GROUP = "video_gen.models"
 
@@ -96,7 +93,7 @@ class ModelPlugin:
         """Credits charged for one generation of ``duration``."""
         raise NotImplementedError
 
-    async def open(self, settings: Settings) -> None:
+    async def open(self, settings: Any) -> None:
         """Acquire per-process resources (HTTP clients...). Called once before any generate."""
 
     async def close(self) -> None:

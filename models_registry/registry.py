@@ -15,7 +15,7 @@ from types import MappingProxyType
 from typing import Any
 
 from models_registry.base import ENTRY_POINT_GROUP, ModelPlugin, parse_duration
-from service.core.errors import ValidationFailed
+from models_registry.errors import UnknownModel, UnsupportedDuration
 
 
 class PluginError(RuntimeError):
@@ -112,9 +112,7 @@ class ModelRegistry:
                 raise PluginError(f"model plugin from {origin} could not be created: {exc}") from exc
             validate_plugin(plugin, origin)
             if plugin.name in plugins:
-                raise PluginError(
-                    f"duplicate model name {plugin.name!r}: {origin} and {origins[plugin.name]}"
-                )
+                raise PluginError(f"duplicate model name {plugin.name!r}: {origin} and {origins[plugin.name]}")
             plugins[plugin.name] = plugin
             origins[plugin.name] = origin
         return cls(plugins, origins)
@@ -126,33 +124,35 @@ class ModelRegistry:
         return name in self._plugins
 
     def get(self, name: str) -> ModelPlugin:
-        """The plugin called ``name``; a spec-shaped 400 listing the known models otherwise."""
+        """The plugin called ``name``; ``UnknownModel`` (listing the known ones) otherwise."""
         try:
             return self._plugins[name]
         except KeyError:
-            raise ValidationFailed(
-                [f"model must be one of the following values: {', '.join(self.names())}"]
-            ) from None
+            raise UnknownModel(name, self.names()) from None
 
     def resolve(self, name: str, duration: str | None) -> tuple[ModelPlugin, str]:
         """Plugin and effective duration for a request, refusing what the model does not offer."""
         plugin = self.get(name)
         effective = duration or plugin.default_duration
         if effective not in plugin.durations:
-            raise ValidationFailed(
-                [f"duration must be one of the following values: {', '.join(plugin.durations)}"]
-            )
+            raise UnsupportedDuration(effective, tuple(plugin.durations))
         return plugin, effective
 
     def catalogue(self) -> list[CatalogueEntry]:
         out = []
         for name in self.names():
             p = self._plugins[name]
-            out.append(CatalogueEntry(
-                name=name, durations=tuple(p.durations), default_duration=p.default_duration,
-                cost={d: p.cost(d) for d in p.durations}, timeout_seconds=float(p.timeout_seconds),
-                description=getattr(p, "description", "") or "", package=self._origins[name],
-            ))
+            out.append(
+                CatalogueEntry(
+                    name=name,
+                    durations=tuple(p.durations),
+                    default_duration=p.default_duration,
+                    cost={d: p.cost(d) for d in p.durations},
+                    timeout_seconds=float(p.timeout_seconds),
+                    description=getattr(p, "description", "") or "",
+                    package=self._origins[name],
+                )
+            )
         return out
 
     async def open_all(self, settings: Any) -> None:

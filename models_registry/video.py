@@ -100,7 +100,7 @@ def probe_video(path: Path | str) -> VideoInfo:
 
 def _probe(path: Path | str) -> tuple[VideoInfo, Fraction]:
     frames, stream, size = 0, None, (0, 0)
-    for frame, stream in _frames(path):
+    for frame, stream in _frames(path):  # noqa: B007 (the last stream is the one probed)
         if not frames:
             size = (frame.width, frame.height)
         frames += 1

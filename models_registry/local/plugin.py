@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
 from models_registry.base import (
     GeneratedVideo,
@@ -14,9 +14,6 @@ from models_registry.base import (
 )
 from models_registry.local.render import render_pan_zoom
 from models_registry.video import probe_video
-
-if TYPE_CHECKING:
-    from service.core.settings import Settings
 
 
 class LocalPanZoomModel(ModelPlugin):
@@ -38,7 +35,7 @@ class LocalPanZoomModel(ModelPlugin):
         """Priced like Veo3 in the spec's table, so the demo shows the spec's numbers."""
         return 750
 
-    async def open(self, settings: Settings) -> None:
+    async def open(self, settings: Any) -> None:
         """Take the output size and frame rate from settings (defaults when a field is absent)."""
         self.width = getattr(settings, "local_model_width", 1024)
         self.height = getattr(settings, "local_model_height", 576)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from models_registry.errors import GenerationFailed
 from models_registry.video import VideoInfo, extend_video, probe_video, trim_video
-from service.core.errors import GenerationFailed
 
 # One frame at 24 fps is ~0.04 s; half a second covers container rounding but not a wrong clip.
 TOLERANCE_SECONDS = 0.5
@@ -76,7 +76,5 @@ def finish_video(plan: DurationPlan, raw: Path, out: Path) -> VideoInfo:
     except ValueError as exc:
         raise GenerationFailed(f"could not make {plan.requested} from fal's video: {exc}") from exc
     if abs(info.duration_seconds - plan.target_seconds) > TOLERANCE_SECONDS:
-        raise GenerationFailed(
-            f"the finished video is {info.duration_seconds:.2f} s, not {plan.target_seconds:g} s"
-        )
+        raise GenerationFailed(f"the finished video is {info.duration_seconds:.2f} s, not {plan.target_seconds:g} s")
     return info

@@ -18,9 +18,13 @@ from typing import Any, TypeVar
 import httpx
 from fal_client import FalClientError, FalClientHTTPError
 
-from service.core.errors import AppError, GenerationFailed, ProviderRejected, RetryableProviderError
+from models_registry.errors import GenerationFailed, ModelError, ProviderRejected
 
 T = TypeVar("T")
+
+
+class RetryableProviderError(ModelError):
+    """A transient fal failure (429, 5xx, network) worth another try; never leaves this module's retry."""
 
 
 def describe_detail(detail: Any) -> str:
@@ -43,7 +47,7 @@ def _describe_item(item: Any) -> str:
     return f"{message} ({where})" if where else message
 
 
-def classify(exc: BaseException, what: str) -> AppError | None:
+def classify(exc: BaseException, what: str) -> ModelError | None:
     """The service error for a failure while ``what`` (e.g. "submitting"); None if not fal's/HTTP's.
 
     ``RetryableProviderError`` marks the transient ones; ``with_retries`` decides when to give up.
@@ -59,7 +63,7 @@ def classify(exc: BaseException, what: str) -> AppError | None:
     return None
 
 
-def _from_status(status: int, details: str, what: str, *, fal_api: bool) -> AppError:
+def _from_status(status: int, details: str, what: str, *, fal_api: bool) -> ModelError:
     if status == 422 and fal_api:
         return ProviderRejected(f"Veo3 rejected the request: {details}")
     if status in (401, 403) and fal_api:
@@ -69,12 +73,10 @@ def _from_status(status: int, details: str, what: str, *, fal_api: bool) -> AppE
     return GenerationFailed(f"fal.ai answered HTTP {status} while {what}: {details}")
 
 
-async def with_retries(
-    operation: Callable[[], Awaitable[T]], *, what: str, attempts: int, base_delay: float
-) -> T:
+async def with_retries(operation: Callable[[], Awaitable[T]], *, what: str, attempts: int, base_delay: float) -> T:
     """Run ``operation``, retrying transient failures ``attempts`` times in all with doubling delays.
 
-    Every fal or HTTP failure leaves as an ``AppError``: the job's reply is then the spec's body
+    Every fal or HTTP failure leaves as a ``ModelError``: the job's reply is then the spec's body
     whatever went wrong, and a persistently unavailable fal ends as ``GenerationFailed``.
     """
     for attempt in range(1, attempts + 1):

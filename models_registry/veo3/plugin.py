@@ -15,19 +15,16 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import fal_client
 import httpx
 from fal_client import AsyncRequestHandle, Completed, InProgress, Queued, Status
 
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, Progress
+from models_registry.errors import GenerationFailed, ProviderRejected
 from models_registry.veo3.durations import DurationPlan, finish_video, plan_for
 from models_registry.veo3.errors import with_retries
-from service.core.errors import GenerationFailed, ProviderRejected
-
-if TYPE_CHECKING:
-    from service.core.settings import Settings
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -61,7 +58,9 @@ class Veo3Model(ModelPlugin):
     max_image_bytes: ClassVar[int] = 8 * 1024 * 1024  # fal's limit for Veo3's input image
     max_video_bytes: ClassVar[int] = 512 * 1024 * 1024
     defaults: ClassVar[dict[str, Any]] = {
-        "aspect_ratio": "auto", "resolution": "720p", "generate_audio": False,
+        "aspect_ratio": "auto",
+        "resolution": "720p",
+        "generate_audio": False,
     }
     option_fields: ClassVar[frozenset[str]] = frozenset(
         {"aspect_ratio", "resolution", "generate_audio", "negative_prompt", "seed", "auto_fix"}
@@ -79,7 +78,7 @@ class Veo3Model(ModelPlugin):
         """Flat 750 credits, as the spec's cost table says, whatever the duration."""
         return 750
 
-    async def open(self, settings: Settings) -> None:
+    async def open(self, settings: Any) -> None:
         """Create this process's fal client (only with a FAL_KEY) and the download client."""
         self._endpoint = settings.fal_endpoint
         self._poll_seconds = settings.fal_poll_seconds
@@ -126,9 +125,7 @@ class Veo3Model(ModelPlugin):
             raise GenerationFailed(f"Veo3 did not finish within {budget:g} s{which}") from None
         return GeneratedVideo(path=out, duration_seconds=info.duration_seconds)
 
-    async def _start(
-        self, fal: fal_client.AsyncClient, job: GenerationJob, plan: DurationPlan
-    ) -> AsyncRequestHandle:
+    async def _start(self, fal: fal_client.AsyncClient, job: GenerationJob, plan: DurationPlan) -> AsyncRequestHandle:
         """Resume the job's fal request if it has one, else submit and persist the new id."""
         if job.provider_request_id:
             # An earlier delivery already submitted (and paid for) this request: never resubmit.
@@ -152,8 +149,7 @@ class Veo3Model(ModelPlugin):
         else:
             image_url = fal_client.encode(image.data, image.content_type)
         options = {k: v for k, v in job.options.items() if k in self.option_fields}
-        return {**self.defaults, **options, "prompt": job.prompt, "duration": plan.fal_duration,
-                "image_url": image_url}
+        return {**self.defaults, **options, "prompt": job.prompt, "duration": plan.fal_duration, "image_url": image_url}
 
     async def _wait(self, handle: AsyncRequestHandle, job: GenerationJob) -> Any:
         """Poll until COMPLETED, reporting progress; a completed request with an error fails."""
@@ -192,16 +188,15 @@ class Veo3Model(ModelPlugin):
         await self._retry(once, "downloading the video")
 
     async def _retry(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
-        return await with_retries(
-            operation, what=what, attempts=self.retry_attempts, base_delay=self.retry_base_delay
-        )
+        return await with_retries(operation, what=what, attempts=self.retry_attempts, base_delay=self.retry_base_delay)
 
 
 def _progress(status: Status, seen_logs: int) -> tuple[Progress | None, int]:
     """The report for a non-final status (queue position, newest log line) and logs seen so far."""
     if isinstance(status, Queued):
-        return Progress(f"Waiting in fal.ai's queue (position {status.position})",
-                        queue_position=status.position), seen_logs
+        return Progress(
+            f"Waiting in fal.ai's queue (position {status.position})", queue_position=status.position
+        ), seen_logs
     if isinstance(status, InProgress):
         logs = status.logs or []
         if len(logs) > seen_logs:

@@ -69,7 +69,7 @@ def test_crop_moves_by_sub_pixel_amounts() -> None:
     shifts = [abs(b[0] - a[0]) + abs(b[1] - a[1]) for a, b in zip(boxes, boxes[1:])]
     assert all(0 < shift < 1.5 for shift in shifts)
     assert any(shift % 1 > 0.01 for shift in shifts)  # not whole-pixel jumps
-    assert all(0 <= b[0] and 0 <= b[1] and b[2] <= canvas[0] and b[3] <= canvas[1] for b in boxes)
+    assert all(b[0] >= 0 and b[1] >= 0 and b[2] <= canvas[0] and b[3] <= canvas[1] for b in boxes)
 
 
 def test_seed_picks_the_move_deterministically() -> None:
@@ -144,7 +144,11 @@ async def test_plugin_generates_a_real_video_of_the_sold_length(tmp_path: Path) 
     data = SAMPLE.read_bytes()
     image = SourceImage(key="images/u1/sample.png", data=data, content_type="image/png")
     job = GenerationJob(
-        job_id="job-1", prompt="a calm sea", duration="5s", image=image, workdir=tmp_path,
+        job_id="job-1",
+        prompt="a calm sea",
+        duration="5s",
+        image=image,
+        workdir=tmp_path,
         report_progress=report,
     )
     result = await model.generate(job)

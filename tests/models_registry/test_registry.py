@@ -20,10 +20,11 @@ import pytest
 
 import models_registry.registry as registry_module
 from models_registry.base import ENTRY_POINT_GROUP, GeneratedVideo, GenerationJob, ModelPlugin
+from models_registry.errors import UnknownModel, UnsupportedDuration
 from models_registry.local.plugin import LocalPanZoomModel
 from models_registry.registry import ModelRegistry, PluginError
 from models_registry.veo3.plugin import Veo3Model
-from service.core.errors import ValidationFailed
+from service.core.errors import from_model_error
 
 CONTRACT = ("name", "durations", "default_duration", "timeout_seconds", "cost", "generate")
 
@@ -38,8 +39,12 @@ def plugin_class(name: str = "good", *, drop: tuple[str, ...] = (), **overrides:
     ``cost`` may be given as a value (returned for every duration) or as a function of the duration.
     """
     attrs: dict[str, Any] = {
-        "name": name, "durations": ("5s", "8s"), "default_duration": "5s", "timeout_seconds": 30,
-        "description": "a test model", "generate": _generate,
+        "name": name,
+        "durations": ("5s", "8s"),
+        "default_duration": "5s",
+        "timeout_seconds": 30,
+        "description": "a test model",
+        "generate": _generate,
     }
     cost = overrides.pop("cost", lambda d: 10 * int(d[:-1]))
     attrs["cost"] = (lambda self, d: cost(d)) if callable(cost) else (lambda self, d: cost)
@@ -280,8 +285,7 @@ def test_an_entry_point_that_fails_to_import_names_its_package(
     with pytest.raises(PluginError) as caught:
         ModelRegistry.load()
     assert str(caught.value) == (
-        "model plugin 'broken' from package broken-models failed to import: "
-        "No module named 'video_gen_no_such_module'"
+        "model plugin 'broken' from package broken-models failed to import: No module named 'video_gen_no_such_module'"
     )
     assert isinstance(caught.value.__cause__, ModuleNotFoundError)
 
@@ -311,18 +315,20 @@ def registry() -> ModelRegistry:
 
 
 def test_an_unknown_model_is_a_400_listing_the_installed_names(registry: ModelRegistry) -> None:
-    with pytest.raises(ValidationFailed) as caught:
+    with pytest.raises(UnknownModel) as caught:
         registry.get("sora")
-    assert caught.value.status_code == 400
-    assert caught.value.message == ["model must be one of the following values: good, other"]
-    with pytest.raises(ValidationFailed):
+    assert caught.value.known == ["good", "other"]
+    http = from_model_error(caught.value)
+    assert http.status_code == 400
+    assert http.message == ["model must be one of the following values: good, other"]
+    with pytest.raises(UnknownModel):
         registry.resolve("sora", "5s")
 
 
 def test_resolve_refuses_a_duration_the_model_lacks(registry: ModelRegistry) -> None:
-    with pytest.raises(ValidationFailed) as caught:
+    with pytest.raises(UnsupportedDuration) as caught:
         registry.resolve("good", "4s")  # offered by "other", not by "good"
-    assert caught.value.message == ["duration must be one of the following values: 5s, 8s"]
+    assert from_model_error(caught.value).message == ["duration must be one of the following values: 5s, 8s"]
 
 
 def test_resolve_uses_the_models_default_when_no_duration_is_given(registry: ModelRegistry) -> None:

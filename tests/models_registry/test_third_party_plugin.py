@@ -44,8 +44,7 @@ def _uv_pip(*args: str) -> None:
     """``uv pip ARGS`` against the interpreter running the tests, failing with uv's own output."""
     uv = os.environ.get("UV") or shutil.which("uv")  # `uv run` exports UV: the uv that started us
     assert uv, "uv is needed to install the example plugin"
-    result = subprocess.run([uv, "pip", *args, "--python", sys.executable], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run([uv, "pip", *args, "--python", sys.executable], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, f"uv pip {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
 
 
@@ -139,8 +138,9 @@ async def test_the_catalogue_endpoint_offers_it(example_api: Api) -> None:
 async def test_a_six_second_generation_is_charged_its_price_and_lasts_six_seconds(example_api: Api) -> None:
     await seed_image(example_api.settings)
     await grant("u1", 200)
-    r = await example_api.client.post("/video-gen/image-to-video", json=image_request(model=MODEL, duration="6s"),
-                                      headers=example_api.auth("u1"))
+    r = await example_api.client.post(
+        "/video-gen/image-to-video", json=image_request(model=MODEL, duration="6s"), headers=example_api.auth("u1")
+    )
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["success"] is True
@@ -157,10 +157,14 @@ async def test_a_six_second_generation_is_charged_its_price_and_lasts_six_second
 async def test_a_duration_it_does_not_offer_is_a_spec_shaped_400(example_api: Api) -> None:
     await seed_image(example_api.settings)
     await grant("u1", 200)
-    r = await example_api.client.post("/video-gen/image-to-video", json=image_request(model=MODEL, duration="8s"),
-                                      headers=example_api.auth("u1"))
+    r = await example_api.client.post(
+        "/video-gen/image-to-video", json=image_request(model=MODEL, duration="8s"), headers=example_api.auth("u1")
+    )
     assert r.status_code == 400, r.text
-    assert r.json() == {"statusCode": 400, "message": ["duration must be one of the following values: 4s, 6s"],
-                        "error": "Bad Request"}
+    assert r.json() == {
+        "statusCode": 400,
+        "message": ["duration must be one of the following values: 4s, 6s"],
+        "error": "Bad Request",
+    }
     assert await ledger.balance_of("u1") == 200
     assert await _queued(example_api) == 0

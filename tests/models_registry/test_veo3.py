@@ -18,10 +18,11 @@ import pytest
 from PIL import Image
 
 from models_registry.base import GeneratedVideo, GenerationJob, Progress, SourceImage
-from models_registry.veo3.errors import classify, describe_detail
+from models_registry.errors import GenerationFailed, ProviderRejected
+from models_registry.veo3.errors import RetryableProviderError, classify, describe_detail
 from models_registry.veo3.plugin import Veo3Model
 from models_registry.video import probe_video
-from service.core.errors import GenerationFailed, ProviderRejected, RetryableProviderError
+from service.core.errors import from_model_error
 from service.core.settings import Settings
 from tests.fakes.fal_queue import FakeFal, install_in_process, start_fal_server
 
@@ -51,11 +52,20 @@ class Recorder:
         self.polls_when_saved = self.fake.status_polls if self.fake else None
 
 
-def make_job(tmp_path: Path, recorder: Recorder, *, prompt: str = "A calm sea at dawn",
-             duration: str = "8s", **fields) -> GenerationJob:
+def make_job(
+    tmp_path: Path, recorder: Recorder, *, prompt: str = "A calm sea at dawn", duration: str = "8s", **fields
+) -> GenerationJob:
     image = fields.pop("image", SourceImage(key="images/u1/a.png", data=png(), content_type="image/png"))
-    return GenerationJob(job_id="job-1", prompt=prompt, duration=duration, image=image, workdir=tmp_path,
-                         report_progress=recorder.report, save_provider_request_id=recorder.save, **fields)
+    return GenerationJob(
+        job_id="job-1",
+        prompt=prompt,
+        duration=duration,
+        image=image,
+        workdir=tmp_path,
+        report_progress=recorder.report,
+        save_provider_request_id=recorder.save,
+        **fields,
+    )
 
 
 async def open_plugin(transport: httpx.AsyncBaseTransport | None, **settings) -> Veo3Model:
@@ -85,9 +95,7 @@ async def veo3(transport: httpx.AsyncBaseTransport):
 @pytest.mark.parametrize(
     ("duration", "fal_duration", "seconds"), [("5s", "6s", 5.0), ("8s", "8s", 8.0), ("10s", "8s", 10.0)]
 )
-async def test_each_duration_gives_a_real_video_of_that_length(
-    veo3, fake, tmp_path, duration, fal_duration, seconds
-):
+async def test_each_duration_gives_a_real_video_of_that_length(veo3, fake, tmp_path, duration, fal_duration, seconds):
     video = await veo3.generate(make_job(tmp_path, Recorder(fake), duration=duration))
     assert isinstance(video, GeneratedVideo) and video.path.parent == tmp_path
     info = probe_video(video.path)  # decodes every frame
@@ -114,8 +122,7 @@ async def test_request_id_is_saved_before_polling_and_progress_is_reported(veo3,
 
 
 async def test_options_override_known_fields_only(veo3, fake, tmp_path):
-    options = {"generate_audio": True, "resolution": "1080p", "negative_prompt": "blur",
-               "duration": "4s", "x": 1}
+    options = {"generate_audio": True, "resolution": "1080p", "negative_prompt": "blur", "duration": "4s", "x": 1}
     await veo3.generate(make_job(tmp_path, Recorder(), options=options))
     args = fake.submissions[0]["arguments"]
     assert (args["generate_audio"], args["resolution"], args["negative_prompt"]) == (True, "1080p", "blur")
@@ -132,15 +139,18 @@ async def test_presigned_url_is_sent_when_configured(transport, fake, tmp_path):
     assert fake.submissions[0]["arguments"]["image_url"] == "https://bucket.example/k?sig=1"
 
 
-@pytest.mark.parametrize(("prompt", "reason"), [
-    ("[policy] a violent scene", "content policy violation: The content could not be processed"),
-    ("[invalid] anything", "Unsupported image: the image could not be decoded"),
-    ("[resultpolicy] flagged later", "content policy violation"),
-])
+@pytest.mark.parametrize(
+    ("prompt", "reason"),
+    [
+        ("[policy] a violent scene", "content policy violation: The content could not be processed"),
+        ("[invalid] anything", "Unsupported image: the image could not be decoded"),
+        ("[resultpolicy] flagged later", "content policy violation"),
+    ],
+)
 async def test_422_becomes_provider_rejected_with_the_reason(veo3, tmp_path, prompt, reason):
     with pytest.raises(ProviderRejected) as caught:
         await veo3.generate(make_job(tmp_path, Recorder(), prompt=prompt))
-    assert caught.value.status_code == 400
+    assert from_model_error(caught.value).status_code == 400
     assert caught.value.message.startswith("Veo3 rejected the request: ") and reason in caught.value.message
 
 
@@ -173,7 +183,7 @@ async def test_persistent_5xx_fails_after_bounded_retries(veo3, fake, tmp_path):
     with pytest.raises(GenerationFailed) as caught:
         await veo3.generate(make_job(tmp_path, Recorder(), prompt="[fail] waves"))
     assert "HTTP 500" in caught.value.message and "gave up after 3 attempts" in caught.value.message
-    assert caught.value.message.startswith("Image-to-video generation failed: ")
+    assert from_model_error(caught.value).message.startswith("Image-to-video generation failed: ")
     assert len(fake.submissions) == 3
 
 
@@ -194,8 +204,8 @@ async def test_missing_fal_key_fails_plainly(transport, fake, tmp_path):
     with pytest.raises(GenerationFailed) as caught:
         await plugin.generate(make_job(tmp_path, Recorder()))
     await plugin.close()
-    assert caught.value.message == "Image-to-video generation failed: FAL_KEY is not set"
-    assert caught.value.status_code == 500 and fake.submissions == []
+    assert from_model_error(caught.value).message == "Image-to-video generation failed: FAL_KEY is not set"
+    assert from_model_error(caught.value).status_code == 500 and fake.submissions == []
 
 
 async def test_rejected_fal_key_says_so(transport, tmp_path):
@@ -207,8 +217,10 @@ async def test_rejected_fal_key_says_so(transport, tmp_path):
 
 async def test_resume_polls_the_saved_request_and_never_resubmits(veo3, fake, tmp_path):
     earlier = fal_client.AsyncClient(key="test-key")  # stands for the crashed worker's submission
-    first = await earlier.submit("fal-ai/veo3/image-to-video", {
-        "prompt": "earlier delivery", "duration": "8s", "image_url": "https://bucket.example/a.png"})
+    first = await earlier.submit(
+        "fal-ai/veo3/image-to-video",
+        {"prompt": "earlier delivery", "duration": "8s", "image_url": "https://bucket.example/a.png"},
+    )
     await (await earlier._client).aclose()
     recorder = Recorder(fake)
     video = await veo3.generate(make_job(tmp_path, recorder, provider_request_id=first.request_id))
@@ -233,10 +245,8 @@ def test_classification_of_fal_errors():
         assert isinstance(classify(error, "polling"), RetryableProviderError)
     refused = httpx.ConnectError("refused", request=request)
     assert isinstance(classify(refused, "submitting"), RetryableProviderError)
-    not_found = fal_client.FalClientHTTPError(
-        "Request not found", 404, {}, httpx.Response(404, request=request))
-    assert classify(not_found, "polling").message == (
-        "Image-to-video generation failed: fal.ai answered HTTP 404 while polling: Request not found")
+    not_found = fal_client.FalClientHTTPError("Request not found", 404, {}, httpx.Response(404, request=request))
+    assert classify(not_found, "polling").message == "fal.ai answered HTTP 404 while polling: Request not found"
     assert classify(ValueError("a bug"), "polling") is None
     assert describe_detail([{"loc": ["body", "duration"], "msg": "bad", "type": "enum"}]) == "bad (duration)"
 
@@ -300,10 +310,16 @@ def test_fal_client_reaches_the_server_through_env_vars(fal_server, tmp_path):
     host = base_url.removeprefix("https://")
     image = tmp_path / "source.png"
     image.write_bytes(png())
-    env = {**os.environ, "FAL_KEY": "test-key", "FAL_QUEUE_RUN_HOST": host, "FAL_RUN_HOST": host,
-           "SSL_CERT_FILE": str(ca_path)}
-    done = subprocess.run([sys.executable, "-c", DRIVER, str(image)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=60)
+    env = {
+        **os.environ,
+        "FAL_KEY": "test-key",
+        "FAL_QUEUE_RUN_HOST": host,
+        "FAL_RUN_HOST": host,
+        "SSL_CERT_FILE": str(ca_path),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", DRIVER, str(image)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["duration"] == pytest.approx(10.0, abs=0.01)

@@ -17,7 +17,6 @@ from models_registry.video import probe_video
 from service.embedded import embedded_stack
 from service.generations import repository as generations
 from service.ledger import service as ledger
-from tests.conftest import make_settings
 from tests.factories import grant, seed_image, token_for
 from tests.fakes.fal_queue import start_fal_server
 
@@ -43,10 +42,21 @@ def worker(veo3_settings, fal_https) -> Iterator[subprocess.Popen[bytes]]:
     base_url, ca_path = fal_https
     host = base_url.removeprefix("https://")
     s = veo3_settings
-    env = {**os.environ, "DATABASE_URL": s.database_url, "REDIS_URL": s.redis_url, "REDIS_KEY_PREFIX": s.redis_key_prefix,
-           "STORAGE_URL": s.storage_url, "FAL_KEY": "test-key", "FAL_POLL_SECONDS": "0.05", "JWT_SECRET": s.jwt_secret,
-           "FAL_QUEUE_RUN_HOST": host, "FAL_RUN_HOST": host, "SSL_CERT_FILE": str(ca_path), "WORKER_CONCURRENCY": "2",
-           "LOG_LEVEL": "WARNING"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": s.database_url,
+        "REDIS_URL": s.redis_url,
+        "REDIS_KEY_PREFIX": s.redis_key_prefix,
+        "STORAGE_URL": s.storage_url,
+        "FAL_KEY": "test-key",
+        "FAL_POLL_SECONDS": "0.05",
+        "JWT_SECRET": s.jwt_secret,
+        "FAL_QUEUE_RUN_HOST": host,
+        "FAL_RUN_HOST": host,
+        "SSL_CERT_FILE": str(ca_path),
+        "WORKER_CONCURRENCY": "2",
+        "LOG_LEVEL": "WARNING",
+    }
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=ROOT, env=env)
     try:
         yield proc
@@ -65,8 +75,12 @@ async def test_the_spec_request_runs_on_veo3_through_fal(veo3_settings, worker) 
         await seed_image(s)
         await grant("u1", 900)
         auth = {"Authorization": f"Bearer {token_for(s, 'u1')}"}
-        body = {"id": "images/u1/source-image.png", "prompt": "A beautiful sunset over the ocean with gentle waves",
-                "duration": "5s", "projectId": "project-456"}
+        body = {
+            "id": "images/u1/source-image.png",
+            "prompt": "A beautiful sunset over the ocean with gentle waves",
+            "duration": "5s",
+            "projectId": "project-456",
+        }
         async with httpx.AsyncClient(base_url=stack.url, timeout=120) as client:
             r = await client.post("/video-gen/image-to-video", json=body, headers=auth)
         assert r.status_code == 200, r.text
@@ -76,7 +90,7 @@ async def test_the_spec_request_runs_on_veo3_through_fal(veo3_settings, worker) 
         info = probe_video(Path(s.storage_url.removeprefix("file://")) / answer["s3Key"])
         assert abs(info.duration_seconds - 5.0) < 0.01  # fal's 6 s, trimmed honestly
         record = await generations.get(answer["s3Key"].rsplit("/", 1)[1].removesuffix(".mp4"))
-        assert record is not None and record["provider_request_id"]
+        assert record is not None and record.provider_request_id
 
 
 async def test_a_content_policy_refusal_is_a_client_error_and_refunded(veo3_settings, worker) -> None:
