@@ -14,6 +14,12 @@ demo:
 serve:
     uv run video-gen serve
 
+# Lint: ruff (format and rules) and the import-linter layer contracts.
+lint:
+    uv run ruff format --check .
+    uv run ruff check .
+    uv run lint-imports
+
 # The whole test suite (needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432; see .ci/run).
 test *args:
     uv run pytest -q {{args}}

@@ -112,55 +112,99 @@ def _sqlite_guard(name: str, event: str, when: str, message: str) -> str:
 
 _REFUND = "SELECT 1 FROM ledger_entries r WHERE r.unique_key = 'refund:' || NEW.id"
 _GENERATION_RULES = [  # (name, when, message), each checked on insert and on update
-    ("refunded_mirror", "NEW.credits_refunded IS NOT COALESCE((SELECT r.amount FROM ledger_entries r "
-     "WHERE r.unique_key = 'refund:' || NEW.id), 0)", "credits_refunded must mirror the refund entry"),
-    ("failed_refunded", f"NEW.status = 'failed' AND NEW.credits_charged > 0 AND NOT EXISTS ({_REFUND})",
-     "a charged generation must be refunded before it is marked failed"),
-    ("succeeded_not_failed_refund", f"NEW.status = 'succeeded' AND EXISTS ({_REFUND} AND r.actor = 'system')",
-     "a generation refunded as failed cannot succeed"),
+    (
+        "refunded_mirror",
+        "NEW.credits_refunded IS NOT COALESCE((SELECT r.amount FROM ledger_entries r "
+        "WHERE r.unique_key = 'refund:' || NEW.id), 0)",
+        "credits_refunded must mirror the refund entry",
+    ),
+    (
+        "failed_refunded",
+        f"NEW.status = 'failed' AND NEW.credits_charged > 0 AND NOT EXISTS ({_REFUND})",
+        "a charged generation must be refunded before it is marked failed",
+    ),
+    (
+        "succeeded_not_failed_refund",
+        f"NEW.status = 'succeeded' AND EXISTS ({_REFUND} AND r.actor = 'system')",
+        "a generation refunded as failed cannot succeed",
+    ),
 ]
 
 SQLITE = [
     INDEX,
-    _sqlite_guard("ledger_entries_kind_amount", "BEFORE INSERT ON ledger_entries",
-                  f"NOT {KIND_AMOUNT.replace('kind', 'NEW.kind').replace('amount', 'NEW.amount')}",
-                  "entry kind and amount sign disagree"),
-    _sqlite_guard("ledger_entries_generation_key", "BEFORE INSERT ON ledger_entries",
-                  "NOT " + GENERATION_KEY.replace("kind", "NEW.kind").replace("generation_id", "NEW.generation_id")
-                  .replace("unique_key", "NEW.unique_key"), "debits and refunds carry kind:generation as key"),
-    _sqlite_guard("ledger_entries_follow_balance", "BEFORE INSERT ON ledger_entries",
-                  "NEW.balance_after IS NOT (SELECT a.balance FROM accounts a WHERE a.user_id = NEW.user_id) "
-                  "OR NEW.balance_after IS NOT COALESCE((SELECT p.balance_after FROM ledger_entries p "
-                  "WHERE p.user_id = NEW.user_id ORDER BY p.id DESC LIMIT 1), 0) + NEW.amount",
-                  "entry does not follow the stored balance"),
-    _sqlite_guard("ledger_entries_debit_generation", "BEFORE INSERT ON ledger_entries",
-                  "NEW.kind = 'debit' AND NOT EXISTS (SELECT 1 FROM generations g WHERE g.id = NEW.generation_id "
-                  "AND g.user_id = NEW.user_id AND g.credits_charged = -NEW.amount)",
-                  "a debit needs its generation, charged the same amount"),
-    _sqlite_guard("ledger_entries_refund_debit", "BEFORE INSERT ON ledger_entries",
-                  "NEW.kind = 'refund' AND NOT EXISTS (SELECT 1 FROM ledger_entries d "
-                  "WHERE d.unique_key = 'debit:' || NEW.generation_id AND d.user_id = NEW.user_id "
-                  "AND -d.amount >= NEW.amount)",
-                  "a refund needs a debit of the same generation of at least its amount"),
-    _sqlite_guard("ledger_entries_refund_succeeded", "BEFORE INSERT ON ledger_entries",
-                  "NEW.kind = 'refund' AND NEW.actor = 'system' AND EXISTS (SELECT 1 FROM generations g "
-                  "WHERE g.id = NEW.generation_id AND g.status = 'succeeded')",
-                  "only an admin refunds a succeeded generation"),
+    _sqlite_guard(
+        "ledger_entries_kind_amount",
+        "BEFORE INSERT ON ledger_entries",
+        f"NOT {KIND_AMOUNT.replace('kind', 'NEW.kind').replace('amount', 'NEW.amount')}",
+        "entry kind and amount sign disagree",
+    ),
+    _sqlite_guard(
+        "ledger_entries_generation_key",
+        "BEFORE INSERT ON ledger_entries",
+        "NOT "
+        + GENERATION_KEY.replace("kind", "NEW.kind")
+        .replace("generation_id", "NEW.generation_id")
+        .replace("unique_key", "NEW.unique_key"),
+        "debits and refunds carry kind:generation as key",
+    ),
+    _sqlite_guard(
+        "ledger_entries_follow_balance",
+        "BEFORE INSERT ON ledger_entries",
+        "NEW.balance_after IS NOT (SELECT a.balance FROM accounts a WHERE a.user_id = NEW.user_id) "
+        "OR NEW.balance_after IS NOT COALESCE((SELECT p.balance_after FROM ledger_entries p "
+        "WHERE p.user_id = NEW.user_id ORDER BY p.id DESC LIMIT 1), 0) + NEW.amount",
+        "entry does not follow the stored balance",
+    ),
+    _sqlite_guard(
+        "ledger_entries_debit_generation",
+        "BEFORE INSERT ON ledger_entries",
+        "NEW.kind = 'debit' AND NOT EXISTS (SELECT 1 FROM generations g WHERE g.id = NEW.generation_id "
+        "AND g.user_id = NEW.user_id AND g.credits_charged = -NEW.amount)",
+        "a debit needs its generation, charged the same amount",
+    ),
+    _sqlite_guard(
+        "ledger_entries_refund_debit",
+        "BEFORE INSERT ON ledger_entries",
+        "NEW.kind = 'refund' AND NOT EXISTS (SELECT 1 FROM ledger_entries d "
+        "WHERE d.unique_key = 'debit:' || NEW.generation_id AND d.user_id = NEW.user_id "
+        "AND -d.amount >= NEW.amount)",
+        "a refund needs a debit of the same generation of at least its amount",
+    ),
+    _sqlite_guard(
+        "ledger_entries_refund_succeeded",
+        "BEFORE INSERT ON ledger_entries",
+        "NEW.kind = 'refund' AND NEW.actor = 'system' AND EXISTS (SELECT 1 FROM generations g "
+        "WHERE g.id = NEW.generation_id AND g.status = 'succeeded')",
+        "only an admin refunds a succeeded generation",
+    ),
     "CREATE TRIGGER accounts_no_delete BEFORE DELETE ON accounts "
     "BEGIN SELECT RAISE(ABORT, 'ledger: accounts are never deleted'); END",
-    _sqlite_guard("accounts_fixed_user", "BEFORE UPDATE OF user_id ON accounts", "NEW.user_id IS NOT OLD.user_id",
-                  "an account''s user never changes"),
+    _sqlite_guard(
+        "accounts_fixed_user",
+        "BEFORE UPDATE OF user_id ON accounts",
+        "NEW.user_id IS NOT OLD.user_id",
+        "an account''s user never changes",
+    ),
     "CREATE TRIGGER admin_actions_no_update BEFORE UPDATE ON admin_actions "
     "BEGIN SELECT RAISE(ABORT, 'ledger: admin actions are append-only'); END",
     "CREATE TRIGGER admin_actions_no_delete BEFORE DELETE ON admin_actions "
     "BEGIN SELECT RAISE(ABORT, 'ledger: admin actions are append-only'); END",
-    _sqlite_guard("generations_fixed_charge", "BEFORE UPDATE OF id, user_id, credits_charged ON generations",
-                  "NEW.id IS NOT OLD.id OR NEW.user_id IS NOT OLD.user_id OR NEW.credits_charged IS NOT OLD.credits_charged",
-                  "a generation''s id, owner and charge never change"),
-    *(_sqlite_guard(f"generations_{name}_insert", "BEFORE INSERT ON generations", when, message)
-      for name, when, message in _GENERATION_RULES),
-    *(_sqlite_guard(f"generations_{name}_update", "BEFORE UPDATE OF status, credits_refunded ON generations",
-                    when, message) for name, when, message in _GENERATION_RULES),
+    _sqlite_guard(
+        "generations_fixed_charge",
+        "BEFORE UPDATE OF id, user_id, credits_charged ON generations",
+        "NEW.id IS NOT OLD.id OR NEW.user_id IS NOT OLD.user_id OR NEW.credits_charged IS NOT OLD.credits_charged",
+        "a generation''s id, owner and charge never change",
+    ),
+    *(
+        _sqlite_guard(f"generations_{name}_insert", "BEFORE INSERT ON generations", when, message)
+        for name, when, message in _GENERATION_RULES
+    ),
+    *(
+        _sqlite_guard(
+            f"generations_{name}_update", "BEFORE UPDATE OF status, credits_refunded ON generations", when, message
+        )
+        for name, when, message in _GENERATION_RULES
+    ),
 ]
 
 

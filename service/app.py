@@ -1,14 +1,20 @@
-"""The Litestar application factory and its lifespan."""
+"""The Litestar application factory: its lifespan, and the parts handlers receive by injection.
+
+Handlers declare what they use (``registry``, ``stream``, ``storage``, ``settings``, ``redis``,
+``generations``, ``principal``) as typed parameters; each is provided once, here, from what the
+lifespan opened. No handler reads ``app.state``.
+"""
 
 from __future__ import annotations
 
 import hashlib
-import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.di import Provide
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
@@ -19,25 +25,33 @@ from models_registry.registry import ModelRegistry
 from service.admin.endpoints import AdminController
 from service.catalog.endpoints import CatalogueController
 from service.core import db
-from service.core.auth import jwt_auth
+from service.core.auth import Principal, jwt_auth
 from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.keys import Keys
 from service.core.logging import structlog_plugin
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
+from service.core.validation import strict_body
 from service.generations.endpoints import GenerationController
+from service.generations.service import GenerationService
 from service.health.endpoints import HealthController
-from service.jobs.endpoints import JobsController
-from service.jobs.replies import ReplyHub
-from service.jobs.service import JobQueue
+from service.jobs.inbox import ReplyInbox
 from service.jobs.shutdown import install_shutdown_hook
+from service.jobs.stream import JobStream
 from service.ledger.endpoints import CreditsController
 from service.storage.base import Storage
 from service.storage.endpoints import FilesController
 from service.storage.factory import storage_from_settings
 
-CONTROLLERS: list[Any] = [GenerationController, CatalogueController, HealthController, FilesController,
-                          JobsController, CreditsController, AdminController]
+CONTROLLERS: list[Any] = [
+    GenerationController,
+    CatalogueController,
+    HealthController,
+    FilesController,
+    CreditsController,
+    AdminController,
+]
+SHARED = ("settings", "registry", "storage", "stream", "redis", "generations")
 
 
 def _rate_limit_identity(request: Request[Any, Any, Any]) -> str:
@@ -46,62 +60,106 @@ def _rate_limit_identity(request: Request[Any, Any, Any]) -> str:
     return hashlib.sha256(auth.encode()).hexdigest()[:32] if auth else get_remote_address(request)
 
 
-def create_app(settings: Settings, *, registry: ModelRegistry | None = None, storage: Storage | None = None,
-               controllers: list[Any] | None = None) -> Litestar:
-    """Build the API. ``REDIS_URL`` must be set (``video-gen serve`` sets it for the embedded stack)."""
-    if not settings.redis_url:
-        raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
-    keys = Keys(settings.redis_key_prefix)
+def _shared(name: str) -> Provide:
+    def provide(state: State) -> Any:
+        return state[name]
 
+    return Provide(provide, sync_to_thread=False)
+
+
+def _principal(request: Request[Principal, Any, Any]) -> Principal:
+    return request.user
+
+
+def _lifespan(
+    settings: Settings, keys: Keys, registry: ModelRegistry | None, storage: Storage | None
+) -> Callable[[Litestar], Any]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await db.connect(settings.database_url)
+        await db.connect(settings.database_url, name="video-gen-api")
         await db.require_migrated()
-        name = f"{keys.prefix}:api:{os.getpid()}"
-        redis = make_redis(settings.redis_url, max_connections=settings.redis_max_connections, name=name)
-        hub = ReplyHub(make_dedicated_redis(settings.redis_url, name=f"{name}:replies"), redis)
+        redis = make_redis(
+            settings.redis_url, max_connections=settings.redis_max_connections, name=f"{keys.prefix}:api"
+        )
+        stream = JobStream(
+            redis,
+            keys,
+            reply_ttl=settings.reply_ttl_seconds,
+            meta_ttl=settings.job_meta_ttl_seconds,
+            idempotency_ttl=settings.idempotency_ttl_seconds,
+        )
+        inbox = ReplyInbox(stream, make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:inbox"))
         store = storage or storage_from_settings(settings)
         if storage is None:  # a storage passed in is opened and closed by its owner
             await store.open()
-        await hub.start()
-        queue = JobQueue(redis, hub, keys, maxlen=settings.jobs_stream_maxlen, meta_ttl=settings.job_meta_ttl_seconds,
-                         idempotency_ttl=settings.idempotency_ttl_seconds)
+        await inbox.start()
+        models = registry or ModelRegistry.load()
         app.state.update(
-            settings=settings, keys=keys, redis=redis, hub=hub, storage=store,
-            registry=registry or ModelRegistry.load(), queue=queue,
+            settings=settings,
+            registry=models,
+            storage=store,
+            stream=stream,
+            redis=redis,
+            inbox=inbox,
+            generations=GenerationService(registry=models, stream=stream, inbox=inbox, settings=settings),
         )
         # Graceful shutdown: on SIGTERM, refuse new jobs (503) and answer waiting requests (202 + job id).
-        uninstall_shutdown_hook = install_shutdown_hook(queue)
+        uninstall_shutdown_hook = install_shutdown_hook(inbox)
         try:
             yield
         finally:
             uninstall_shutdown_hook()
-            queue.begin_shutdown()
-            await hub.stop()
+            inbox.release_all()
+            await inbox.stop()
             if storage is None:
                 await store.close()
             await redis.aclose()
             await db.disconnect()
 
+    return lifespan
+
+
+def create_app(
+    settings: Settings,
+    *,
+    registry: ModelRegistry | None = None,
+    storage: Storage | None = None,
+    controllers: list[Any] | None = None,
+) -> Litestar:
+    """Build the API. ``REDIS_URL`` must be set (``video-gen serve`` sets it for the embedded stack)."""
+    if not settings.redis_url:
+        raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
+    keys = Keys(settings.redis_key_prefix)
     rate_store = "rate_limit"
-    stores = {rate_store: RedisStore.with_client(url=settings.redis_url, namespace=f"{keys.prefix}:ratelimit")}
+    stores = {rate_store: RedisStore.with_client(url=settings.redis_url, namespace=keys.rate_limit)}
     middleware = []
     if settings.rate_limit_per_minute > 0:
-        middleware.append(RateLimitConfig(
-            rate_limit=("minute", settings.rate_limit_per_minute), store=rate_store,
-            exclude=["^/health", "^/metrics", "^/schema"], identifier_for_request=_rate_limit_identity,
-        ).middleware)
+        middleware.append(
+            RateLimitConfig(
+                rate_limit=("minute", settings.rate_limit_per_minute),
+                store=rate_store,
+                exclude=["^/health", "^/metrics", "^/schema"],
+                identifier_for_request=_rate_limit_identity,
+            ).middleware
+        )
     prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
     return Litestar(
         route_handlers=[*(controllers or CONTROLLERS), PrometheusController],
-        lifespan=[lifespan],
+        lifespan=[_lifespan(settings, keys, registry, storage)],
+        dependencies={
+            **{name: _shared(name) for name in SHARED},
+            "principal": Provide(_principal, sync_to_thread=False),
+        },
+        before_request=strict_body,
         on_app_init=[jwt_auth(settings.jwt_secret).on_app_init],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware, *middleware],
         stores=stores,
         plugins=[structlog_plugin(settings.log_level)],
         openapi_config=OpenAPIConfig(
-            title="video-gen", version="0.1.0", path="/schema",
+            title="video-gen",
+            version="0.1.0",
+            path="/schema",
             description="Image-to-video generation: the spec's endpoint plus jobs, models, credits and admin.",
             render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin()],
         ),

@@ -47,8 +47,8 @@ def serve(workers: int) -> None:
             click.echo(
                 f'curl -X POST "{stack.url}/video-gen/image-to-video" -H "Content-Type: application/json" '
                 f'-H "Authorization: Bearer {token}" '
-                f"-d '{{\"id\": \"{DEMO_IMAGE_KEY}\", \"prompt\": \"A beautiful sunset over the ocean with gentle waves\", "
-                f"\"duration\": \"8s\", \"projectId\": \"project-456\"}}'"
+                f'-d \'{{"id": "{DEMO_IMAGE_KEY}", "prompt": "A beautiful sunset over the ocean with gentle waves", '
+                f'"duration": "8s", "projectId": "project-456"}}\''
             )
             await _until_signal()
             click.echo("stopping ...")
@@ -62,7 +62,6 @@ def api() -> None:
     import uvicorn
 
     from service.app import create_app
-
     from service.core import db
 
     settings = _settings()
@@ -76,7 +75,14 @@ def api() -> None:
             await db.disconnect()
 
     asyncio.run(check())
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        loop="uvloop" if settings.event_loop == "uvloop" else "asyncio",
+        http=settings.http_parser,
+    )
 
 
 @main.command()
@@ -84,7 +90,8 @@ def worker() -> None:
     """Run one worker process (up to WORKER_CONCURRENCY jobs at once; needs REDIS_URL)."""
     from workers.main import run_worker
 
-    asyncio.run(run_worker(_settings()))
+    settings = _settings()
+    settings.run(run_worker(settings))
 
 
 @main.command()
@@ -116,7 +123,9 @@ def token(user_id: str, admin: bool, hours: int) -> None:
     """Print a JWT for USER_ID signed with JWT_SECRET."""
     from service.core.auth import make_token
 
-    click.echo(make_token(_settings().jwt_secret, user_id, roles=["admin"] if admin else [], ttl=timedelta(hours=hours)))
+    click.echo(
+        make_token(_settings().jwt_secret, user_id, roles=["admin"] if admin else [], ttl=timedelta(hours=hours))
+    )
 
 
 @main.command()
@@ -125,8 +134,10 @@ def models() -> None:
     from models_registry.registry import ModelRegistry
 
     for entry in ModelRegistry.load().catalogue():
-        click.echo(f"{entry.name:12} durations={','.join(entry.durations)} default={entry.default_duration} "
-                   f"cost={entry.cost} from {entry.package}")
+        click.echo(
+            f"{entry.name:12} durations={','.join(entry.durations)} default={entry.default_duration} "
+            f"cost={entry.cost} from {entry.package}"
+        )
 
 
 def _add_operator_commands() -> None:

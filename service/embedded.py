@@ -59,8 +59,9 @@ class Stack:
 
 
 @contextlib.asynccontextmanager
-async def embedded_stack(settings: Settings, *, workers: int = 1, registry: ModelRegistry | None = None,
-                         storage: Storage | None = None) -> AsyncIterator[Stack]:
+async def embedded_stack(
+    settings: Settings, *, workers: int = 1, registry: ModelRegistry | None = None, storage: Storage | None = None
+) -> AsyncIterator[Stack]:
     """Start everything; on exit stop the API, drain the workers and stop redis-server.
 
     ``registry`` and ``storage`` replace the entry-point registry and ``STORAGE_URL`` (tests); the
@@ -81,9 +82,13 @@ async def embedded_stack(settings: Settings, *, workers: int = 1, registry: Mode
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the CLI owns signals
         stop = asyncio.Event()
         tasks = [asyncio.create_task(server.serve(), name="api")]
-        tasks += [asyncio.create_task(run_worker(settings, stop=stop, name=f"embedded-{i}", registry=registry,
-                                                     storage=storage), name=f"worker-{i}")
-                  for i in range(workers)]
+        tasks += [
+            asyncio.create_task(
+                run_worker(settings, stop=stop, name=f"embedded-{i}", registry=registry, storage=storage),
+                name=f"worker-{i}",
+            )
+            for i in range(workers)
+        ]
         while not server.started:
             if tasks[0].done():
                 await tasks[0]

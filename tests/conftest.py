@@ -29,6 +29,7 @@ from service.core.settings import Settings
 from service.embedded import Stack, embedded_stack
 from tests.factories import TestModels, token_for
 
+
 def _reachable(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):
@@ -67,7 +68,7 @@ def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this run, dropped afterwards."""
     try:
         asyncio.run(_probe_postgres())
-    except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, OSError, asyncpg.PostgresError) as exc:
         if os.environ.get("CI"):
             raise
         pytest.skip(f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL} ({exc}); set TEST_POSTGRES_URL")
@@ -150,10 +151,22 @@ def settings(database_url: str, redis_prefix: str, tmp_path: Path) -> Settings:
 def make_settings(database_url: str, redis_prefix: str, tmp_path: Path, **overrides: object) -> Settings:
     """Test settings: small fast videos, no rate limit, a private storage directory."""
     values: dict[str, object] = dict(
-        jwt_secret="test-secret-at-least-32-bytes-long-0123", database_url=database_url, redis_url=REDIS_URL, redis_key_prefix=redis_prefix,
-        storage_url=f"file://{tmp_path / 'storage'}", host="127.0.0.1", port=free_port(), worker_concurrency=2,
-        local_model_width=320, local_model_height=180, local_model_fps=12, rate_limit_per_minute=0,
-        sync_wait_seconds=60, job_lease_seconds=5, default_model="local", fal_key=None,
+        jwt_secret="test-secret-at-least-32-bytes-long-0123",
+        database_url=database_url,
+        redis_url=REDIS_URL,
+        redis_key_prefix=redis_prefix,
+        storage_url=f"file://{tmp_path / 'storage'}",
+        host="127.0.0.1",
+        port=free_port(),
+        worker_concurrency=2,
+        local_model_width=320,
+        local_model_height=180,
+        local_model_fps=12,
+        rate_limit_per_minute=0,
+        sync_wait_seconds=60,
+        job_lease_seconds=5,
+        default_model="local",
+        fal_key=None,
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -12,12 +12,20 @@ from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin
 from models_registry.local.plugin import LocalPanZoomModel
 from models_registry.registry import ModelRegistry
 from service.core.auth import make_token
+from service.core.errors import AppError
 from service.core.settings import Settings
+from service.generations import repository, settlement
+from service.generations.repository import NewGeneration
+from service.generations.settlement import Charged
+from service.generations.status import GenerationStatus
+from service.generations.tables import Generation
 from service.ledger import service as ledger
 from service.storage.factory import storage_from_settings
 
 
-def make_image(*, width: int = 64, height: int = 36, fmt: str = "PNG", color: tuple[int, int, int] = (200, 120, 40)) -> bytes:
+def make_image(
+    *, width: int = 64, height: int = 36, fmt: str = "PNG", color: tuple[int, int, int] = (200, 120, 40)
+) -> bytes:
     """A real image (a gradient, so pan and zoom show) in ``fmt``."""
     img = Image.new("RGB", (width, height), color)
     for x in range(width):
@@ -28,21 +36,27 @@ def make_image(*, width: int = 64, height: int = 36, fmt: str = "PNG", color: tu
     return buf.getvalue()
 
 
-def token_for(settings: Settings, user_id: str = "u1", *, roles: list[str] | None = None,
-              ttl: timedelta = timedelta(minutes=30)) -> str:
+def token_for(
+    settings: Settings, user_id: str = "u1", *, roles: list[str] | None = None, ttl: timedelta = timedelta(minutes=30)
+) -> str:
     return make_token(settings.jwt_secret, user_id, roles=roles, ttl=ttl)
 
 
 def image_request(**overrides: Any) -> dict[str, Any]:
     """The spec's first curl body for user ``u1``, with overrides."""
-    body: dict[str, Any] = {"id": "images/u1/source-image.png", "prompt": "A beautiful sunset over the ocean",
-                            "duration": "5s", "projectId": "project-456"}
+    body: dict[str, Any] = {
+        "id": "images/u1/source-image.png",
+        "prompt": "A beautiful sunset over the ocean",
+        "duration": "5s",
+        "projectId": "project-456",
+    }
     body.update(overrides)
     return {k: v for k, v in body.items() if v is not ...}
 
 
-async def seed_image(settings: Settings, *, user_id: str = "u1", name: str = "source-image.png",
-                     data: bytes | None = None) -> str:
+async def seed_image(
+    settings: Settings, *, user_id: str = "u1", name: str = "source-image.png", data: bytes | None = None
+) -> str:
     """Store an image under the user's prefix; returns its key."""
     key = f"images/{user_id}/{name}"
     storage = storage_from_settings(settings)
@@ -58,33 +72,68 @@ async def grant(user_id: str = "u1", amount: int = 750, *, reason: str = "test g
     return await ledger.grant(user_id, amount, actor="test", reason=reason)
 
 
-async def make_generation(user_id: str = "u1", *, cost: int = 750, generation_id: str | None = None,
-                          status: str = "charged", project_id: str | None = "project-456", model: str = "local",
-                          fund: bool = True, **fields: Any) -> str:
+def new_generation(
+    generation_id: str = "g1",
+    user_id: str = "u1",
+    *,
+    project_id: str | None = "project-456",
+    model: str = "local",
+    **fields: Any,
+) -> NewGeneration:
+    """A generation as a job describes it before it is charged."""
+    values: dict[str, Any] = dict(
+        id=generation_id,
+        user_id=user_id,
+        model=model,
+        prompt="a prompt",
+        source_key=f"images/{user_id}/source-image.png",
+        requested_duration="5s",
+        project_id=project_id,
+    )
+    values.update(fields)
+    return NewGeneration(**values)
+
+
+async def charge(generation_id: str = "g1", user_id: str = "u1", cost: int = 750, **fields: Any) -> Charged:
+    """Charge a new generation the way a worker does (the record and its debit together)."""
+    return await settlement.charge(new_generation(generation_id, user_id, **fields), cost=cost, attempts=1)
+
+
+async def set_columns(generation_id: str, **values: Any) -> None:
+    """Write generation columns directly, past the named transitions (for tests of the guards)."""
+    await Generation.update({getattr(Generation, k): v for k, v in values.items()}).where(
+        Generation.id == generation_id
+    )
+
+
+async def make_generation(
+    user_id: str = "u1",
+    *,
+    cost: int = 750,
+    generation_id: str | None = None,
+    status: str = "running",
+    project_id: str | None = "project-456",
+    model: str = "local",
+    fund: bool = True,
+    **fields: Any,
+) -> str:
     """A generation charged through the ledger (funded first unless ``fund=False``); returns its id.
 
-    ``status='succeeded'`` also sets an output key and duration; ``status='failed'`` refunds first,
-    as the workers do (the database refuses a failed, charged, unrefunded generation).
+    ``status='succeeded'`` also sets an output key and duration; ``status='failed'`` fails it the
+    way the workers do (refunded in the same transaction).
     """
     import uuid
-
-    from service.generations import repository as generations
 
     generation_id = generation_id or uuid.uuid4().hex
     if fund and cost:
         await ledger.grant(user_id, cost, actor="test", reason="fund a test generation")
-    record = dict(id=generation_id, user_id=user_id, project_id=project_id, model=model, prompt="a prompt",
-                  source_key=f"images/{user_id}/source-image.png", requested_duration="5s", status="charged")
-    await ledger.charge_generation({**record, **fields}, cost)
-    if status == "succeeded":
-        await generations.mark_succeeded(generation_id, output_key=f"videos/{user_id}/{generation_id}.mp4",
-                                         duration_seconds=5.0, generation_ms=1234)
-    elif status == "failed":
-        if cost:
-            await ledger.refund_generation(generation_id, actor=ledger.SYSTEM, reason="generation failed: test")
-        await generations.update(generation_id, status="failed", error="test failure", error_status=500)
-    elif status != "charged":
-        await generations.update(generation_id, status=status)
+    charged = await charge(generation_id, user_id, cost, project_id=project_id, model=model, **fields)
+    if status == GenerationStatus.SUCCEEDED:
+        await repository.succeed(
+            charged.record, output_key=f"videos/{user_id}/{generation_id}.mp4", duration_seconds=5.0, generation_ms=1234
+        )
+    elif status == GenerationStatus.FAILED:
+        await settlement.fail(charged.record, AppError("test failure", 500))
     return generation_id
 
 

@@ -20,7 +20,9 @@ async def test_rate_limit_answers_a_spec_shaped_429(settings) -> None:
         async with httpx.AsyncClient(base_url=stack.url) as client:
             codes = [(await client.get("/video-gen/models", headers=auth)).status_code for _ in range(3)]
             limited = await client.get("/video-gen/models", headers=auth)
-            other = await client.get("/video-gen/models", headers={"Authorization": f"Bearer {token_for(settings, 'u2')}"})
+            other = await client.get(
+                "/video-gen/models", headers={"Authorization": f"Bearer {token_for(settings, 'u2')}"}
+            )
     assert codes[:2] == [200, 200] and codes[2] == 429
     assert limited.json() == {"statusCode": 429, "message": "Too Many Requests", "error": "Too Many Requests"}
     assert other.status_code == 200  # limits are per caller

@@ -13,25 +13,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 
 import structlog
 
 from models_registry.registry import ModelRegistry
 from service.core import db
 from service.core.keys import Keys
-from service.core.redis import make_redis
+from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
+from service.generations.task import GenerationTask
+from service.jobs.stream import JobStream
 from service.storage.base import Storage
 from service.storage.factory import storage_from_settings
-from workers.consumer import Consumer, consumer_name
-from workers.pipeline import Pipeline
+from workers.faults import crash_point
+from workers.scheduler import Scheduler
 
 log = structlog.get_logger(__name__)
 
 
-async def run_worker(settings: Settings, *, registry: ModelRegistry | None = None, storage: Storage | None = None,
-                     stop: asyncio.Event | None = None, name: str | None = None) -> None:
+async def run_worker(
+    settings: Settings,
+    *,
+    registry: ModelRegistry | None = None,
+    storage: Storage | None = None,
+    stop: asyncio.Event | None = None,
+    name: str | None = None,
+) -> None:
     """Run until ``stop`` is set (or SIGTERM/SIGINT when run as a process), then shut down gracefully."""
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
@@ -44,47 +54,72 @@ async def run_worker(settings: Settings, *, registry: ModelRegistry | None = Non
     registry = registry or ModelRegistry.load()
     store = storage or storage_from_settings(settings)
     name = name or consumer_name()
-    redis = make_redis(settings.redis_url, max_connections=settings.worker_concurrency * 3 + 6,
-                       name=f"{settings.redis_key_prefix}:worker:{name}")
+    keys = Keys(settings.redis_key_prefix)
+    redis = make_redis(
+        settings.redis_url, max_connections=settings.redis_max_connections, name=f"{keys.prefix}:worker:{name}"
+    )
+    reader = make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:worker:{name}:claim")
     try:
         if owned[1]:
             await store.open()
         if owned[0]:
             await registry.open_all(settings)
-        consumer = Consumer(redis, Keys(settings.redis_key_prefix), Pipeline(settings, registry, store),
-                            concurrency=settings.worker_concurrency, lease_seconds=settings.job_lease_seconds,
-                            reply_ttl=settings.reply_ttl_seconds, name=name,
-                            dead_letter_maxlen=settings.dead_letter_maxlen)
-        runner = asyncio.create_task(consumer.run(), name="consumer")
-        log.info("worker.started", consumer=consumer.name, concurrency=settings.worker_concurrency)
-        try:
-            await stop.wait()
-            log.info("worker.stopping", consumer=consumer.name, running=len(consumer.active),
-                     grace=settings.shutdown_grace_seconds)
-            consumer.stop()
-            await runner
-            grace = asyncio.create_task(consumer.shutdown(settings.shutdown_grace_seconds))
-            hurried = asyncio.create_task(hurry.wait())
-            await asyncio.wait([grace, hurried], return_when=asyncio.FIRST_COMPLETED)
-            if not grace.done():  # a second signal: no more grace
-                grace.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await grace
-                await consumer.shutdown(0)
-            hurried.cancel()
-            log.info("worker.stopped", consumer=consumer.name)
-        finally:
-            if not runner.done():
-                runner.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await runner
+        stream = JobStream(
+            redis,
+            keys,
+            reply_ttl=settings.reply_ttl_seconds,
+            meta_ttl=settings.job_meta_ttl_seconds,
+            idempotency_ttl=settings.idempotency_ttl_seconds,
+            dead_letter_maxlen=settings.dead_letter_maxlen,
+        )
+        scheduler = Scheduler(
+            stream,
+            GenerationTask(settings, registry, store, fault=crash_point),
+            reader,
+            name=name,
+            concurrency=settings.worker_concurrency,
+            lease_seconds=settings.job_lease_seconds,
+        )
+        await _serve(scheduler, settings, stop, hurry)
     finally:
         if owned[0]:
             await registry.close_all()
         if owned[1]:
             await store.close()
+        await reader.aclose()
         await redis.aclose()
         await db.disconnect()
+
+
+async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, hurry: asyncio.Event) -> None:
+    """Schedule jobs until ``stop``; then give running jobs the grace period (cut short by ``hurry``)."""
+    runner = asyncio.create_task(scheduler.run(), name="scheduler")
+    log.info("worker.started", consumer=scheduler.name, concurrency=settings.worker_concurrency)
+    try:
+        await stop.wait()
+        log.info(
+            "worker.stopping",
+            consumer=scheduler.name,
+            running=len(scheduler.active),
+            grace=settings.shutdown_grace_seconds,
+        )
+        scheduler.stop()
+        await runner
+        grace = asyncio.create_task(scheduler.shutdown(settings.shutdown_grace_seconds))
+        hurried = asyncio.create_task(hurry.wait())
+        await asyncio.wait([grace, hurried], return_when=asyncio.FIRST_COMPLETED)
+        if not grace.done():  # a second signal: no more grace
+            grace.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await grace
+            await scheduler.shutdown(0)
+        hurried.cancel()
+        log.info("worker.stopped", consumer=scheduler.name)
+    finally:
+        if not runner.done():
+            runner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
 
 
 async def _connect_database(settings: Settings, stop: asyncio.Event) -> bool:
@@ -95,7 +130,9 @@ async def _connect_database(settings: Settings, stop: asyncio.Event) -> bool:
     while not stop.is_set():
         try:
             if not connected:
-                await db.connect(settings.database_url, pool_size=settings.worker_concurrency + 2)
+                await db.connect(
+                    settings.database_url, pool_size=settings.worker_concurrency + 2, name="video-gen-worker"
+                )
                 connected = True
             await db.require_migrated()
             return True
@@ -110,6 +147,11 @@ async def _connect_database(settings: Settings, stop: asyncio.Event) -> bool:
     if connected:
         await db.disconnect()
     return False
+
+
+def consumer_name() -> str:
+    """This process's consumer name in the group: host and pid."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _signal_event(hurry: asyncio.Event) -> asyncio.Event:

@@ -47,8 +47,13 @@ def credits() -> None:
 @click.argument("user_id")
 @click.argument("amount", type=click.IntRange(min=1))
 @click.option("--reason", required=True, help="Why (shown in the audit trail).")
-@click.option("--admin", "admin_id", default=lambda: f"cli:{getpass.getuser()}", show_default="cli:<login>",
-              help="The admin id recorded for this grant.")
+@click.option(
+    "--admin",
+    "admin_id",
+    default=lambda: f"cli:{getpass.getuser()}",
+    show_default="cli:<login>",
+    help="The admin id recorded for this grant.",
+)
 def grant(user_id: str, amount: int, reason: str, admin_id: str) -> None:
     """Add AMOUNT credits to USER_ID's account."""
     from service.admin.service import grant_credits
@@ -62,14 +67,15 @@ def grant(user_id: str, amount: int, reason: str, admin_id: str) -> None:
 @click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 200), help="Entries to list.")
 def show(user_id: str, limit: int) -> None:
     """Print USER_ID's balance and most recent ledger entries."""
-    from service.ledger.repository import credits_of
+    from service.ledger.service import credits_of
 
     out = _run(lambda: credits_of(user_id, limit=limit, cursor=None))
     click.echo(f"{user_id}: balance {out.balance}")
     for e in out.entries:
         target = f" generation {e.generation_id}" if e.generation_id else ""
-        click.echo(f"  {e.created_at}  #{e.id:<6} {e.kind:<10} {e.amount:>+10}  -> {e.balance_after}{target}"
-                   f"  {e.reason}")
+        click.echo(
+            f"  {e.created_at}  #{e.id:<6} {e.kind:<10} {e.amount:>+10}  -> {e.balance_after}{target}  {e.reason}"
+        )
 
 
 @click.group()
@@ -84,8 +90,11 @@ def verify() -> None:
 
     report = _run(verify_ledger)
     for v in report.violations:
-        where = " ".join(f"{k}={val}" for k, val in (("user", v.user_id), ("generation", v.generation_id),
-                                                       ("entry", v.entry_id)) if val is not None)
+        where = " ".join(
+            f"{k}={val}"
+            for k, val in (("user", v.user_id), ("generation", v.generation_id), ("entry", v.entry_id))
+            if val is not None
+        )
         click.echo(f"VIOLATION {v.invariant}: {v.detail} ({where})")
     checked = f"{report.accounts} accounts, {report.entries} entries, {report.generations} generations"
     if report.ok:

@@ -5,19 +5,33 @@ from __future__ import annotations
 from typing import Any
 
 from service.admin.tables import AdminAction
-from service.ledger import pagination
-from service.ledger.pagination import Cursor
+from service.core import pagination
+from service.core.pagination import Cursor
 from service.ledger.schemas import EntryFilter
 from service.ledger.service import now
 
 ACTION_RANK = 1  # in the audit trail, after the ledger entries of the same instant
 
 
-async def record(admin_id: str, action: str, *, reason: str, target_user_id: str | None = None,
-                 generation_id: str | None = None, details: dict[str, Any] | None = None) -> int:
+async def record(
+    admin_id: str,
+    action: str,
+    *,
+    reason: str,
+    target_user_id: str | None = None,
+    generation_id: str | None = None,
+    details: dict[str, Any] | None = None,
+) -> int:
     """Append one admin action; returns its id. Call it inside the action's own transaction."""
-    row = AdminAction(admin_id=admin_id, action=action, target_user_id=target_user_id, generation_id=generation_id,
-                      reason=reason, details=details or {}, created_at=now())
+    row = AdminAction(
+        admin_id=admin_id,
+        action=action,
+        target_user_id=target_user_id,
+        generation_id=generation_id,
+        reason=reason,
+        details=details or {},
+        created_at=now(),
+    )
     result = await AdminAction.insert(row).returning(AdminAction.id)
     return result[0]["id"]
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import msgspec
 
-from service.generations.validation import required_string
+from service.core.validation import required_string
 from service.ledger.service import MAX_AMOUNT
 
 NonEmpty = Annotated[str, msgspec.Meta(min_length=1, max_length=1000)]

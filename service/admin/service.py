@@ -10,11 +10,9 @@ from typing import Any
 
 from service.admin import repository as actions
 from service.admin.schemas import AuditItem, AuditPage, GrantOut, RefundOut
+from service.core import pagination
 from service.core.db import write_transaction
-from service.generations import repository as generations
-from service.generations.repository import GenerationFilter
-from service.generations.schemas import GenerationPage
-from service.ledger import pagination
+from service.generations import settlement
 from service.ledger import repository as entries
 from service.ledger import service as ledger
 from service.ledger.schemas import EntryFilter, VerifyReport
@@ -25,36 +23,67 @@ async def grant_credits(admin_id: str, user_id: str, amount: int, reason: str) -
     """Add ``amount`` credits to ``user_id``'s account; answers the new balance."""
     async with write_transaction():
         moved = await ledger.add_credits(user_id, amount, actor=admin_id, reason=reason)
-        action_id = await actions.record(admin_id, "grant", reason=reason, target_user_id=user_id,
-                                         details={"amount": amount, "balanceAfter": moved.balance,
-                                                  "entryId": moved.entry_id})
-    return GrantOut(user_id=user_id, amount=amount, balance=float(moved.balance), entry_id=moved.entry_id,
-                    action_id=action_id)
+        action_id = await actions.record(
+            admin_id,
+            "grant",
+            reason=reason,
+            target_user_id=user_id,
+            details={"amount": amount, "balanceAfter": moved.balance, "entryId": moved.entry_id},
+        )
+    return GrantOut(
+        user_id=user_id, amount=amount, balance=float(moved.balance), entry_id=moved.entry_id, action_id=action_id
+    )
 
 
 async def refund_generation(admin_id: str, generation_id: str, reason: str) -> RefundOut:
     """Refund a charged, unrefunded generation in full (409 otherwise, 404 if unknown)."""
     async with write_transaction():
-        refund = await ledger.refund(generation_id, actor=admin_id, reason=reason)
-        action_id = await actions.record(admin_id, "refund", reason=reason, target_user_id=refund.user_id,
-                                         generation_id=generation_id,
-                                         details={"amount": refund.amount, "balanceAfter": refund.balance,
-                                                  "entryId": refund.entry_id})
-    return RefundOut(generation_id=generation_id, user_id=refund.user_id, refunded=refund.amount,
-                     balance=float(refund.balance), action_id=action_id)
+        refund = await settlement.refund_by_admin(generation_id, admin_id=admin_id, reason=reason)
+        action_id = await actions.record(
+            admin_id,
+            "refund",
+            reason=reason,
+            target_user_id=refund.user_id,
+            generation_id=generation_id,
+            details={"amount": refund.amount, "balanceAfter": refund.balance, "entryId": refund.entry_id},
+        )
+    return RefundOut(
+        generation_id=generation_id,
+        user_id=refund.user_id,
+        refunded=refund.amount,
+        balance=float(refund.balance),
+        action_id=action_id,
+    )
 
 
 def _entry_item(row: dict[str, Any]) -> AuditItem:
-    return AuditItem(type="entry", id=row["id"], created_at=pagination.iso(row["created_at"]) or "", kind=row["kind"],
-                     user_id=row["user_id"], generation_id=row["generation_id"], actor=row["actor"],
-                     reason=row["reason"], amount=int(row["amount"]), balance_after=float(row["balance_after"]))
+    return AuditItem(
+        type="entry",
+        id=row["id"],
+        created_at=pagination.iso(row["created_at"]) or "",
+        kind=row["kind"],
+        user_id=row["user_id"],
+        generation_id=row["generation_id"],
+        actor=row["actor"],
+        reason=row["reason"],
+        amount=int(row["amount"]),
+        balance_after=float(row["balance_after"]),
+    )
 
 
 def _action_item(row: dict[str, Any]) -> AuditItem:
     details = row["details"] if isinstance(row["details"], dict) else None
-    return AuditItem(type="action", id=row["id"], created_at=pagination.iso(row["created_at"]) or "",
-                     kind=row["action"], user_id=row["target_user_id"], generation_id=row["generation_id"],
-                     actor=row["admin_id"], reason=row["reason"], details=details)
+    return AuditItem(
+        type="action",
+        id=row["id"],
+        created_at=pagination.iso(row["created_at"]) or "",
+        kind=row["action"],
+        user_id=row["target_user_id"],
+        generation_id=row["generation_id"],
+        actor=row["admin_id"],
+        reason=row["reason"],
+        details=details,
+    )
 
 
 async def audit(filters: EntryFilter, *, limit: int, cursor: str | None) -> AuditPage:
@@ -69,14 +98,11 @@ async def audit(filters: EntryFilter, *, limit: int, cursor: str | None) -> Audi
     tagged = heapq.merge(
         [(entries.position(r), _entry_item, r) for r in entry_rows],
         [(actions.position(r), _action_item, r) for r in action_rows],
-        key=lambda t: (t[0][0], t[0][2], t[0][1]), reverse=True,
+        key=lambda t: (t[0][0], t[0][2], t[0][1]),
+        reverse=True,
     )
     rows, next_cursor = pagination.page(list(tagged), limit, lambda t: t[0])
     return AuditPage(items=[render(row) for _, render, row in rows], next_cursor=next_cursor)
-
-
-async def list_generations(filters: GenerationFilter, *, limit: int, cursor: str | None) -> GenerationPage:
-    return await generations.list_page(filters, limit=limit, cursor=cursor)
 
 
 async def verify() -> VerifyReport:

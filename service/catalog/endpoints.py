@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, get
+from litestar.di import NamedDependency
+
+from models_registry.registry import ModelRegistry
+from service.core.settings import Settings
 
 
 class ModelOut(msgspec.Struct, rename="camel", kw_only=True):
@@ -27,11 +29,21 @@ class CatalogueController(Controller):
     tags = ["models"]
 
     @get("/", summary="List the installed model plugins")
-    async def list_models(self, request: Request[Any, Any, Any]) -> ModelCatalogue:
-        state = request.app.state
-        default = state.settings.model_default
-        return ModelCatalogue(models=[
-            ModelOut(name=e.name, durations=list(e.durations), default_duration=e.default_duration, cost=e.cost,
-                     timeout_seconds=e.timeout_seconds, description=e.description, default=e.name == default)
-            for e in state.registry.catalogue()
-        ])
+    async def list_models(
+        self, registry: NamedDependency[ModelRegistry], settings: NamedDependency[Settings]
+    ) -> ModelCatalogue:
+        default = settings.model_default
+        return ModelCatalogue(
+            models=[
+                ModelOut(
+                    name=e.name,
+                    durations=list(e.durations),
+                    default_duration=e.default_duration,
+                    cost=e.cost,
+                    timeout_seconds=e.timeout_seconds,
+                    description=e.description,
+                    default=e.name == default,
+                )
+                for e in registry.catalogue()
+            ]
+        )

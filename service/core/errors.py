@@ -8,9 +8,10 @@ failure looks the same whether it happened in the request handler or in a worker
 from __future__ import annotations
 
 from http import HTTPStatus
-from typing import Any
 
 import msgspec
+
+from models_registry import errors as model_errors
 
 
 class ErrorBody(msgspec.Struct, rename="camel"):
@@ -32,7 +33,7 @@ class AppError(Exception):
         if status_code is not None:
             self.status_code = status_code
 
-    def body(self) -> dict[str, Any]:
+    def body(self) -> ErrorBody:
         """The spec's error body."""
         return error_body(self.status_code, self.message)
 
@@ -41,13 +42,13 @@ class AppError(Exception):
 _PHRASES = {413: "Payload Too Large"}
 
 
-def error_body(status_code: int, message: str | list[str]) -> dict[str, Any]:
+def error_body(status_code: int, message: str | list[str]) -> ErrorBody:
     """``{"statusCode", "message", "error"}`` with the standard reason phrase as ``error``."""
     try:
         phrase = _PHRASES.get(status_code) or HTTPStatus(status_code).phrase
     except ValueError:
         phrase = "Error"
-    return {"statusCode": status_code, "message": message, "error": phrase}
+    return ErrorBody(status_code=status_code, message=message, error=phrase)
 
 
 class BadRequest(AppError):
@@ -94,6 +95,7 @@ class ServiceUnavailable(AppError):
 
 
 QUEUE_UNREACHABLE = "Service temporarily unavailable: the job queue is unreachable"
+QUEUE_FULL = "Service temporarily unavailable: too many jobs are waiting, try again later"
 DATABASE_UNREACHABLE = "Service temporarily unavailable: the database is unreachable"
 
 
@@ -107,11 +109,19 @@ class GenerationFailed(AppError):
         self.details = details
 
 
-class ProviderRejected(BadRequest):
-    """The provider refused the input (content policy, validation): a client error, refunded."""
+class ShuttingDown(ServiceUnavailable):
+    def __init__(self) -> None:
+        super().__init__("Service temporarily unavailable: this server is shutting down")
 
 
-class RetryableProviderError(AppError):
-    """A transient provider failure (429, 5xx, network) worth another try."""
+class Transient(Exception):
+    """An interruption that says nothing about the job (an outage, a lost write): retry it later."""
 
-    status_code = 503
+
+def from_model_error(exc: model_errors.ModelError) -> AppError:
+    """The HTTP error for an error of the plugin contract (the one place they are mapped)."""
+    if isinstance(exc, (model_errors.UnknownModel, model_errors.UnsupportedDuration)):
+        return ValidationFailed([exc.message])
+    if isinstance(exc, model_errors.ProviderRejected):
+        return BadRequest(exc.message)
+    return GenerationFailed(exc.message)

@@ -2,11 +2,22 @@
 
 All keys share a prefix (``REDIS_KEY_PREFIX``, default ``video-gen``) so that several
 deployments, or parallel test runs, can share one Redis without touching each other's keys.
+
+| key                         | type   | written by        | lifetime                                  |
+| --------------------------- | ------ | ----------------- | ----------------------------------------- |
+| ``<p>:jobs``                | stream | API (XADD)        | entries trimmed once acknowledged         |
+| ``<p>:jobs:dead``           | stream | workers           | approximate MAXLEN ``DEAD_LETTER_MAXLEN`` |
+| ``<p>:inbox:<process>``     | stream | workers (notify)  | MAXLEN; expires an hour after its process |
+| ``<p>:reply:<job>``         | string | workers (SET NX)  | ``REPLY_TTL_SECONDS``                     |
+| ``<p>:job:<job>``           | string | API               | ``JOB_META_TTL_SECONDS``                  |
+| ``<p>:idem:<user>:<key>``   | hash   | API, then workers | ``IDEMPOTENCY_TTL_SECONDS``               |
+| ``<p>:ratelimit:*``         | -      | Litestar's store  | the rate limiter's own                    |
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import quote
 
 
 @dataclass(frozen=True)
@@ -25,11 +36,15 @@ class Keys:
 
     @property
     def dead_letter_stream(self) -> str:
-        """Jobs that could not be processed (unparseable, unknown model, too many deliveries)."""
+        """Jobs that could not be processed (unparseable, unknown model)."""
         return f"{self.prefix}:jobs:dead"
 
-    def reply_stream(self, job_id: str) -> str:
-        """The job's own reply stream; one message, expires after ``REPLY_TTL_SECONDS``."""
+    def inbox(self, process: str) -> str:
+        """An API process's inbox: workers notify it of the replies its waiting requests await."""
+        return f"{self.prefix}:inbox:{process}"
+
+    def reply(self, job_id: str) -> str:
+        """The job's reply (written once, with its expiry); the job endpoint and replays read it."""
         return f"{self.prefix}:reply:{job_id}"
 
     def job_meta(self, job_id: str) -> str:
@@ -37,10 +52,15 @@ class Keys:
         return f"{self.prefix}:job:{job_id}"
 
     def idempotency(self, user_id: str, key: str) -> str:
-        """The job id and body hash a user's ``Idempotency-Key`` maps to (24 h)."""
-        return f"{self.prefix}:idem:{user_id}:{key}"
+        """The job id and body hash a user's ``Idempotency-Key`` maps to.
 
+        The user id is percent-encoded (``:`` included), so no two (user, key) pairs share a key.
+        """
+        return f"{self.prefix}:idem:{quote(user_id, safe='')}:{key}"
+
+    @property
     def rate_limit(self) -> str:
+        """The namespace of the rate limiter's counters (Litestar's Redis store)."""
         return f"{self.prefix}:ratelimit"
 
     def pattern(self) -> str:

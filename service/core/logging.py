@@ -16,10 +16,13 @@ from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
 def structlog_plugin(level: str) -> StructlogPlugin:
     numeric = logging.getLevelName(level.upper())
     numeric = numeric if isinstance(numeric, int) else logging.INFO
-    return StructlogPlugin(StructlogConfig(
-        structlog_logging_config=StructLoggingConfig(wrapper_class=default_wrapper_class(numeric)),
-        middleware_logging_config=LoggingMiddlewareConfig(
-            request_log_fields=["path", "method"], response_log_fields=["status_code"],
-            exclude=["^/health", "^/metrics"],
-        ),
-    ))
+    return StructlogPlugin(
+        StructlogConfig(
+            structlog_logging_config=StructLoggingConfig(wrapper_class=default_wrapper_class(numeric)),
+            middleware_logging_config=LoggingMiddlewareConfig(
+                request_log_fields=["path", "method"],
+                response_log_fields=["status_code"],
+                exclude=["^/health", "^/metrics"],
+            ),
+        )
+    )

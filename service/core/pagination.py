@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from piccolo.columns import Column
@@ -44,7 +44,7 @@ def utc(value: datetime | None) -> datetime | None:
     """Timestamps compare in UTC; a naive one is taken to be UTC already."""
     if value is None:
         return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def iso(value: datetime | None) -> str | None:

@@ -8,8 +8,8 @@ connection) and socket timeouts longer than any ``BLOCK`` we issue.
 from __future__ import annotations
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.backoff import ExponentialBackoff
 from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 

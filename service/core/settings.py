@@ -6,13 +6,15 @@ one list to read (the README's Configuration section and `.env.example` mirror i
 
 from __future__ import annotations
 
+import asyncio
 import os
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-_ENV_PREFIX_FREE = True  # names are plain (JWT_SECRET, not VIDEO_GEN_JWT_SECRET), as the spec's users expect
+T = TypeVar("T")
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
@@ -48,7 +50,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     redis_max_connections: int = 16
     redis_key_prefix: str = "video-gen"
     log_level: str = "INFO"
-    log_json: bool = False
+    event_loop: str = "uvloop"  # uvloop (and httptools for HTTP), or asyncio (and h11): the standard ones
     rate_limit_per_minute: int = 120
     local_model_width: int = 1024
     local_model_height: int = 576
@@ -60,6 +62,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         if self.default_model:
             return self.default_model
         return "veo3" if self.fal_key else "local"
+
+    def run(self, main: Coroutine[Any, Any, T]) -> T:
+        """Run ``main`` on the configured event loop (``EVENT_LOOP``)."""
+        if self.event_loop == "uvloop":
+            import uvloop
+
+            return uvloop.run(main)
+        return asyncio.run(main)
+
+    @property
+    def http_parser(self) -> str:
+        """uvicorn's HTTP implementation that goes with ``EVENT_LOOP``."""
+        return "httptools" if self.event_loop == "uvloop" else "h11"
 
     @property
     def embedded_redis(self) -> bool:

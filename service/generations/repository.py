@@ -1,71 +1,206 @@
-"""Reads and state changes of generation records (money moves in ``service.ledger.service``)."""
+"""Generation records: reads, and the named transitions of ``GenerationStatus``.
+
+Each transition is one statement with ``RETURNING`` that changes a record only from the status it
+expects (None when the record was not in it: another delivery, or an admin, got there first).
+Money moves in ``service.ledger``; ``settlement.py`` puts both in one transaction.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
-from service.generations.schemas import GenerationOut, GenerationPage, format_duration
-from service.generations.tables import Generation
-from service.ledger import pagination
+import msgspec
 
-TERMINAL = ("succeeded", "failed")
+from service.core import pagination
+from service.generations.records import GenerationRecord, Progress, from_row
+from service.generations.schemas import GenerationFilter
+from service.generations.status import GenerationStatus
+from service.generations.tables import Generation
+
+RUNNING, SUCCEEDED, FAILED = GenerationStatus.RUNNING, GenerationStatus.SUCCEEDED, GenerationStatus.FAILED
+_ALL = Generation.all_columns()
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-async def get(generation_id: str) -> dict[str, Any] | None:
-    return await Generation.select().where(Generation.id == generation_id).first()
+def _one(rows: list[dict[str, Any]]) -> GenerationRecord | None:
+    return from_row(rows[0]) if rows else None
 
 
-async def update(generation_id: str, **values: Any) -> None:
-    """Set columns by name on one record."""
-    await Generation.update({getattr(Generation, k): v for k, v in values.items()}).where(
-        Generation.id == generation_id
-    )
-
-
-async def mark_started(generation_id: str, attempts: int) -> None:
-    await update(generation_id, status="generating", started_at=now(), attempts=attempts)
-
-
-async def mark_succeeded(generation_id: str, *, output_key: str, duration_seconds: float, generation_ms: int) -> None:
-    await update(generation_id, status="succeeded", output_key=output_key, duration_seconds=duration_seconds,
-                 generation_ms=generation_ms, finished_at=now(), error=None, error_status=None)
+async def get(generation_id: str) -> GenerationRecord | None:
+    return _one(await Generation.select().where(Generation.id == generation_id).limit(1))
 
 
 @dataclass(frozen=True)
-class GenerationFilter:
-    """Which generations to list: every given field must match (``since`` inclusive, ``until`` not)."""
+class NewGeneration:
+    """What a job knows of its generation before the record exists."""
 
-    user_id: str | None = None
-    status: str | None = None
-    model: str | None = None
+    id: str
+    user_id: str
+    model: str
+    prompt: str
+    source_key: str
+    requested_duration: str
     project_id: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    idempotency_key: str | None = None
 
 
-def generation_out(row: dict[str, Any]) -> GenerationOut:
-    seconds = row["duration_seconds"]
-    return GenerationOut(
-        id=row["id"], user_id=row["user_id"], project_id=row["project_id"], model=row["model"], prompt=row["prompt"],
-        source_key=row["source_key"], requested_duration=row["requested_duration"],
-        duration=None if seconds is None else format_duration(seconds), status=row["status"],
-        s3_key=row["output_key"], credits_charged=int(row["credits_charged"]),
-        credits_refunded=int(row["credits_refunded"]), error=row["error"], generation_time=row["generation_ms"],
-        created_at=pagination.iso(row["created_at"]) or "", finished_at=pagination.iso(row["finished_at"]),
+_CREATE = (
+    "INSERT INTO generations (id, user_id, project_id, model, prompt, source_key, requested_duration, status, "
+    "credits_charged, credits_refunded, attempts, idempotency_key, progress, created_at, started_at) "
+    "VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}, {}) ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+_SUCCEED = (
+    "UPDATE generations SET status = {}, output_key = {}, duration_seconds = {}, generation_ms = {}, "
+    "finished_at = {} WHERE id = {} AND status = {} "
+    "RETURNING (SELECT balance FROM accounts a WHERE a.user_id = generations.user_id) AS balance"
+)
+
+
+async def create_running(new: NewGeneration, *, cost: int, attempts: int) -> GenerationRecord | None:
+    """(none) -> RUNNING: the record of a generation charged ``cost`` (in the debit's transaction).
+    None when the generation exists already."""
+    ts = now()
+    rows = await Generation.raw(
+        _CREATE,
+        new.id,
+        new.user_id,
+        new.project_id,
+        new.model,
+        new.prompt,
+        new.source_key,
+        new.requested_duration,
+        str(RUNNING),
+        cost,
+        attempts,
+        new.idempotency_key,
+        "{}",
+        ts,
+        ts,
+    )
+    if not rows:
+        return None
+    return GenerationRecord(
+        id=new.id,
+        user_id=new.user_id,
+        project_id=new.project_id,
+        model=new.model,
+        prompt=new.prompt,
+        source_key=new.source_key,
+        requested_duration=new.requested_duration,
+        duration_seconds=None,
+        status=RUNNING,
+        output_key=None,
+        credits_charged=cost,
+        credits_refunded=0,
+        provider_request_id=None,
+        progress=None,
+        attempts=attempts,
+        error=None,
+        error_status=None,
+        idempotency_key=new.idempotency_key,
+        generation_ms=None,
+        created_at=ts,
+        started_at=ts,
+        finished_at=None,
     )
 
 
-async def list_page(filters: GenerationFilter, *, limit: int, cursor: str | None) -> GenerationPage:
-    """One page of generations matching ``filters``, newest first (cursor pagination)."""
+async def resume(generation_id: str, *, attempts: int) -> GenerationRecord | None:
+    """RUNNING -> RUNNING: a later delivery takes the generation up again."""
+    return _one(
+        await Generation.update({Generation.attempts: attempts})
+        .where((Generation.id == generation_id) & (Generation.status == RUNNING))
+        .returning(*_ALL)
+    )
+
+
+@dataclass(frozen=True)
+class Succeeded:
+    record: GenerationRecord
+    balance: int
+    """The owner's balance as the record turned SUCCEEDED (read in the same statement)."""
+
+
+async def succeed(
+    record: GenerationRecord, *, output_key: str, duration_seconds: float, generation_ms: int
+) -> Succeeded | None:
+    """RUNNING -> SUCCEEDED: the video is stored under ``output_key``."""
+    finished = now()
+    rows = await Generation.raw(
+        _SUCCEED, str(SUCCEEDED), output_key, duration_seconds, generation_ms, finished, record.id, str(RUNNING)
+    )
+    if not rows:
+        return None
+    done = msgspec.structs.replace(
+        record,
+        status=SUCCEEDED,
+        output_key=output_key,
+        duration_seconds=duration_seconds,
+        generation_ms=generation_ms,
+        finished_at=finished,
+    )
+    return Succeeded(done, int(rows[0]["balance"] or 0))
+
+
+async def fail(generation_id: str, *, error: str, error_status: int, refunded: int) -> GenerationRecord | None:
+    """RUNNING -> FAILED, recording the refund made in the same transaction (``refunded`` credits)."""
+    return _one(
+        await Generation.update(
+            {
+                Generation.status: FAILED,
+                Generation.error: error,
+                Generation.error_status: error_status,
+                Generation.credits_refunded: refunded,
+                Generation.finished_at: now(),
+            }
+        )
+        .where((Generation.id == generation_id) & (Generation.status == RUNNING))
+        .returning(*_ALL)
+    )
+
+
+async def record_refund(generation_id: str, amount: int) -> GenerationRecord | None:
+    """Any status: an admin's refund of ``amount`` (in the refund's transaction)."""
+    return _one(
+        await Generation.update({Generation.credits_refunded: amount})
+        .where(Generation.id == generation_id)
+        .returning(*_ALL)
+    )
+
+
+async def save_provider_request(generation_id: str, request_id: str) -> None:
+    """The provider's request id, saved before waiting on it: a later delivery resumes it."""
+    await Generation.update({Generation.provider_request_id: request_id}).where(Generation.id == generation_id)
+
+
+async def save_progress(generation_id: str, progress: Progress) -> None:
+    await Generation.update(
+        {
+            Generation.progress: {
+                "message": progress.message,
+                "fraction": progress.fraction,
+                "queue_position": progress.queue_position,
+            }
+        }
+    ).where((Generation.id == generation_id) & (Generation.status == RUNNING))
+
+
+async def list_page(
+    filters: GenerationFilter, *, limit: int, cursor: str | None
+) -> tuple[list[GenerationRecord], str | None]:
+    """One page of generations matching ``filters``, newest first, and the next page's cursor."""
     limit, after = pagination.check_limit(limit), pagination.decode(cursor, key_type=str)
-    columns = {"user_id": Generation.user_id, "status": Generation.status, "model": Generation.model,
-               "project_id": Generation.project_id}
+    columns = {
+        "user_id": Generation.user_id,
+        "status": Generation.status,
+        "model": Generation.model,
+        "project_id": Generation.project_id,
+    }
     query = Generation.select().order_by(Generation.created_at, Generation.id, ascending=False).limit(limit + 1)
     for name, column in columns.items():
         if getattr(filters, name) is not None:
@@ -77,4 +212,4 @@ async def list_page(filters: GenerationFilter, *, limit: int, cursor: str | None
     if after is not None:
         query = query.where(pagination.after(after, Generation.created_at, Generation.id))
     rows, next_cursor = pagination.page(await query, limit, lambda r: (r["created_at"], r["id"]))
-    return GenerationPage(items=[generation_out(r) for r in rows], next_cursor=next_cursor)
+    return [from_row(r) for r in rows], next_cursor

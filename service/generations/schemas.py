@@ -1,10 +1,15 @@
-"""Request and response bodies of the image-to-video endpoint, exactly as the spec shows them."""
+"""Request and response bodies of the generation endpoints; the spec's exactly as it shows them."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import msgspec
+
+from service.core.errors import ErrorBody
+from service.generations.status import GenerationStatus, JobStatus
 
 
 class ImageToVideoRequest(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
@@ -22,11 +27,6 @@ class ImageToVideoRequest(msgspec.Struct, forbid_unknown_fields=True, rename="ca
     """A model from ``GET /video-gen/models``; ``DEFAULT_MODEL`` when absent."""
     options: dict[str, Any] | None = None
     """Model-specific options passed to the plugin."""
-
-    def __post_init__(self) -> None:
-        # msgspec is the fast gate; the full class-validator message list is built on failure.
-        if not self.id or not self.prompt:
-            raise ValueError("should not be empty")
 
 
 class Credits(msgspec.Struct):
@@ -50,7 +50,7 @@ class JobAccepted(msgspec.Struct, rename="camel", kw_only=True):
 
     success: bool
     job_id: str
-    status: str
+    status: JobStatus
     status_url: str
 
 
@@ -65,7 +65,7 @@ class GenerationOut(msgspec.Struct, rename="camel", kw_only=True):
     source_key: str
     requested_duration: str
     duration: str | None
-    status: str
+    status: GenerationStatus
     s3_key: str | None
     credits_charged: int
     credits_refunded: int
@@ -82,9 +82,55 @@ class GenerationPage(msgspec.Struct, rename="camel", kw_only=True):
     next_cursor: str | None
 
 
+class JobProgress(msgspec.Struct, rename="camel", kw_only=True):
+    """The model's latest progress report."""
+
+    message: str | None = None
+    fraction: float | None = None
+    """In [0, 1] when the model knows it."""
+    queue_position: int | None = None
+    """The provider's queue position, when it reports one."""
+
+
+class JobView(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=False):
+    """``GET /video-gen/jobs/{id}``: a job, from its generation record (once charged) or from Redis.
+
+    ``status`` is ``queued`` (accepted, not charged yet), ``running``, ``succeeded`` or ``failed``.
+    On success ``result`` is the spec's success body and ``downloadUrl`` a link valid for
+    ``DOWNLOAD_URL_SECONDS``; on failure ``error`` is the spec's error body (a refund, when credits
+    were charged, is already made).
+    """
+
+    job_id: str
+    status: JobStatus
+    model: str | None = None
+    attempts: int | None = None
+    """How many deliveries started or resumed the generation."""
+    progress: JobProgress | None = None
+    submitted_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    result: ImageToVideoResponse | None = None
+    download_url: str | None = None
+    download_expires_at: str | None = None
+    error: ErrorBody | None = None
+
+
 def format_duration(seconds: float) -> str:
     """A probed length as the API spells durations: ``8s``; ``7.5s`` when it is not whole."""
     whole = round(seconds)
     if abs(seconds - whole) < 0.05:
         return f"{whole}s"
     return f"{seconds:.1f}s"
+
+
+@dataclass(frozen=True)
+class GenerationFilter:
+    """Which generations to list: every given field must match (``since`` inclusive, ``until`` not)."""
+
+    user_id: str | None = None
+    status: GenerationStatus | None = None
+    model: str | None = None
+    project_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None

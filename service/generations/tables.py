@@ -1,12 +1,13 @@
 """The generation record: the job's durable state and the user's history.
 
 A row is created in the same transaction as the debit, so a generation exists if and only if it
-was charged. ``status`` moves charged -> generating -> uploaded -> succeeded | failed; a worker
-that picks the job up again resumes from it.
+was charged. ``status`` is a ``GenerationStatus`` (see ``status.py`` for its transitions).
 """
 
 from piccolo.columns import JSON, BigInt, Integer, Real, Text, Timestamptz, Varchar
 from piccolo.table import Table
+
+from service.generations.status import GenerationStatus
 
 
 class Generation(Table, tablename="generations"):
@@ -18,7 +19,7 @@ class Generation(Table, tablename="generations"):
     source_key = Text()
     requested_duration = Varchar(length=16)
     duration_seconds = Real(null=True, default=None)  # the stored video's probed length
-    status = Varchar(length=16, index=True)
+    status = Varchar(length=16, index=True, choices=GenerationStatus)
     output_key = Text(null=True, default=None)
     credits_charged = BigInt(default=0)
     credits_refunded = BigInt(default=0)

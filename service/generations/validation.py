@@ -9,20 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from models_registry.registry import ModelRegistry
+from service.core.validation import required_string
 
 ALLOWED = ("id", "prompt", "duration", "projectId", "model", "options")
-
-
-def required_string(body: dict[str, Any], name: str) -> list[str]:
-    """class-validator's ``@IsString() @IsNotEmpty()`` messages for ``body[name]``."""
-    value = body.get(name)
-    if value is None:
-        return [f"{name} should not be empty", f"{name} must be a string"]
-    if not isinstance(value, str):
-        return [f"{name} must be a string"]
-    if value == "":
-        return [f"{name} should not be empty"]
-    return []
 
 
 def _optional_string(body: dict[str, Any], name: str) -> list[str]:

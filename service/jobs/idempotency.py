@@ -8,7 +8,7 @@ The first request with a key stores, atomically with queueing its job, a Redis h
 | ``job_id``   | the job the key is bound to                                              |
 | ``body_hash``| SHA-256 of the request body (canonical JSON, keys sorted)                |
 | ``created_at``| Unix time of the first request                                          |
-| ``reply``    | the job's ``JobReply`` (msgspec JSON), written by the worker with the reply |
+| ``reply``    | the job's ``JobReply`` (msgspec JSON), copied by the worker with the reply |
 
 A retry with the same key and body gets the first job's outcome (waiting for it while it runs);
 the same key with another body is a 422. Keys are scoped to the caller: two users may use the
@@ -23,11 +23,11 @@ import hashlib
 import msgspec
 
 from service.core.errors import BadRequest, IdempotencyMismatch
-from service.jobs.messages import JobReply
+from service.jobs.messages import JobReply, decode_reply
 
 MAX_KEY_LENGTH = 255
 
-# The hash's field names (the worker writes REPLY_FIELD; see workers/consumer.py).
+# The hash's field names (workers write REPLY_FIELD, through ``JobStream.complete``).
 JOB_ID_FIELD = "job_id"
 BODY_HASH_FIELD = "body_hash"
 CREATED_AT_FIELD = "created_at"
@@ -72,9 +72,10 @@ def parse(raw: dict[bytes, bytes] | list[bytes] | None) -> IdempotencyRecord | N
         return value.decode() if isinstance(value, bytes) else str(value)
 
     return IdempotencyRecord(
-        job_id=text(JOB_ID_FIELD), body_hash=text(BODY_HASH_FIELD),
+        job_id=text(JOB_ID_FIELD),
+        body_hash=text(BODY_HASH_FIELD),
         created_at=float(text(CREATED_AT_FIELD) or 0),
-        reply=msgspec.json.decode(reply, type=JobReply) if reply else None,
+        reply=decode_reply(reply) if reply else None,
     )
 
 

@@ -1,6 +1,14 @@
-"""The messages on the jobs stream and on each job's reply stream.
+"""The messages of the jobs protocol, one struct per stream, and how they are encoded.
 
-Each stream entry carries one field, ``data``: the msgspec-JSON encoding of the struct below.
+Every stream entry carries one field, ``data``: the msgspec-JSON encoding of its struct.
+
+| where                          | struct        |
+| ------------------------------ | ------------- |
+| ``Keys.jobs_stream``           | ``JobMessage`` |
+| ``Keys.inbox(process)``        | ``JobReply``  (also the value of ``Keys.reply(job)``) |
+| ``Keys.dead_letter_stream``    | ``DeadLetter`` |
+
+``Delivery`` is what a worker receives: one entry of the jobs stream with its delivery count.
 """
 
 from __future__ import annotations
@@ -13,12 +21,12 @@ DATA_FIELD = b"data"
 
 
 class JobMessage(msgspec.Struct, kw_only=True, frozen=True):
-    """A job on ``Keys.jobs_stream``."""
+    """A job on the jobs stream."""
 
     job_id: str
     """The job's id; also the generation record's primary key once it is charged."""
     user_id: str
-    """The JWT ``sub`` of the caller; the account charged and the owner of the result."""
+    """The JWT ``sub`` of the caller: the account charged and the owner of the result."""
     model: str
     """The registry name of the model plugin, resolved and checked by the API."""
     prompt: str
@@ -30,37 +38,88 @@ class JobMessage(msgspec.Struct, kw_only=True, frozen=True):
     project_id: str | None = None
     """The spec's optional ``projectId``, stored on the record."""
     options: dict[str, Any] = {}
-    """Model-specific options passed through to the plugin."""
-    reply_stream: str
-    """Where the worker writes the job's single ``JobReply``."""
-    attempt: int = 1
-    """The submission attempt; redeliveries are counted by the consumer group, not here."""
+    """Model-specific options, already checked by the API."""
+    inbox: str | None = None
+    """The inbox stream of the API process waiting for the reply; None when nobody waits."""
     submitted_at: float
-    """Unix time the API accepted the request (queue latency = start - submitted_at)."""
+    """Unix time the API accepted the request (time in queue = start - submitted_at)."""
     idempotency_key: str | None = None
-    """The client's ``Idempotency-Key``, stored on the record for audits."""
+    """The client's ``Idempotency-Key``: its record gets a copy of the reply."""
 
 
 class JobReply(msgspec.Struct, kw_only=True, frozen=True):
-    """The outcome on a job's reply stream: an HTTP status and the spec-shaped body."""
+    """A job's outcome: the HTTP status and body the request that submitted it answers."""
 
     job_id: str
     status_code: int
-    """200 on success; otherwise the error's status (400, 413, 500, ...)."""
-    body: dict[str, Any]
-    """The spec's success body, or its error body ``{statusCode, message, error}``."""
+    """200 on success; otherwise the error's status (400, 404, 413, 500, ...)."""
+    body: msgspec.Raw
+    """The response body, already JSON: the spec's success body or its error body. The transport
+    never looks inside; the API sends these bytes as they are."""
+
+
+class Delivery(msgspec.Struct, kw_only=True):
+    """One entry of the jobs stream as a worker claimed it."""
+
+    message_id: str
+    """The stream entry's id: what is renewed, acknowledged and dead-lettered."""
+    count: int
+    """Deliveries of this entry so far, this one included (1 for a fresh job)."""
+    job: JobMessage | None
+    """The decoded job; None when the entry is not a valid ``JobMessage``."""
+    data: bytes = b""
+    """The entry's raw ``data`` field, kept for the dead-letter stream."""
+    error: str | None = None
+    """Why ``job`` is None."""
+
+
+class DeadLetter(msgspec.Struct, kw_only=True, frozen=True):
+    """An entry taken off the jobs stream without running: why, and what it held."""
+
+    message_id: str
+    """Its id on the jobs stream."""
+    reason: str
+    """Why it was not run (unparseable, unknown model ...)."""
+    data: str
+    """The entry's ``data`` field as it was (at most 64 KiB of it)."""
+    job_id: str | None = None
+    """The job it named, when it could be read."""
+    dead_at: float = 0.0
+    """Unix time it was dead-lettered."""
 
 
 _encoder = msgspec.json.Encoder()
+_job = msgspec.json.Decoder(JobMessage)
+_reply = msgspec.json.Decoder(JobReply)
+_dead = msgspec.json.Decoder(DeadLetter)
 
 
-def encode(message: JobMessage | JobReply) -> dict[bytes, bytes]:
-    return {DATA_FIELD: _encoder.encode(message)}
+def encode(message: JobMessage | JobReply | DeadLetter) -> bytes:
+    return _encoder.encode(message)
 
 
-def decode_job(fields: dict[bytes, bytes]) -> JobMessage:
-    return msgspec.json.decode(fields[DATA_FIELD], type=JobMessage)
+def decode_job(data: bytes) -> JobMessage:
+    return _job.decode(data)
 
 
-def decode_reply(fields: dict[bytes, bytes]) -> JobReply:
-    return msgspec.json.decode(fields[DATA_FIELD], type=JobReply)
+def decode_reply(data: bytes) -> JobReply:
+    return _reply.decode(data)
+
+
+def decode_dead_letter(data: bytes) -> DeadLetter:
+    return _dead.decode(data)
+
+
+def delivery(message_id: str, fields: dict[bytes, bytes], count: int) -> Delivery:
+    """A ``Delivery`` from a stream entry; a job that does not decode is kept with the reason."""
+    data = fields.get(DATA_FIELD, b"")
+    try:
+        return Delivery(message_id=message_id, count=count, job=decode_job(data), data=data)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        return Delivery(
+            message_id=message_id,
+            count=count,
+            job=None,
+            data=data,
+            error=f"unparseable job message: {exc}" if data else "unparseable job message: no data field",
+        )

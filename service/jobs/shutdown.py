@@ -9,11 +9,11 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from service.jobs.service import JobQueue
+from service.jobs.inbox import ReplyInbox
 
 
-def install_shutdown_hook(queue: JobQueue) -> Callable[[], None]:
-    """On SIGTERM/SIGINT, start draining ``queue`` before the server stops (returns the uninstaller).
+def install_shutdown_hook(inbox: ReplyInbox) -> Callable[[], None]:
+    """On SIGTERM/SIGINT, release ``inbox``'s waiters before the server stops (returns the uninstaller).
 
     The server (uvicorn, or the embedded CLI through asyncio) owns the signals; this chains onto
     its handler so waiting requests are answered (202 with their job id) and new jobs refused at
@@ -31,7 +31,7 @@ def install_shutdown_hook(queue: JobQueue) -> Callable[[], None]:
 
         def chained(signum: int, frame: Any, _prev: Callable[..., Any] = handler) -> None:
             with contextlib.suppress(RuntimeError):  # the loop is already closed
-                loop.call_soon_threadsafe(queue.begin_shutdown)
+                loop.call_soon_threadsafe(inbox.release_all)
             _prev(signum, frame)
 
         previous[sig] = handler

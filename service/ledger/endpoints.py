@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from litestar import Controller, Request, get
+from litestar import Controller, get
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
 from service.core.auth import Principal
-from service.ledger import repository
-from service.ledger.pagination import DEFAULT_LIMIT
+from service.core.pagination import DEFAULT_LIMIT
+from service.ledger import service
 from service.ledger.schemas import CreditsOut
 
 LIMIT = QueryParameter(name="limit", description="Entries per page, 1 to 200 (default 50)")
@@ -20,13 +21,16 @@ class CreditsController(Controller):
     path = "/video-gen/credits"
     tags = ["credits"]
 
-    @get("/", summary="Your credit balance and recent ledger entries",
-         description="The balance is rendered as the spec renders it (`150.0`); entries newest first, "
-                     "cursor-paginated. Only the caller's own account is ever shown.")
+    @get(
+        "/",
+        summary="Your credit balance and recent ledger entries",
+        description="The balance is rendered as the spec renders it (`150.0`); entries newest first, "
+        "cursor-paginated. Only the caller's own account is ever shown.",
+    )
     async def my_credits(
         self,
-        request: Request[Principal, Any, Any],
+        principal: NamedDependency[Principal],
         limit: Annotated[int, LIMIT] = DEFAULT_LIMIT,
         cursor: Annotated[str | None, CURSOR] = None,
     ) -> CreditsOut:
-        return await repository.credits_of(request.user.user_id, limit=limit, cursor=cursor)
+        return await service.credits_of(principal.user_id, limit=limit, cursor=cursor)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from service.ledger import pagination
-from service.ledger.pagination import Cursor
-from service.ledger.schemas import CreditsOut, EntryFilter, entry_out
+from service.core import pagination
+from service.core.pagination import Cursor
+from service.ledger.schemas import EntryFilter
 from service.ledger.tables import Account, LedgerEntry
 
 ENTRY_RANK = 0  # in the audit trail, ledger entries sort before admin actions of the same instant
@@ -37,13 +37,3 @@ async def entries(filters: EntryFilter, *, limit: int, cursor: Cursor | None = N
 def position(row: dict[str, Any]) -> tuple[Any, Any, int]:
     """An entry's place in newest-first order, for its cursor."""
     return row["created_at"], row["id"], ENTRY_RANK
-
-
-async def credits_of(user_id: str, *, limit: int, cursor: str | None) -> CreditsOut:
-    """A user's balance and a page of their entries, newest first (no account yet: 0.0, none)."""
-    limit, after = pagination.check_limit(limit), pagination.decode(cursor)
-    row = await account(user_id)
-    found = await entries(EntryFilter(user_id=user_id), limit=limit + 1, cursor=after)
-    rows, next_cursor = pagination.page(found, limit, position)
-    return CreditsOut(user_id=user_id, balance=float(row["balance"] if row else 0),
-                      entries=[entry_out(r) for r in rows], next_cursor=next_cursor)

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgspec
 
-from service.ledger.pagination import iso
+from service.core.pagination import iso
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,12 @@ class VerifyReport(msgspec.Struct, rename="camel", kw_only=True):
 
 
 def entry_out(row: dict[str, Any]) -> EntryOut:
-    return EntryOut(id=row["id"], kind=row["kind"], amount=int(row["amount"]),
-                    balance_after=float(row["balance_after"]), generation_id=row["generation_id"],
-                    reason=row["reason"], created_at=iso(row["created_at"]) or "")
+    return EntryOut(
+        id=row["id"],
+        kind=row["kind"],
+        amount=int(row["amount"]),
+        balance_after=float(row["balance_after"]),
+        generation_id=row["generation_id"],
+        reason=row["reason"],
+        created_at=iso(row["created_at"]) or "",
+    )

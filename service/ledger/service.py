@@ -6,36 +6,52 @@ movements of one user, on SQLite the IMMEDIATE transaction holds the database's 
 entry then records the balance the UPDATE returned, and the database checks that it continues
 the account's chain of entries (see the ``ledger_invariants`` migration).
 
-Operations nest: called inside an outer ``write_transaction`` (an admin action recording itself
-with the movement) they join it, and all of it commits or none.
+Operations nest: called inside an outer ``write_transaction`` (a generation created with its
+debit, an admin action recorded with its refund) they join it, and all of it commits or none.
+The ledger knows generations only by id: the rows they live in belong to ``service.generations``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from enum import StrEnum
 
+from service.core import pagination
 from service.core.db import write_transaction
-from service.core.errors import BadRequest, Conflict, InsufficientCredits, NotFound
-from service.generations.tables import Generation
+from service.core.errors import BadRequest, Conflict, InsufficientCredits
+from service.ledger import repository
+from service.ledger.schemas import CreditsOut, EntryFilter, entry_out
 from service.ledger.tables import Account, LedgerEntry
 
 SYSTEM = "system"
-KINDS = ("grant", "debit", "refund", "adjustment")
 MAX_AMOUNT = 10**12  # far below BigInt's range: no sum of entries can overflow
 
 
+class EntryKind(StrEnum):
+    GRANT = "grant"
+    DEBIT = "debit"  # one per generation (unique key ``debit:<generation>``)
+    REFUND = "refund"  # at most one per generation (``refund:<generation>``)
+    ADJUSTMENT = "adjustment"
+
+
+KINDS = tuple(EntryKind)
+
+
+class AlreadyCharged(Conflict):
+    """The generation already has its debit."""
+
+
+class AlreadyRefunded(Conflict):
+    """The generation already has its refund."""
+
+
+class NeverCharged(Conflict):
+    """The generation has no debit to refund."""
+
+
 def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-@dataclass(frozen=True)
-class Charge:
-    """The result of charging a new generation."""
-
-    used: int
-    balance: int
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -65,39 +81,53 @@ async def ensure_account(user_id: str) -> None:
     )
 
 
+# The two statements every money movement makes, written once: they run for every job, and
+# Piccolo's query builder costs more than the round trip here.
+_MOVE = "UPDATE accounts SET balance = balance + {}, updated_at = {} WHERE user_id = {} RETURNING balance"
+_MOVE_IF = f"{_MOVE.removesuffix(' RETURNING balance')} AND balance >= {{}} RETURNING balance"
+_APPEND = (
+    "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, generation_id, actor, reason, unique_key, "
+    "created_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}) ON CONFLICT (unique_key) DO NOTHING RETURNING id"
+)
+
+
 async def _move(user_id: str, delta: int, *, require: int | None = None) -> int | None:
     """Add ``delta`` to the balance in one statement (only while ``balance >= require``).
 
     Returns the new balance, or None when no row matched (too little credit, or no account).
     """
-    query = Account.update({Account.balance: Account.balance + delta, Account.updated_at: now()})
-    where = Account.user_id == user_id
-    if require is not None:
-        where &= Account.balance >= require
-    rows = await query.where(where).returning(Account.balance)
+    if require is None:
+        rows = await Account.raw(_MOVE, delta, now(), user_id)
+    else:
+        rows = await Account.raw(_MOVE_IF, delta, now(), user_id, require)
     return rows[0]["balance"] if rows else None
 
 
-async def _append(user_id: str, kind: str, amount: int, balance_after: int, *, actor: str, reason: str,
-                  generation_id: str | None = None) -> int | None:
+async def _append(
+    user_id: str,
+    kind: EntryKind,
+    amount: int,
+    balance_after: int,
+    *,
+    actor: str,
+    reason: str,
+    generation_id: str | None = None,
+) -> int | None:
     """Append an entry and return its id; None when the generation already has one of ``kind``.
 
     Debits and refunds carry ``kind:generation`` as ``unique_key``: the database's unique
     constraint is what makes a second debit or refund impossible, the caller then rolls back.
     """
-    unique_key = f"{kind}:{generation_id}" if kind in ("debit", "refund") else None
-    entry = LedgerEntry(user_id=user_id, kind=kind, amount=amount, balance_after=balance_after,
-                        generation_id=generation_id, actor=actor, reason=reason,
-                        unique_key=unique_key, created_at=now())
-    rows = await LedgerEntry.insert(entry).on_conflict(target=LedgerEntry.unique_key, action="DO NOTHING").returning(
-        LedgerEntry.id
+    unique_key = f"{kind}:{generation_id}" if kind in (EntryKind.DEBIT, EntryKind.REFUND) else None
+    rows = await LedgerEntry.raw(
+        _APPEND, user_id, str(kind), amount, balance_after, generation_id, actor, reason, unique_key, now()
     )
     return rows[0]["id"] if rows else None
 
 
 async def balance_of(user_id: str) -> int:
-    row = await Account.select(Account.balance).where(Account.user_id == user_id).first()
-    return row["balance"] if row else 0
+    rows = await Account.raw("SELECT balance FROM accounts WHERE user_id = {}", user_id)
+    return rows[0]["balance"] if rows else 0
 
 
 def check_amount(amount: int) -> None:
@@ -105,76 +135,67 @@ def check_amount(amount: int) -> None:
         raise BadRequest(f"amount must be a positive integer not greater than {MAX_AMOUNT}")
 
 
-async def charge_generation(record: dict[str, Any], cost: int) -> Charge:
-    """Create the generation row and debit ``cost`` for it, in one transaction.
+async def debit(user_id: str, amount: int, *, generation_id: str, reason: str) -> int:
+    """Charge ``amount`` for a generation (call it in the transaction that creates the generation's
+    row: the database checks the debit matches it). Returns the balance after it.
 
-    ``Conflict`` when the generation exists already (a redelivered job must resume, not charge
-    again: the row is inserted first so this is what a retry sees, whatever the balance is now);
-    ``InsufficientCredits`` when the balance is short (nothing written). A ``cost`` of 0 (a free
-    model) creates the row with no debit entry.
+    ``InsufficientCredits`` when the balance is short (a missing account has none);
+    ``AlreadyCharged`` when the generation has its debit. Either way the transaction rolls back.
     """
-    user_id, generation_id = record["user_id"], record["id"]
     async with write_transaction():
-        await ensure_account(user_id)
-        row = Generation(**record, credits_charged=cost, credits_refunded=0, created_at=now())
-        inserted = await Generation.insert(row).on_conflict(target=Generation.id, action="DO NOTHING").returning(
-            Generation.id
-        )
-        if not inserted:
-            raise Conflict(f"Generation {generation_id} is already charged")
-        if not cost:
-            return Charge(used=0, balance=await balance_of(user_id))
-        balance = await _move(user_id, -cost, require=cost)
+        balance = await _move(user_id, -amount, require=amount)
         if balance is None:
-            raise InsufficientCredits(cost, await balance_of(user_id))
-        if await _append(user_id, "debit", -cost, balance, actor=user_id, reason=f"generation {generation_id}",
-                         generation_id=generation_id) is None:
-            raise Conflict(f"Generation {generation_id} is already charged")  # rolls the move back
-    return Charge(used=cost, balance=balance)
+            raise InsufficientCredits(amount, await balance_of(user_id))
+        if (
+            await _append(
+                user_id, EntryKind.DEBIT, -amount, balance, actor=user_id, reason=reason, generation_id=generation_id
+            )
+            is None
+        ):
+            raise AlreadyCharged(f"Generation {generation_id} is already charged")
+    return balance
 
 
 async def refund(generation_id: str, *, actor: str, reason: str) -> Refund:
-    """Refund a charged generation in full, once.
+    """Refund a generation's debit in full, once (call it where the generation's row records it).
 
-    The amount comes from the generation's debit entry, which can never change (append-only);
-    the balance moves relatively, and the unique refund key rejects a second refund.
-    ``Conflict`` if already refunded or never charged; ``NotFound`` if the generation is unknown.
+    The amount comes from the debit entry, which can never change (append-only); the balance
+    moves relatively, and the unique refund key rejects a second refund: ``AlreadyRefunded``.
+    ``NeverCharged`` when the generation has no debit.
     """
     async with write_transaction():
-        debit = await LedgerEntry.select(LedgerEntry.user_id, LedgerEntry.amount).where(
-            LedgerEntry.unique_key == f"debit:{generation_id}"
-        ).first()
-        if debit is None:
-            if not await Generation.exists().where(Generation.id == generation_id):
-                raise NotFound(f"Generation {generation_id} not found")
-            raise Conflict(f"Generation {generation_id} was never charged")
-        user_id, amount = debit["user_id"], -debit["amount"]
+        charged = (
+            await LedgerEntry.select(LedgerEntry.user_id, LedgerEntry.amount)
+            .where(LedgerEntry.unique_key == f"{EntryKind.DEBIT}:{generation_id}")
+            .first()
+        )
+        if charged is None:
+            raise NeverCharged(f"Generation {generation_id} was never charged")
+        user_id, amount = charged["user_id"], -charged["amount"]
         balance = await _move(user_id, amount)
-        entry_id = None if balance is None else await _append(
-            user_id, "refund", amount, balance, actor=actor, reason=reason, generation_id=generation_id
+        entry_id = (
+            None
+            if balance is None
+            else await _append(
+                user_id, EntryKind.REFUND, amount, balance, actor=actor, reason=reason, generation_id=generation_id
+            )
         )
         if balance is None or entry_id is None:
-            raise Conflict(f"Generation {generation_id} is already refunded")
-        await Generation.update({Generation.credits_refunded: amount}).where(Generation.id == generation_id)
+            raise AlreadyRefunded(f"Generation {generation_id} is already refunded")
     return Refund(generation_id=generation_id, user_id=user_id, amount=amount, balance=balance, entry_id=entry_id)
-
-
-async def refund_generation(generation_id: str, *, actor: str, reason: str) -> int:
-    """``refund`` answering just the new balance (the workers' call)."""
-    return (await refund(generation_id, actor=actor, reason=reason)).balance
 
 
 async def add_credits(user_id: str, amount: int, *, actor: str, reason: str, kind: str = "grant") -> Movement:
     """Add credits (a grant or, with ``kind='adjustment'``, a correction)."""
     check_amount(amount)
-    if kind not in ("grant", "adjustment"):
+    if kind not in (EntryKind.GRANT, EntryKind.ADJUSTMENT):
         raise BadRequest("kind must be grant or adjustment")
     async with write_transaction():
         await ensure_account(user_id)
         balance = await _move(user_id, amount)
         if balance is None:  # unreachable: ensure_account ran in this transaction
             raise Conflict(f"Account {user_id} is missing")
-        entry_id = await _append(user_id, kind, amount, balance, actor=actor, reason=reason)
+        entry_id = await _append(user_id, EntryKind(kind), amount, balance, actor=actor, reason=reason)
     assert entry_id is not None  # only debits and refunds carry a unique key that can collide
     return Movement(balance=balance, entry_id=entry_id)
 
@@ -191,5 +212,19 @@ async def deduct(user_id: str, amount: int, *, actor: str, reason: str) -> int:
         balance = await _move(user_id, -amount, require=amount)
         if balance is None:
             raise InsufficientCredits(amount, await balance_of(user_id))
-        await _append(user_id, "adjustment", -amount, balance, actor=actor, reason=reason)
+        await _append(user_id, EntryKind.ADJUSTMENT, -amount, balance, actor=actor, reason=reason)
     return balance
+
+
+async def credits_of(user_id: str, *, limit: int, cursor: str | None) -> CreditsOut:
+    """A user's balance and a page of their entries, newest first (no account yet: 0.0, none)."""
+    limit, after = pagination.check_limit(limit), pagination.decode(cursor)
+    row = await repository.account(user_id)
+    found = await repository.entries(EntryFilter(user_id=user_id), limit=limit + 1, cursor=after)
+    rows, next_cursor = pagination.page(found, limit, repository.position)
+    return CreditsOut(
+        user_id=user_id,
+        balance=float(row["balance"] if row else 0),
+        entries=[entry_out(r) for r in rows],
+        next_cursor=next_cursor,
+    )

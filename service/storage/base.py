@@ -18,6 +18,15 @@ class StoredObject:
     content_type: str | None = None
 
 
+@dataclass(frozen=True)
+class ObjectHead:
+    """What a store says of an object without reading it."""
+
+    size: int
+    content_type: str | None
+    metadata: dict[str, str]
+
+
 @runtime_checkable
 class Storage(Protocol):
     """Object storage keyed by S3-style keys (``images/u1/a.png``)."""
@@ -37,6 +46,9 @@ class Storage(Protocol):
         """Upload a file, streaming it (multipart on S3); no partial object is left on failure."""
 
     async def exists(self, key: str) -> bool: ...
+
+    async def head(self, key: str) -> ObjectHead | None:
+        """Size, content type and metadata of ``key``; None when there is no such object."""
 
     async def delete(self, key: str) -> None: ...
 

@@ -10,12 +10,14 @@ import os
 import stat
 from pathlib import Path
 
-from litestar import Controller, Request, get
+from litestar import Controller, get
+from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
 from litestar.response import File
 
 from service.core.errors import Forbidden, NotFound
-from service.storage.base import InvalidKey
+from service.core.settings import Settings
+from service.storage.base import InvalidKey, Storage
 from service.storage.local import LocalStorage, verify_download_signature
 
 DEFAULT_MEDIA_TYPE = "video/mp4"
@@ -26,8 +28,8 @@ class FilesController(Controller):
 
     The app must exclude this path from JWT auth. The handler carries
     ``opt={"exclude_from_auth": True}``, which Litestar's ``JWTAuth`` honours by default; an app
-    using its own auth middleware must skip ``/video-gen/files`` itself. The app provides
-    ``app.state.storage`` (the opened Storage) and ``app.state.settings`` (for ``jwt_secret``).
+    using its own auth middleware must skip ``/video-gen/files`` itself. The app provides the
+    ``storage`` (opened) and ``settings`` (for ``jwt_secret``) dependencies.
     """
 
     path = "/video-gen/files"
@@ -35,14 +37,13 @@ class FilesController(Controller):
     @get("/{key:path}", opt={"exclude_from_auth": True}, include_in_schema=False)
     async def download(
         self,
-        request: Request,
+        storage: NamedDependency[Storage],
+        settings: NamedDependency[Settings],
         key: FromPath[Path],
         expires: FromQuery[str | None] = None,
         signature: FromQuery[str | None] = None,
     ) -> File:
         """Stream the object if the link is genuine and unexpired; 403 otherwise, 404 if missing."""
-        storage = request.app.state.storage
-        settings = request.app.state.settings
         # Litestar hands the path parameter over with its leading slash.
         object_key = str(key).removeprefix("/")
         if not verify_download_signature(settings.jwt_secret, object_key, expires, signature):

@@ -9,14 +9,23 @@ so the API never reveals what exists.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from models_registry.base import SourceImage
 from service.core.errors import BadRequest, NotFound, PayloadTooLarge
 from service.storage.base import InvalidKey, ObjectNotFound, ObjectTooLarge, Storage
 from service.storage.local import MAX_KEY_LENGTH, validate_key
 
 _SAFE_CHARS = re.compile(r"[A-Za-z0-9_.-]")
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    """A source image that passed every check, read once."""
+
+    key: str
+    data: bytes
+    content_type: str  # image/png, image/jpeg or image/webp, sniffed from the bytes
 
 
 def sniff_image_type(data: bytes) -> str | None:
@@ -83,7 +92,7 @@ def check_source_key(key: str, user_id: str, prefix_template: str) -> None:
 
 async def load_source_image(
     storage: Storage, key: str, *, user_id: str, prefix_template: str, max_bytes: int
-) -> SourceImage:
+) -> CheckedImage:
     """Check and read the source image once; every failure is a client-facing AppError."""
     check_source_key(key, user_id, prefix_template)
     try:
@@ -97,7 +106,7 @@ async def load_source_image(
     content_type = sniff_image_type(data)
     if content_type is None:
         raise BadRequest("Source image must be a PNG, JPEG or WebP image")
-    return SourceImage(key=key, data=data, content_type=content_type)
+    return CheckedImage(key=key, data=data, content_type=content_type)
 
 
 def output_key(user_id: str, generation_id: str, now: datetime) -> str:

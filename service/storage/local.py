@@ -18,12 +18,12 @@ import re
 import shutil
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
-from service.storage.base import InvalidKey, ObjectNotFound, ObjectTooLarge
+from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge
 
 MAX_KEY_LENGTH = 1024
 META_SUFFIX = ".meta.json"
@@ -113,26 +113,41 @@ class LocalStorage:
         return await asyncio.to_thread(self.path_for, key)
 
     async def read(self, key: str, *, max_bytes: int) -> bytes:
-        path = await self._resolve(key)
-        return await asyncio.to_thread(_read_limited, key, path, max_bytes)
+        # One trip to a thread for the whole read: resolving the key reads symlinks from disk too.
+        return await asyncio.to_thread(lambda: _read_limited(key, self.path_for(key), max_bytes))
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> None:
-        path = await self._resolve(key)
-        await asyncio.to_thread(_atomic_write, path, lambda out: out.write(data))
-        await self._write_meta(path, content_type, metadata)
+        await asyncio.to_thread(self._put, key, lambda out: out.write(data), content_type, metadata)
 
     async def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
-        target = await self._resolve(key)
-
         def copy(out: BinaryIO) -> None:
             with open(path, "rb") as src:
                 shutil.copyfileobj(src, out, _CHUNK)
 
-        await asyncio.to_thread(_atomic_write, target, copy)
-        await self._write_meta(target, content_type, metadata)
+        await asyncio.to_thread(self._put, key, copy, content_type, metadata)
+
+    def _put(self, key: str, write: Callable[[BinaryIO], object], content_type: str, metadata: dict[str, str]) -> None:
+        """Both files written and synced, then renamed sidecar first (an object that exists always
+        has its own metadata beside it), then one sync of the directory for both renames."""
+        path = self.path_for(key)
+        body = json.dumps({"content_type": content_type, "metadata": dict(metadata)}).encode()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta_tmp = _synced_temp(path.parent, lambda out: out.write(body))
+        try:
+            object_tmp = _synced_temp(path.parent, write)
+        except BaseException:
+            _unlink_quietly(meta_tmp)
+            raise
+        os.replace(meta_tmp, _meta_path(path))
+        os.replace(object_tmp, path)
+        _fsync_dir(path.parent)
 
     async def exists(self, key: str) -> bool:
         return await asyncio.to_thread((await self._resolve(key)).is_file)
+
+    async def head(self, key: str) -> ObjectHead | None:
+        path = await self._resolve(key)
+        return await asyncio.to_thread(_head, path)
 
     async def delete(self, key: str) -> None:
         path = await self._resolve(key)
@@ -154,9 +169,18 @@ class LocalStorage:
         signature = sign_download(self._signing_secret, key, expires)
         return f"{self._base_url}/video-gen/files/{quote(key, safe='/')}?expires={expires}&signature={signature}"
 
-    async def _write_meta(self, path: Path, content_type: str, metadata: dict[str, str]) -> None:
-        body = json.dumps({"content_type": content_type, "metadata": dict(metadata)}).encode()
-        await asyncio.to_thread(_atomic_write, _meta_path(path), lambda out: out.write(body))
+
+def _head(path: Path) -> ObjectHead | None:
+    try:
+        size = path.stat().st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        meta = json.loads(_meta_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    metadata = meta.get("metadata") if isinstance(meta.get("metadata"), dict) else {}
+    return ObjectHead(size=size, content_type=meta.get("content_type"), metadata=metadata)
 
 
 def _meta_path(path: Path) -> Path:
@@ -178,19 +202,18 @@ def _read_limited(key: str, path: Path, max_bytes: int) -> bytes:
     return data
 
 
-def _atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+def _synced_temp(directory: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """A temporary file in ``directory`` holding what ``write`` wrote, flushed to disk."""
+    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=directory)
     try:
         with os.fdopen(fd, "wb") as out:
             write(out)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, path)
     except BaseException:
         _unlink_quietly(Path(tmp))
         raise
-    _fsync_dir(path.parent)
+    return Path(tmp)
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -17,7 +17,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from service.storage.base import InvalidKey, ObjectNotFound, ObjectTooLarge
+from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge
 from service.storage.local import validate_key
 
 log = logging.getLogger(__name__)
@@ -72,9 +72,7 @@ class S3Storage:
         )
         stack = AsyncExitStack()
         self._client = await stack.enter_async_context(
-            get_session().create_client(
-                "s3", endpoint_url=self._endpoint_url, region_name=self._region, config=config
-            )
+            get_session().create_client("s3", endpoint_url=self._endpoint_url, region_name=self._region, config=config)
         )
         self._stack = stack
 
@@ -173,6 +171,19 @@ class S3Storage:
                 return False
             raise
         return True
+
+    async def head(self, key: str) -> ObjectHead | None:
+        try:
+            head = await self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return None
+            raise
+        return ObjectHead(
+            size=int(head["ContentLength"]),
+            content_type=head.get("ContentType"),
+            metadata=dict(head.get("Metadata") or {}),
+        )
 
     async def delete(self, key: str) -> None:
         await self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key))

@@ -30,8 +30,14 @@ async def connected(database_url: str) -> AsyncIterator[str]:
 
 def video_gen(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "DATABASE_URL": database_url, "LOG_LEVEL": "WARNING"}
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], cwd=project_root(), env=env,
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "service.cli", *args],
+        cwd=project_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def test_grant_then_show(connected: str) -> None:
@@ -41,7 +47,11 @@ async def test_grant_then_show(connected: str) -> None:
     assert await ledger.balance_of("u1") == 900
     [action] = await AdminAction.select().output(load_json=True)
     assert (action["admin_id"], action["action"], action["target_user_id"], action["reason"]) == (
-        "ops-kim", "grant", "u1", "welcome pack")
+        "ops-kim",
+        "grant",
+        "u1",
+        "welcome pack",
+    )
     shown = video_gen(connected, "credits", "show", "u1")
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
@@ -52,8 +62,12 @@ async def test_grant_then_show(connected: str) -> None:
 
 
 async def test_a_grant_must_be_a_positive_integer_with_a_reason(connected: str) -> None:
-    for args in (["u1", "0", "--reason", "x"], ["u1", "-3", "--reason", "x"], ["u1", "ten", "--reason", "x"],
-                 ["u1", "10"]):
+    for args in (
+        ["u1", "0", "--reason", "x"],
+        ["u1", "-3", "--reason", "x"],
+        ["u1", "ten", "--reason", "x"],
+        ["u1", "10"],
+    ):
         result = video_gen(connected, "credits", "grant", *args)
         assert result.returncode == 2, args
     assert await ledger.balance_of("u1") == 0

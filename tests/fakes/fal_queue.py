@@ -192,8 +192,7 @@ class FakeFal:
             return 200, {"seed": 1}
         size = self._video_path(req).stat().st_size
         url = f"{base}/files/{req.request_id}.mp4"
-        return 200, {"video": {"url": url, "content_type": "video/mp4", "file_name": "output.mp4",
-                               "file_size": size}}
+        return 200, {"video": {"url": url, "content_type": "video/mp4", "file_name": "output.mp4", "file_size": size}}
 
     def _video_path(self, req: FakeRequest) -> Path:
         seconds = 4 if "short" in req.script else int(req.arguments["duration"].removesuffix("s"))
@@ -205,8 +204,13 @@ class FakeFal:
             return await _json(send, 404, {"detail": "File not found"})
         path = self._video_path(req)
         size = str(path.stat().st_size).encode()
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"video/mp4"), (b"content-length", size)]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"video/mp4"), (b"content-length", size)],
+            }
+        )
         with path.open("rb") as f:
             while chunk := f.read(64 * 1024):
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -219,10 +223,8 @@ class FakeFal:
             self.cancelled.clear()
             self.downloads.clear()
             self.status_polls = 0
-        short = [{**s, "arguments": {k: str(v)[:80] for k, v in s["arguments"].items()}}
-                 for s in self.submissions]
-        return {"ok": True, "submissions": short, "status_polls": self.status_polls,
-                "cancelled": self.cancelled}
+        short = [{**s, "arguments": {k: str(v)[:80] for k, v in s["arguments"].items()}} for s in self.submissions]
+        return {"ok": True, "submissions": short, "status_polls": self.status_polls, "cancelled": self.cancelled}
 
 
 def _validate(args: dict[str, Any]) -> list[dict[str, Any]]:
@@ -231,21 +233,21 @@ def _validate(args: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(args.get("prompt"), str) or not args["prompt"]:
         errors.append({"loc": ["body", "prompt"], "msg": "Field required", "type": "missing"})
     if args.get("duration") not in FAL_DURATIONS:
-        errors.append({"loc": ["body", "duration"], "msg": "Input should be '4s', '6s' or '8s'",
-                       "type": "enum"})
+        errors.append({"loc": ["body", "duration"], "msg": "Input should be '4s', '6s' or '8s'", "type": "enum"})
     image = args.get("image_url")
     if not isinstance(image, str) or not image.startswith(("data:", "http://", "https://")):
         errors.append({"loc": ["body", "image_url"], "msg": "Invalid image URL", "type": "url"})
     elif image.startswith("data:") and len(base64.b64decode(image.split(",", 1)[1])) > MAX_IMAGE_BYTES:
-        errors.append({"loc": ["body", "image_url"], "msg": "Image is larger than 8 MB",
-                       "type": "file_too_large"})
+        errors.append({"loc": ["body", "image_url"], "msg": "Image is larger than 8 MB", "type": "file_too_large"})
     return errors
 
 
 def _policy_violation(where: str) -> dict[str, Any]:
-    return {"loc": ["body", where], "type": "content_policy_violation",
-            "msg": "The content could not be processed because it contained material flagged "
-                   "by a content checker."}
+    return {
+        "loc": ["body", where],
+        "type": "content_policy_violation",
+        "msg": "The content could not be processed because it contained material flagged by a content checker.",
+    }
 
 
 def _log(message: str) -> dict[str, Any]:
@@ -339,8 +341,9 @@ def _serve(server_pem: str) -> None:
     sock.bind(("127.0.0.1", 0))
     sock.listen(128)
     print(sock.getsockname()[1], flush=True)
-    config = uvicorn.Config(FakeFal(), ssl_certfile=server_pem, ssl_keyfile=server_pem,
-                            log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        FakeFal(), ssl_certfile=server_pem, ssl_keyfile=server_pem, log_level="warning", access_log=False, lifespan="on"
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

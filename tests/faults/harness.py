@@ -92,9 +92,26 @@ class RedisServer:
     async def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.dir), "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                redis_server_binary(),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--dir",
+                str(self.dir),
+                "--loglevel",
+                "warning",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         await until(self._pong, "redis-server to answer", timeout=20)
 
     def _pong(self) -> bool:
@@ -163,8 +180,13 @@ class FakeFal:
     @property
     def env(self) -> dict[str, str]:
         host = self.base_url.removeprefix("https://")
-        return {"FAL_KEY": "test-key", "FAL_QUEUE_RUN_HOST": host, "FAL_RUN_HOST": host,
-                "SSL_CERT_FILE": str(self.ca_path), "FAL_POLL_SECONDS": "0.2"}
+        return {
+            "FAL_KEY": "test-key",
+            "FAL_QUEUE_RUN_HOST": host,
+            "FAL_RUN_HOST": host,
+            "SSL_CERT_FILE": str(self.ca_path),
+            "FAL_POLL_SECONDS": "0.2",
+        }
 
     def submissions(self) -> Counter[str]:
         """Submissions per prompt since the fake started (refused ones included)."""
@@ -230,8 +252,13 @@ class Cluster:
         index = sum(1 for p in self.procs if p.role == role)
         log = self.dir / f"{role}-{index}.log"
         env = {**self.env, **extra_env}
-        popen = subprocess.Popen([sys.executable, "-m", "service.cli", role], cwd=ROOT, env=env,
-                                 stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", role],
+            cwd=ROOT,
+            env=env,
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+        )
         proc = Proc(role, popen, log)
         self.procs.append(proc)
         return proc
@@ -251,6 +278,7 @@ class Cluster:
                     return (await client.get(f"http://127.0.0.1:{self.api_port}/health/ready")).status_code == 200
             except httpx.HTTPError:
                 return False
+
         await until(ready, "the API to be ready", timeout=60)
 
     async def start_worker(self, *, crash_at: str | None = None, **env: str) -> Proc:
@@ -263,6 +291,7 @@ class Cluster:
             if proc.returncode is not None:
                 raise ScenarioFailed(f"a worker exited with {proc.returncode} while starting:\n{proc.tail()}")
             return proc.consumer in await self.consumers()
+
         await until(registered, "the worker to join the consumer group", timeout=60)
 
     async def consumers(self) -> set[str]:
@@ -276,8 +305,11 @@ class Cluster:
         finally:
             await client.aclose()
         tag = f"{PREFIX}:worker:"
-        return {r["name"].removeprefix(tag) for r in rows
-                if r.get("name", "").startswith(tag) and r.get("cmd") in ("xreadgroup", "xautoclaim")}
+        return {
+            r["name"].removeprefix(tag).removesuffix(":claim")
+            for r in rows
+            if r.get("name", "").startswith(tag) and r.get("cmd") in ("xreadgroup", "xautoclaim")
+        }
 
     async def wait_exit(self, proc: Proc, what: str, timeout: float = 60) -> int:
         await until(lambda: proc.returncode is not None, what, timeout=timeout)
@@ -297,8 +329,9 @@ class Cluster:
 
 
 @contextlib.asynccontextmanager
-async def cluster(name: str, dbs: Databases, *, fal: FakeFal | None = None, keep: bool = False,
-                  **env: str) -> AsyncIterator[Cluster]:
+async def cluster(
+    name: str, dbs: Databases, *, fal: FakeFal | None = None, keep: bool = False, **env: str
+) -> AsyncIterator[Cluster]:
     """A fresh world for one scenario; processes and redis stopped, database dropped by the caller."""
     directory = Path(tempfile.mkdtemp(prefix=f"video-gen-faults-{name}-"))
     redis = RedisServer(directory / "redis")
@@ -307,16 +340,37 @@ async def cluster(name: str, dbs: Databases, *, fal: FakeFal | None = None, keep
     api_port = free_port()
     base = {
         **{k: v for k, v in os.environ.items() if k not in ("VIDEO_GEN_CRASH_AT",)},
-        "PYTHONUNBUFFERED": "1", "DATABASE_URL": pg_url(database), "REDIS_URL": redis.url,
-        "REDIS_KEY_PREFIX": PREFIX, "STORAGE_URL": f"file://{directory / 'storage'}", "JWT_SECRET": JWT_SECRET,
-        "HOST": "127.0.0.1", "PORT": str(api_port), "WORKER_CONCURRENCY": "2", "SYNC_WAIT_SECONDS": "30",
-        "JOB_LEASE_SECONDS": "2", "JOB_MAX_ATTEMPTS": "3", "SHUTDOWN_GRACE_SECONDS": "10",
-        "LOCAL_MODEL_WIDTH": "160", "LOCAL_MODEL_HEIGHT": "90", "LOCAL_MODEL_FPS": "8",
-        "RATE_LIMIT_PER_MINUTE": "0", "DEFAULT_MODEL": "local", "LOG_LEVEL": "INFO",
-        **(fal.env if fal else {}), **env,
+        "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": pg_url(database),
+        "REDIS_URL": redis.url,
+        "REDIS_KEY_PREFIX": PREFIX,
+        "STORAGE_URL": f"file://{directory / 'storage'}",
+        "JWT_SECRET": JWT_SECRET,
+        "HOST": "127.0.0.1",
+        "PORT": str(api_port),
+        "WORKER_CONCURRENCY": "2",
+        "SYNC_WAIT_SECONDS": "30",
+        "JOB_LEASE_SECONDS": "2",
+        "JOB_MAX_ATTEMPTS": "3",
+        "SHUTDOWN_GRACE_SECONDS": "10",
+        "LOCAL_MODEL_WIDTH": "160",
+        "LOCAL_MODEL_HEIGHT": "90",
+        "LOCAL_MODEL_FPS": "8",
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "DEFAULT_MODEL": "local",
+        "LOG_LEVEL": "INFO",
+        **(fal.env if fal else {}),
+        **env,
     }
-    settings = Settings(database_url=pg_url(database), redis_url=redis.url, redis_key_prefix=PREFIX,
-                        storage_url=base["STORAGE_URL"], jwt_secret=JWT_SECRET, host="127.0.0.1", port=api_port)
+    settings = Settings(
+        database_url=pg_url(database),
+        redis_url=redis.url,
+        redis_key_prefix=PREFIX,
+        storage_url=base["STORAGE_URL"],
+        jwt_secret=JWT_SECRET,
+        host="127.0.0.1",
+        port=api_port,
+    )
     c = Cluster(name, directory, redis, database, fal, base, settings, api_port)
     await db.connect(c.db_url)
     ok = False
@@ -372,8 +426,12 @@ class Client:
 
     def new_job(self, user: str, *, prompt: str | None = None, model: str = "local", duration: str = "5s") -> Job:
         n = len(self.jobs)
-        body = {"id": f"images/{user}/source-image.png", "model": model, "duration": duration,
-                "prompt": prompt or f"{self.c.name} job {n}: a calm sea at dawn"}
+        body = {
+            "id": f"images/{user}/source-image.png",
+            "model": model,
+            "duration": duration,
+            "prompt": prompt or f"{self.c.name} job {n}: a calm sea at dawn",
+        }
         job = Job(user, f"{self.c.name}-{n}-{uuid.uuid4().hex[:6]}", body)
         self.jobs.append(job)
         return job
@@ -408,10 +466,10 @@ class Client:
                     assert job.job_id in (None, r.json()["jobId"]), "a retry was given another job"
                     job.job_id = r.json()["jobId"]
                 elif r.status_code != 503:
-                    if job.status:
-                        if (r.status_code, r.json()) != (job.status, job.outcome):
-                            raise ScenarioFailed(f"job {job.key}: a retry answered {r.status_code} {r.text} "
-                                                 f"after {job.status} {job.outcome}")
+                    if job.status and (r.status_code, r.json()) != (job.status, job.outcome):
+                        raise ScenarioFailed(
+                            f"job {job.key}: a retry answered {r.status_code} {r.text} after {job.status} {job.outcome}"
+                        )
                     job.status, job.outcome = r.status_code, r.json()
                     return job
             except httpx.HTTPError:
@@ -434,8 +492,7 @@ class Audit:
     problems: list[str]
 
 
-async def audit(c: Cluster, client: Client, *, paid_once: dict[str, int] | None = None,
-                dead_letters: int = 0) -> Audit:
+async def audit(c: Cluster, client: Client, *, paid_once: dict[str, int] | None = None, dead_letters: int = 0) -> Audit:
     """Every check of the brief, after a scenario. ``paid_once``: expected fal submissions per prompt."""
     from service.ledger.verify import verify_ledger
 
@@ -448,8 +505,10 @@ async def audit(c: Cluster, client: Client, *, paid_once: dict[str, int] | None 
     problems += [f"ledger: {v.invariant}: {v.detail}" for v in report.violations]
     conn = await asyncpg.connect(c.db_url)
     try:
-        twice = await conn.fetch("SELECT generation_id, COUNT(*) AS n FROM ledger_entries WHERE kind = 'debit' "
-                                 "GROUP BY generation_id HAVING COUNT(*) > 1")
+        twice = await conn.fetch(
+            "SELECT generation_id, COUNT(*) AS n FROM ledger_entries WHERE kind = 'debit' "
+            "GROUP BY generation_id HAVING COUNT(*) > 1"
+        )
         problems += [f"generation {r['generation_id']} charged {r['n']} times" for r in twice]
         open_rows = await conn.fetch("SELECT id, status FROM generations WHERE status NOT IN ('succeeded', 'failed')")
         problems += [f"generation {r['id']} left {r['status']}" for r in open_rows]
@@ -463,15 +522,20 @@ async def audit(c: Cluster, client: Client, *, paid_once: dict[str, int] | None 
             problems.append(f"generation {r['id']} succeeded without its video")
     succeeded = Counter(j.user for j in accepted if j.status == 200)
     if sum(succeeded.values()) != sum(1 for r in rows if r["status"] == "succeeded"):
-        problems.append(f"{sum(succeeded.values())} successes answered, "
-                        f"{sum(1 for r in rows if r['status'] == 'succeeded')} recorded")
+        problems.append(
+            f"{sum(succeeded.values())} successes answered, "
+            f"{sum(1 for r in rows if r['status'] == 'succeeded')} recorded"
+        )
     for user, granted in client.granted.items():
         expected = granted - COST * succeeded[user]
         if balances.get(user) != expected:
             problems.append(f"{user}: balance {balances.get(user)} but the outcomes say {expected}")
     redis = aioredis.Redis.from_url(c.redis.url)
     try:
-        left = await redis.xlen(c.keys.jobs_stream)
+        # never delivered: after the group's last delivered entry (acknowledged ones are trimmed later)
+        [group] = await redis.xinfo_groups(c.keys.jobs_stream)
+        last = group["last-delivered-id"].decode()
+        left = len(await redis.xrange(c.keys.jobs_stream, min=f"({last}", max="+"))
         pending = (await redis.xpending(c.keys.jobs_stream, c.keys.jobs_group))["pending"]
         dead = await redis.xlen(c.keys.dead_letter_stream)
     finally:
@@ -486,9 +550,11 @@ async def audit(c: Cluster, client: Client, *, paid_once: dict[str, int] | None 
             if sent[prompt] != expected:
                 problems.append(f"fal got {sent[prompt]} submissions of {prompt!r}, expected {expected}")
     money = "balances match" if not any("balance" in p for p in problems) else "BALANCES DIFFER"
-    summary = (f"{'ok' if not problems else 'FAIL'}: {len(rows)} generations, "
-               f"{'invariants hold' if not report.violations else f'{len(report.violations)} VIOLATIONS'}, "
-               f"{money}, {'no double charge' if not twice else f'{len(twice)} DOUBLE CHARGES'}")
+    summary = (
+        f"{'ok' if not problems else 'FAIL'}: {len(rows)} generations, "
+        f"{'invariants hold' if not report.violations else f'{len(report.violations)} VIOLATIONS'}, "
+        f"{money}, {'no double charge' if not twice else f'{len(twice)} DOUBLE CHARGES'}"
+    )
     return Audit(ok=not problems, summary=summary, problems=problems)
 
 

@@ -19,8 +19,18 @@ import asyncpg
 import redis.asyncio as aioredis
 
 from tests.faults.harness import (
-    COST, Audit, Client, Cluster, Databases, FakeFal, ScenarioFailed, audit, cluster, jobs_summary,
-    outcome_summary, until,
+    COST,
+    Audit,
+    Client,
+    Cluster,
+    Databases,
+    FakeFal,
+    ScenarioFailed,
+    audit,
+    cluster,
+    jobs_summary,
+    outcome_summary,
+    until,
 )
 
 
@@ -122,22 +132,33 @@ def kill_at(point: str, model: str = "local") -> Callable[[Env], Awaitable[Resul
                 extra = [] if code == -signal.SIGKILL else [f"the victim exited {code}, not by SIGKILL"]
                 await c.start_worker()
                 more = [client.new_job(u, model=model) for u in ("u1", "u2", "u1", "u2")]
-                await asyncio.gather(client.submit(more[0], wait=True), client.submit(more[1], wait=True),
-                                     client.submit(more[2]), client.submit(more[3]))
+                await asyncio.gather(
+                    client.submit(more[0], wait=True),
+                    client.submit(more[1], wait=True),
+                    client.submit(more[2]),
+                    client.submit(more[3]),
+                )
                 await client.resolve_all()  # every client retries with its key until it has its outcome
                 if any(j.status != 200 for j in client.jobs):
                     extra.append("a job did not succeed")
                 paid = {j.body["prompt"]: 1 for j in client.jobs} if model == "veo3" else None
                 report = await _audit(c, client, paid_once=paid)
                 ids = [j.job_id for j in first]
-                attempts = [r["attempts"] for r in await _rows(
-                    c, "SELECT attempts FROM generations WHERE id = ANY($1::text[]) ORDER BY id", ids)]
-                result.events = (f"victim exit {code}, holding {len(held)} job(s); resumed by another worker "
-                                 f"(their attempts: {attempts})"
-                                 + ("; fal paid once per job" if paid and not report.problems else ""))
+                attempts = [
+                    r["attempts"]
+                    for r in await _rows(
+                        c, "SELECT attempts FROM generations WHERE id = ANY($1::text[]) ORDER BY id", ids
+                    )
+                ]
+                result.events = (
+                    f"victim exit {code}, holding {len(held)} job(s); resumed by another worker "
+                    f"(their attempts: {attempts})"
+                    + ("; fal paid once per job" if paid and not report.problems else "")
+                )
                 return _finish(result, client, report, c, extra)
             finally:
                 await client.close()
+
     return scenario
 
 
@@ -164,6 +185,7 @@ async def poison(env: Env) -> Result:
                 async def settled(w: Any = worker) -> bool:
                     view = await client.http.get(f"/video-gen/jobs/{doomed.job_id}", headers=client.auth("u1"))
                     return w.returncode is not None or view.json().get("status") in ("succeeded", "failed")
+
                 await until(settled, "the worker to die or the job to end")
                 if worker.returncode is None:
                     break
@@ -183,8 +205,10 @@ async def poison(env: Env) -> Result:
             if kills != 3:
                 extra.append(f"{kills} workers died, expected JOB_MAX_ATTEMPTS=3")
             report = await _audit(c, client, dead_letters=1)
-            result.events = (f"{kills} workers SIGKILLed by one job; delivery 4 refunded it (500); "
-                             f"unparseable message dead-lettered; next job ok")
+            result.events = (
+                f"{kills} workers SIGKILLed by one job; delivery 4 refunded it (500); "
+                f"unparseable message dead-lettered; next job ok"
+            )
             return _finish(result, client, report, c, extra)
         finally:
             await client.close()
@@ -209,6 +233,7 @@ async def sigterm_worker(env: Env) -> Result:
             async def submitted() -> bool:
                 rows = await _rows(c, "SELECT provider_request_id FROM generations WHERE id = ANY($1::text[])", ids)
                 return len(rows) == 2 and all(r["provider_request_id"] for r in rows)
+
             await until(submitted, "both jobs to be running on fal")
             leaving.signal(signal.SIGTERM)
             code1 = await c.wait_exit(leaving, "the worker to stop after its grace")
@@ -220,6 +245,7 @@ async def sigterm_worker(env: Env) -> Result:
             async def generating() -> bool:
                 rows = await _rows(c, "SELECT provider_request_id FROM generations WHERE id = $1", last.job_id)
                 return bool(rows and rows[0]["provider_request_id"])
+
             await until(generating, "the last job to be running on fal")
             staying.signal(signal.SIGTERM)
             code2 = await c.wait_exit(staying, "the worker to finish its job and stop")
@@ -231,8 +257,10 @@ async def sigterm_worker(env: Env) -> Result:
             if any(j.status != 200 for j in client.jobs):
                 extra.append("a job did not succeed")
             report = await _audit(c, client, paid_once={j.body["prompt"]: 1 for j in client.jobs})
-            result.events = (f"grace 0.3 s: exit {code1}, handed over {len(handed)} running jobs, resumed on fal "
-                             f"by another worker; grace 60 s: finished its job, exit {code2}")
+            result.events = (
+                f"grace 0.3 s: exit {code1}, handed over {len(handed)} running jobs, resumed on fal "
+                f"by another worker; grace 60 s: finished its job, exit {code2}"
+            )
             return _finish(result, client, report, c, extra)
         finally:
             await client.close()
@@ -275,15 +303,17 @@ async def sigterm_api(env: Env) -> Result:
             if refused.accepted:
                 extra.append("a request was accepted by a stopped API")
             report = await _audit(c, client)
-            result.events = (f"waiting clients answered {statuses} with their job ids; API exit {code}; "
-                             "restarted API and workers finished the jobs")
+            result.events = (
+                f"waiting clients answered {statuses} with their job ids; API exit {code}; "
+                "restarted API and workers finished the jobs"
+            )
             return _finish(result, client, report, c, extra)
         finally:
             await client.close()
 
 
 async def _queued(redis: aioredis.Redis, c: Cluster, n: int) -> bool:
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # nothing is acknowledged (so trimmed) while the worker is stopped
         return await redis.xlen(c.keys.jobs_stream) >= n
     return False
 
@@ -312,8 +342,10 @@ async def redis_restart(env: Env) -> Result:
             if any(j.status != 200 for j in client.jobs if j.accepted):
                 extra.append("a job did not succeed")
             report = await _audit(c, client)
-            result.events = (f"redis-server SIGKILLed with jobs queued and running, restarted after 1.5 s; "
-                             f"requests meanwhile: {sorted(j.first_status for j in down)}")
+            result.events = (
+                f"redis-server SIGKILLed with jobs queued and running, restarted after 1.5 s; "
+                f"requests meanwhile: {sorted(j.first_status for j in down)}"
+            )
             return _finish(result, client, report, c, extra)
         finally:
             await client.close()
@@ -340,7 +372,9 @@ async def postgres_connection_loss(env: Env) -> Result:
                     while not stop.is_set():
                         rows = await conn.fetch(
                             "SELECT pg_terminate_backend(pid) AS t FROM pg_stat_activity "
-                            "WHERE datname = $1 AND pid <> pg_backend_pid()", c.database)
+                            "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                            c.database,
+                        )
                         killed += sum(1 for r in rows if r["t"])
                         await asyncio.sleep(0.25)
                 finally:
@@ -361,8 +395,7 @@ async def postgres_connection_loss(env: Env) -> Result:
             if not any(j.accepted for j in client.jobs):
                 extra.append("no job was accepted")
             report = await _audit(c, client)
-            result.events = (f"{killed} backend connections terminated over "
-                             f"{len(jobs) * 0.4 + 2:.1f} s while jobs ran")
+            result.events = f"{killed} backend connections terminated over {len(jobs) * 0.4 + 2:.1f} s while jobs ran"
             return _finish(result, client, report, c, extra)
         finally:
             await client.close()
@@ -380,17 +413,30 @@ async def provider_errors(env: Env) -> Result:
             await client.setup_user("u1", 6 * COST)
             tag = uuid.uuid4().hex[:6]
             # token -> (expected status, submissions fal sees: refused ones count, paid ones are 1)
-            plan = {"": (200, 1), "[fail:1]": (200, 2), "[throttle:1]": (200, 2), "[statusfail:2]": (200, 1),
-                    "[error]": (500, 1), "[policy]": (400, 1)}
-            jobs = {token: client.new_job("u1", model="veo3", prompt=f"{token} provider {tag} sea at dawn")
-                    for token in plan}
+            plan = {
+                "": (200, 1),
+                "[fail:1]": (200, 2),
+                "[throttle:1]": (200, 2),
+                "[statusfail:2]": (200, 1),
+                "[error]": (500, 1),
+                "[policy]": (400, 1),
+            }
+            jobs = {
+                token: client.new_job("u1", model="veo3", prompt=f"{token} provider {tag} sea at dawn")
+                for token in plan
+            }
             await asyncio.gather(*(client.submit(j) for j in jobs.values()))
             await client.resolve_all()
-            extra = [f"{token or 'plain'}: {j.status}, expected {plan[token][0]}"
-                     for token, j in jobs.items() if j.status != plan[token][0]]
+            extra = [
+                f"{token or 'plain'}: {j.status}, expected {plan[token][0]}"
+                for token, j in jobs.items()
+                if j.status != plan[token][0]
+            ]
             report = await _audit(c, client, paid_once={j.body["prompt"]: plan[t][1] for t, j in jobs.items()})
-            result.events = ("fal 500/429 on submit and 503 on polls retried; a completed-with-error and a "
-                             "content-policy refusal refunded")
+            result.events = (
+                "fal 500/429 on submit and 503 on polls retried; a completed-with-error and a "
+                "content-policy refusal refunded"
+            )
             return _finish(result, client, report, c, extra)
         finally:
             await client.close()

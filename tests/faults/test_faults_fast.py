@@ -10,9 +10,7 @@ import pytest
 from tests.faults.scenarios import FAST, run
 
 
-
 @pytest.mark.parametrize("scenario", FAST)
 async def test_fault_scenario(scenario: str, postgres_url: str) -> None:  # postgres_url: skip without PostgreSQL
     (result,) = await run([scenario])
-    assert result.ok, "\n".join([f"{result.scenario}: {result.events}", *result.problems,
-                                 f"logs: {result.logs}"])
+    assert result.ok, "\n".join([f"{result.scenario}: {result.events}", *result.problems, f"logs: {result.logs}"])

@@ -57,8 +57,11 @@ async def test_insufficient_credits_is_the_spec_sentence_and_changes_nothing(api
     await grant("u1", 100)
     r = await api.client.post("/video-gen/image-to-video", json=image_request(), headers=api.auth("u1"))
     assert r.status_code == 400
-    assert r.json() == {"statusCode": 400, "message": "Insufficient credits. Required: 750, Available: 100.0",
-                        "error": "Bad Request"}
+    assert r.json() == {
+        "statusCode": 400,
+        "message": "Insufficient credits. Required: 750, Available: 100.0",
+        "error": "Bad Request",
+    }
     assert await ledger.balance_of("u1") == 100
 
 

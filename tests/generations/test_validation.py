@@ -5,7 +5,7 @@ Bad input changes nothing: no job is queued and no credit moves.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import jwt
 import pytest
@@ -22,14 +22,20 @@ CASES = [
     ({"id": 5, "prompt": "p"}, ["id must be a string"]),
     ({"id": "images/u1/a.png"}, ["prompt should not be empty", "prompt must be a string"]),
     ({"id": "images/u1/a.png", "prompt": ["x"]}, ["prompt must be a string"]),
-    ({"id": "images/u1/a.png", "prompt": "p", "duration": "7s"},
-     ["duration must be one of the following values: 5s, 8s, 10s"]),
-    ({"id": "images/u1/a.png", "prompt": "p", "duration": 8},
-     ["duration must be a string", "duration must be one of the following values: 5s, 8s, 10s"]),
+    (
+        {"id": "images/u1/a.png", "prompt": "p", "duration": "7s"},
+        ["duration must be one of the following values: 5s, 8s, 10s"],
+    ),
+    (
+        {"id": "images/u1/a.png", "prompt": "p", "duration": 8},
+        ["duration must be a string", "duration must be one of the following values: 5s, 8s, 10s"],
+    ),
     ({"id": "images/u1/a.png", "prompt": "p", "projectId": 3}, ["projectId must be a string"]),
     ({"id": "images/u1/a.png", "prompt": "p", "foo": 1}, ["property foo should not exist"]),
-    ({"id": "images/u1/a.png", "prompt": "p", "model": "nope"},
-     ["model must be one of the following values: failing, local, veo3"]),
+    (
+        {"id": "images/u1/a.png", "prompt": "p", "model": "nope"},
+        ["model must be one of the following values: failing, local, veo3"],
+    ),
     ({}, ["id should not be empty", "id must be a string", "prompt should not be empty", "prompt must be a string"]),
     ([1, 2], ["request body must be a JSON object"]),
 ]
@@ -56,8 +62,11 @@ async def test_validation_messages(api: Api, body: object, messages: list[str]) 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_malformed_json_is_a_spec_shaped_400(api: Api) -> None:
-    r = await api.client.post("/video-gen/image-to-video", content=b'{"id": "x", ', headers={
-        **api.auth("u1"), "Content-Type": "application/json"})
+    r = await api.client.post(
+        "/video-gen/image-to-video",
+        content=b'{"id": "x", ',
+        headers={**api.auth("u1"), "Content-Type": "application/json"},
+    )
     assert r.status_code == 400
     body = r.json()
     assert body["statusCode"] == 400 and body["error"] == "Bad Request"
@@ -68,17 +77,18 @@ async def test_malformed_json_is_a_spec_shaped_400(api: Api) -> None:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_another_users_key_is_refused_before_queueing(api: Api) -> None:
     await grant("u1", 750)
-    r = await api.client.post("/video-gen/image-to-video", json=image_request(id="images/u2/source-image.png"),
-                              headers=api.auth("u1"))
+    r = await api.client.post(
+        "/video-gen/image-to-video", json=image_request(id="images/u2/source-image.png"), headers=api.auth("u1")
+    )
     assert r.status_code == 404
     assert r.json()["message"] == "Source image not found: images/u2/source-image.png"
     assert await _queued(api) == 0 and await ledger.balance_of("u1") == 750
 
 
 def _tokens(secret: str) -> dict[str, dict[str, str]]:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     expired = jwt.encode({"sub": "u1", "exp": now - timedelta(minutes=1)}, secret, algorithm="HS256")
     wrong = jwt.encode({"sub": "u1", "exp": now + timedelta(minutes=5)}, "another-secret-of-32-bytes-length!!", "HS256")
     none_alg = jwt.encode({"sub": "u1", "exp": now + timedelta(minutes=5)}, None, algorithm="none")

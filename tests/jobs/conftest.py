@@ -24,10 +24,12 @@ class JobsApi(Api):
     def app_state(self) -> Any:
         return self.stack.server.config.app.state
 
-    async def post(self, body: dict[str, Any], *, user: str = "u1", headers: dict[str, str] | None = None,
-                   **kwargs: Any) -> httpx.Response:
-        return await self.client.post("/video-gen/image-to-video", json=body,
-                                      headers={**self.auth(user), **(headers or {})}, **kwargs)
+    async def post(
+        self, body: dict[str, Any], *, user: str = "u1", headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        return await self.client.post(
+            "/video-gen/image-to-video", json=body, headers={**self.auth(user), **(headers or {})}, **kwargs
+        )
 
     async def job(self, job_id: str, *, user: str = "u1", roles: list[str] | None = None) -> httpx.Response:
         return await self.client.get(f"/video-gen/jobs/{job_id}", headers=self.auth(user, roles=roles))
@@ -59,16 +61,18 @@ async def running(settings: Settings, *, workers: int = 1) -> AsyncIterator[Jobs
             finally:
                 for gate in list(ScriptedModel.gates.values()):
                     gate.set()
-                api.app_state.queue.begin_shutdown()  # release any request still waiting
+                api.app_state.inbox.release_all()  # release any request still waiting
     ScriptedModel.reset()
 
 
 @pytest.fixture
 def stack_settings(database_url: str, redis_prefix: str, tmp_path: Path) -> Callable[..., Settings]:
     """``stack_settings(sync_wait_seconds=0.5)``: test settings with overrides."""
+
     def make(**overrides: Any) -> Settings:
         values: dict[str, Any] = {"shutdown_grace_seconds": 1.0, "default_model": "scripted", **overrides}
         return make_settings(values.pop("database_url", database_url), redis_prefix, tmp_path, **values)
+
     return make
 
 

@@ -75,9 +75,10 @@ async def test_the_same_key_with_another_body_is_a_spec_shaped_422(jobs_api: Job
     r = await jobs_api.post(image_request(prompt="Something else entirely"), headers=headers)
     assert r.status_code == 422
     assert r.json() == {
-        "statusCode": 422, "error": "Unprocessable Entity",
+        "statusCode": 422,
+        "error": "Unprocessable Entity",
         "message": "Idempotency-Key k-422 was already used with a different request body; use a new key for a "
-                   "new request",
+        "new request",
     }
     assert await debits("u1") == 1
 
@@ -102,7 +103,9 @@ async def test_the_first_outcome_stands_after_its_reply_expired_even_a_refusal(j
     headers = {"Idempotency-Key": "poor"}
     first = await jobs_api.post(image_request(), headers=headers)
     assert first.status_code == 400
-    job_ids = [k async for k in jobs_api.app_state.redis.scan_iter(match=f"{jobs_api.settings.redis_key_prefix}:reply:*")]
+    job_ids = [
+        k async for k in jobs_api.app_state.redis.scan_iter(match=f"{jobs_api.settings.redis_key_prefix}:reply:*")
+    ]
     await jobs_api.app_state.redis.delete(*job_ids)  # the reply stream expired
     await grant("u1", 1000)
     again = await jobs_api.post(image_request(), headers=headers)

@@ -13,6 +13,7 @@ import pytest
 from service.core.keys import Keys
 from service.core.settings import Settings
 from service.jobs.shutdown import install_shutdown_hook
+from service.jobs.stream import INBOX_TTL_SECONDS, JobStream
 from service.ledger import service as ledger
 from service.ledger.tables import LedgerEntry
 from tests.factories import grant, image_request, seed_image
@@ -20,10 +21,16 @@ from tests.faults.proxy import TcpProxy
 from tests.jobs.conftest import JobsApi, open_gate, running
 from tests.workers.models import ScriptedModel
 
-QUEUE_DOWN = {"statusCode": 503, "error": "Service Unavailable",
-              "message": "Service temporarily unavailable: the job queue is unreachable"}
-DATABASE_DOWN = {"statusCode": 503, "error": "Service Unavailable",
-                 "message": "Service temporarily unavailable: the database is unreachable"}
+QUEUE_DOWN = {
+    "statusCode": 503,
+    "error": "Service Unavailable",
+    "message": "Service temporarily unavailable: the job queue is unreachable",
+}
+DATABASE_DOWN = {
+    "statusCode": 503,
+    "error": "Service Unavailable",
+    "message": "Service temporarily unavailable: the database is unreachable",
+}
 
 
 async def started(count: int = 1) -> None:
@@ -33,7 +40,7 @@ async def started(count: int = 1) -> None:
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_while_redis_is_down_requests_get_503_and_everything_reconnects(
-    stack_settings: Callable[..., Settings]
+    stack_settings: Callable[..., Settings],
 ) -> None:
     proxy = TcpProxy("127.0.0.1", 6379).start()
     try:
@@ -100,7 +107,7 @@ async def test_shutdown_answers_waiting_requests_with_their_job_and_refuses_new_
     await grant("u1", 1000)
     waiting = asyncio.create_task(jobs_api.post(image_request(options={"gate": "bye"})))
     await started()
-    jobs_api.app_state.queue.begin_shutdown()
+    jobs_api.app_state.inbox.release_all()
     answered = await waiting
     assert answered.status_code == 202
     refused = await jobs_api.post(image_request())
@@ -114,7 +121,7 @@ class Draining:
     def __init__(self) -> None:
         self.calls = 0
 
-    def begin_shutdown(self) -> None:
+    def release_all(self) -> None:
         self.calls += 1
 
 
@@ -148,9 +155,15 @@ async def test_nothing_in_redis_outlives_its_purpose(jobs_api: JobsApi) -> None:
     assert (await jobs_api.post(image_request())).status_code == 400  # insufficient credits
     redis, s = jobs_api.app_state.redis, jobs_api.settings
     keys = Keys(s.redis_key_prefix)
-    assert await redis.xlen(keys.jobs_stream) == 0  # acknowledged jobs are deleted, not kept
     assert (await redis.xpending(keys.jobs_stream, keys.jobs_group))["pending"] == 0
-    limits = {"reply": s.reply_ttl_seconds, "job": s.job_meta_ttl_seconds, "idem": s.idempotency_ttl_seconds}
+    assert await JobStream(redis, keys, reply_ttl=1, meta_ttl=1, idempotency_ttl=1).prune(3_600_000) == (4, 0)
+    assert await redis.xlen(keys.jobs_stream) == 0  # acknowledged jobs are trimmed, not kept
+    limits = {
+        "reply": s.reply_ttl_seconds,
+        "job": s.job_meta_ttl_seconds,
+        "idem": s.idempotency_ttl_seconds,
+        "inbox": INBOX_TTL_SECONDS,
+    }
     seen = set()
     async for raw in redis.scan_iter(match=keys.pattern()):
         key = raw.decode()
@@ -161,4 +174,4 @@ async def test_nothing_in_redis_outlives_its_purpose(jobs_api: JobsApi) -> None:
         assert kind in limits, key
         assert 0 < ttl <= limits[kind], (key, ttl)
         seen.add(kind)
-    assert seen == {"reply", "job", "idem"}
+    assert seen == {"reply", "job", "idem", "inbox"}

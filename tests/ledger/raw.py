@@ -15,16 +15,26 @@ from service.core import db
 WHEN = "'2026-01-01 00:00:00+00:00'"
 
 
-def entry(kind: str, amount: int, *, user: str = "u1", generation: str | None = None, key: str | None = "auto",
-          actor: str = "tester", balance_after: str | None = None) -> str:
+def entry(
+    kind: str,
+    amount: int,
+    *,
+    user: str = "u1",
+    generation: str | None = None,
+    key: str | None = "auto",
+    actor: str = "tester",
+    balance_after: str | None = None,
+) -> str:
     """An INSERT of one ledger entry; ``balance_after`` defaults to the account's stored balance."""
     if key == "auto":
         key = f"{kind}:{generation}" if kind in ("debit", "refund") else None
     gen = "NULL" if generation is None else f"'{generation}'"
     unique = "NULL" if key is None else f"'{key}'"
     after = balance_after or f"(SELECT balance FROM accounts WHERE user_id = '{user}')"
-    return ("INSERT INTO ledger_entries (user_id, kind, amount, balance_after, generation_id, actor, reason, unique_key, "
-            f"created_at) VALUES ('{user}', '{kind}', {amount}, {after}, {gen}, '{actor}', 'raw', {unique}, {WHEN})")
+    return (
+        "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, generation_id, actor, reason, unique_key, "
+        f"created_at) VALUES ('{user}', '{kind}', {amount}, {after}, {gen}, '{actor}', 'raw', {unique}, {WHEN})"
+    )
 
 
 def move(amount: int, user: str = "u1") -> str:

@@ -1,7 +1,7 @@
 """A randomized driver of concurrent money operations, runnable in the test's process and as a
 second OS process (``python -m tests.ledger.stress DATABASE_URL SEED``, printing JSON).
 
-Many asyncio tasks grant, charge, succeed, fail (refund then mark failed, as the workers do),
+Many asyncio tasks grant, charge, succeed, fail (refunded in the same transaction, as the workers do),
 refund as an admin, deduct, and retry what must happen only once, over a few shared accounts.
 Each task keeps its own account of what the ledger said it did, so the test can compare the sum
 of those with the balances the database ends with.
@@ -17,55 +17,56 @@ import uuid
 from collections import Counter
 
 from service.admin.service import refund_generation as admin_refund
-from service.core.errors import Conflict, InsufficientCredits
+from service.core.errors import AppError, Conflict, InsufficientCredits
 from service.generations import repository as generations
+from service.generations import settlement
+from service.generations.records import GenerationRecord
+from service.generations.settlement import AlreadyExists
+from service.generations.status import GenerationStatus
 from service.ledger import service as ledger
+from tests.factories import charge
 
 USERS = [f"stress-{i}" for i in range(6)]
-
-
-def _record(gid: str, user: str) -> dict[str, object]:
-    return dict(id=gid, user_id=user, project_id=None, model="local", prompt="p",
-                source_key=f"images/{user}/a.png", requested_duration="5s", status="charged")
 
 
 async def _generation(rng: random.Random, user: str, net: Counter[str], stats: Counter[str]) -> None:
     """Charge one generation, then take it to a random end, retrying the once-only steps."""
     gid, cost = uuid.uuid4().hex, rng.choice([50, 120, 300, 750])
     try:
-        await ledger.charge_generation(_record(gid, user), cost)
+        record = (await charge(gid, user, cost, project_id=None)).record
     except InsufficientCredits:
         stats["insufficient"] += 1
         return
     net[user] -= cost
     stats["charged"] += 1
     try:  # a redelivered job must not charge again
-        await ledger.charge_generation(_record(gid, user), cost)
+        await charge(gid, user, cost, project_id=None)
         raise AssertionError("charged twice")
-    except Conflict:
+    except AlreadyExists:
         pass
-    await generations.mark_started(gid, 1)
     await asyncio.sleep(rng.random() / 200)
     end = rng.choice(["succeed", "fail", "fail", "admin_refund", "running"])
     if end == "succeed":
-        await generations.mark_succeeded(gid, output_key=f"videos/{user}/{gid}.mp4", duration_seconds=5.0,
-                                         generation_ms=10)
-    elif end in ("fail", "admin_refund"):
-        refunds = [_refund(gid, end), _refund(gid, end)]  # two deliveries race to refund
+        await generations.succeed(record, output_key=f"videos/{user}/{gid}.mp4", duration_seconds=5.0, generation_ms=10)
+    elif end == "fail":  # two deliveries race to fail it: one refund, one FAILED record
+        results = await asyncio.gather(_fail(record), _fail(record))
+        assert all(r.status is GenerationStatus.FAILED and r.credits_refunded == cost for r in results), results
+        net[user] += cost
+    elif end == "admin_refund":
+        refunds = [_admin_refund(gid), _admin_refund(gid)]
         results = await asyncio.gather(*refunds, return_exceptions=True)
         assert sum(r is True for r in results) == 1, results
         assert all(r is True or isinstance(r, Conflict) for r in results), results
         net[user] += cost
-        if end == "fail":
-            await generations.update(gid, status="failed", error="boom", error_status=500)
     stats[end] += 1
 
 
-async def _refund(gid: str, end: str) -> bool:
-    if end == "fail":
-        await ledger.refund_generation(gid, actor=ledger.SYSTEM, reason="generation failed: boom")
-    else:
-        await admin_refund("admin-stress", gid, "customer complaint")
+async def _fail(record: GenerationRecord) -> GenerationRecord:
+    return await settlement.fail(record, AppError("boom", 500))
+
+
+async def _admin_refund(gid: str) -> bool:
+    await admin_refund("admin-stress", gid, "customer complaint")
     return True
 
 

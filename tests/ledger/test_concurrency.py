@@ -30,22 +30,43 @@ from tests.factories import grant, image_request, make_image, token_for
 from tests.ledger.stress import USERS, drive
 
 SECRET = "test-secret-at-least-32-bytes-long-0123"
-INSUFFICIENT = {"statusCode": 400, "message": "Insufficient credits. Required: 750, Available: 0.0",
-                "error": "Bad Request"}
+INSUFFICIENT = {
+    "statusCode": 400,
+    "message": "Insufficient credits. Required: 750, Available: 0.0",
+    "error": "Bad Request",
+}
 
 
 def _env(database_url: str, redis_prefix: str, tmp_path: Path, port: int) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": REDIS_URL, "REDIS_KEY_PREFIX": redis_prefix,
-            "STORAGE_URL": f"file://{tmp_path / 'storage'}", "DEFAULT_MODEL": "local", "LOCAL_MODEL_WIDTH": "160",
-            "LOCAL_MODEL_HEIGHT": "90", "LOCAL_MODEL_FPS": "8", "WORKER_CONCURRENCY": "4", "JWT_SECRET": SECRET,
-            "HOST": "127.0.0.1", "PORT": str(port), "RATE_LIMIT_PER_MINUTE": "0", "SYNC_WAIT_SECONDS": "50",
-            "LOG_LEVEL": "WARNING"}
+    return {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": REDIS_URL,
+        "REDIS_KEY_PREFIX": redis_prefix,
+        "STORAGE_URL": f"file://{tmp_path / 'storage'}",
+        "DEFAULT_MODEL": "local",
+        "LOCAL_MODEL_WIDTH": "160",
+        "LOCAL_MODEL_HEIGHT": "90",
+        "LOCAL_MODEL_FPS": "8",
+        "WORKER_CONCURRENCY": "4",
+        "JWT_SECRET": SECRET,
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "SYNC_WAIT_SECONDS": "50",
+        "LOG_LEVEL": "WARNING",
+    }
 
 
 def _spawn(command: str, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     out = log.open("wb")
-    return subprocess.Popen([sys.executable, "-m", "service.cli", command], cwd=project_root(), env=env,
-                            stdout=out, stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "service.cli", command],
+        cwd=project_root(),
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
@@ -89,9 +110,9 @@ async def test_fifty_requests_for_ten_generations(ledger_db: str, redis_prefix: 
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60, limits=limits) as client:
             await _until_ready(client, procs, logs)
             headers = {"Authorization": f"Bearer {token_for(_settings(env), 'u1')}"}
-            answers = await asyncio.gather(*(
-                client.post("/video-gen/image-to-video", json=image_request(), headers=headers) for _ in range(50)
-            ))
+            answers = await asyncio.gather(
+                *(client.post("/video-gen/image-to-video", json=image_request(), headers=headers) for _ in range(50))
+            )
             admin = {"Authorization": f"Bearer {token_for(_settings(env), 'root', roles=['admin'])}"}
             verify = (await client.get("/admin/ledger/verify", headers=admin)).json()
         codes = Counter(a.status_code for a in answers)
@@ -99,8 +120,13 @@ async def test_fifty_requests_for_ten_generations(ledger_db: str, redis_prefix: 
         assert all(a.json() == INSUFFICIENT for a in answers if a.status_code == 400)
         successes = [a.json()["credits"] for a in answers if a.status_code == 200]
         # the balance is read when the reply is written (later debits may be in it), as a float
-        assert all(c["used"] == 750 and isinstance(c["balance"], float) and c["balance"] % 750 == 0
-                   and 0 <= c["balance"] <= 6750 for c in successes)
+        assert all(
+            c["used"] == 750
+            and isinstance(c["balance"], float)
+            and c["balance"] % 750 == 0
+            and 0 <= c["balance"] <= 6750
+            for c in successes
+        )
         assert await ledger.balance_of("u1") == 0
         assert await Generation.count().where(Generation.status == "succeeded") == 10
         assert await Generation.count() == 10  # the refused forty left no record
@@ -118,8 +144,14 @@ def _settings(env: dict[str, str]):  # type: ignore[no-untyped-def]
 async def test_a_randomized_storm_keeps_every_invariant(ledger_db: str) -> None:
     seed = int(os.environ.get("LEDGER_STRESS_SEED", uuid.uuid4().int % 10_000))
     other = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tests.ledger.stress", ledger_db, str(seed + 1), cwd=project_root(),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "tests.ledger.stress",
+        ledger_db,
+        str(seed + 1),
+        cwd=project_root(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         assert other.stdout is not None

@@ -12,8 +12,9 @@ async def _walk(api: Api, path: str, user: str, params: dict[str, object], key: 
     items: list[dict] = []
     cursor = None
     for _ in range(50):
-        r = await api.client.get(path, params={**params, **({"cursor": cursor} if cursor else {})},
-                                 headers=api.auth(user))
+        r = await api.client.get(
+            path, params={**params, **({"cursor": cursor} if cursor else {})}, headers=api.auth(user)
+        )
         assert r.status_code == 200, r.text
         items += r.json()[key]
         cursor = r.json()["nextCursor"]
@@ -41,8 +42,9 @@ async def test_credits_show_the_callers_balance_and_entries_only(api: Api) -> No
     assert stranger == {"userId": "u3", "balance": 0.0, "entries": [], "nextCursor": None}
     assert (await api.client.get("/video-gen/credits")).status_code == 401
     # another user's id in the query changes nothing: there is no such parameter
-    assert (await api.client.get("/video-gen/credits", params={"userId": "u1"},
-                                 headers=api.auth("u2"))).json()["balance"] == 50.0
+    assert (await api.client.get("/video-gen/credits", params={"userId": "u1"}, headers=api.auth("u2"))).json()[
+        "balance"
+    ] == 50.0
 
 
 async def test_generation_history_is_the_callers_own_by_project_and_paged(api: Api) -> None:
@@ -56,18 +58,38 @@ async def test_generation_history_is_the_callers_own_by_project_and_paged(api: A
     assert [g["id"] for g in await _walk(api, "/video-gen/generations", "u1", {"projectId": "p1"})] == [third, first]
     assert [g["id"] for g in await _walk(api, "/video-gen/generations", "u2", {})] == [others]
     done = mine[2]
-    assert set(done) == {"id", "userId", "projectId", "model", "prompt", "sourceKey", "requestedDuration", "duration",
-                         "status", "s3Key", "creditsCharged", "creditsRefunded", "error", "generationTime",
-                         "createdAt", "finishedAt", "downloadUrl"}
+    assert set(done) == {
+        "id",
+        "userId",
+        "projectId",
+        "model",
+        "prompt",
+        "sourceKey",
+        "requestedDuration",
+        "duration",
+        "status",
+        "s3Key",
+        "creditsCharged",
+        "creditsRefunded",
+        "error",
+        "generationTime",
+        "createdAt",
+        "finishedAt",
+        "downloadUrl",
+    }
     assert (done["status"], done["creditsCharged"], done["duration"], done["generationTime"]) == (
-        "succeeded", 750, "5s", 1234)
+        "succeeded",
+        750,
+        "5s",
+        1234,
+    )
     assert done["downloadUrl"] and done["s3Key"] in done["downloadUrl"]  # succeeded: a link
     assert (mine[1]["status"], mine[1]["creditsRefunded"], mine[1]["error"]) == ("failed", 750, "test failure")
     assert mine[1]["downloadUrl"] is None  # failed: nothing to download
     bad = await api.client.get("/video-gen/generations", params={"limit": 500}, headers=api.auth("u1"))
     assert bad.json() == {"statusCode": 400, "message": ["limit must not be greater than 200"], "error": "Bad Request"}
-    cursor_of_entries = (await api.client.get("/video-gen/credits", params={"limit": 1},
-                                              headers=api.auth("u1"))).json()["nextCursor"]
-    wrong = await api.client.get("/video-gen/generations", params={"cursor": cursor_of_entries},
-                                 headers=api.auth("u1"))
+    cursor_of_entries = (
+        await api.client.get("/video-gen/credits", params={"limit": 1}, headers=api.auth("u1"))
+    ).json()["nextCursor"]
+    wrong = await api.client.get("/video-gen/generations", params={"cursor": cursor_of_entries}, headers=api.auth("u1"))
     assert wrong.status_code == 400 and wrong.json()["message"] == ["cursor is not valid"]

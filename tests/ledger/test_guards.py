@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from service.core.db import write_transaction
 from service.generations import repository as generations
 from service.ledger import service as ledger
-from tests.factories import grant, make_generation
+from tests.factories import grant, make_generation, set_columns
 from tests.ledger.raw import RawSQL, entry, move
 
 # (case, statements run in one transaction, a pattern the database's refusal matches)
@@ -23,10 +24,16 @@ CASES = [
     ("entry_without_account", [entry("grant", 5, user="ghost")], "does not follow|null value"),
     ("grant_negative", [move(-5), entry("grant", -5)], "kind_amount|kind and amount"),
     ("unknown_kind", [move(5), entry("bonus", 5)], "kind_amount|kind and amount"),
-    ("debit_positive", [move(5), entry("debit", 5, generation="g1", key="debit:g1b")],
-     "kind_amount|kind and amount|debit needs its generation"),
-    ("debit_without_generation_id", [move(-5), entry("debit", -5, key=None)],
-     "generation_key|kind:generation|debit needs its generation"),
+    (
+        "debit_positive",
+        [move(5), entry("debit", 5, generation="g1", key="debit:g1b")],
+        "kind_amount|kind and amount|debit needs its generation",
+    ),
+    (
+        "debit_without_generation_id",
+        [move(-5), entry("debit", -5, key=None)],
+        "generation_key|kind:generation|debit needs its generation",
+    ),
     ("debit_wrong_key", [move(-750), entry("debit", -750, generation="g1", key="x")], "generation_key|kind:generation"),
     ("grant_with_key", [move(5), entry("grant", 5, key="grant:x")], "generation_key|kind:generation"),
     ("debit_unknown_generation", [move(-750), entry("debit", -750, generation="nope")], "debit needs its generation"),
@@ -36,18 +43,25 @@ CASES = [
     ("refund_over_charge", [move(751), entry("refund", 751, generation="g1")], "refund needs a debit"),
     ("refund_other_user", [move(750, "u2"), entry("refund", 750, user="u2", generation="g1")], "refund needs a debit"),
     ("second_refund", [move(750), entry("refund", 750, generation="g3", actor="admin1")], "unique|UNIQUE"),
-    ("system_refund_of_success", [move(750), entry("refund", 750, generation="g2", actor="system")],
-     "only an admin"),
+    ("system_refund_of_success", [move(750), entry("refund", 750, generation="g2", actor="system")], "only an admin"),
     ("failed_unrefunded", ["UPDATE generations SET status = 'failed' WHERE id = 'g1'"], "refunded before"),
-    ("succeeded_after_failure_refund", ["UPDATE generations SET status = 'succeeded' WHERE id = 'g3'"],
-     "cannot succeed"),
+    (
+        "succeeded_after_failure_refund",
+        ["UPDATE generations SET status = 'succeeded' WHERE id = 'g3'"],
+        "cannot succeed",
+    ),
     ("charge_changed", ["UPDATE generations SET credits_charged = 1 WHERE id = 'g1'"], "never change"),
     ("owner_changed", ["UPDATE generations SET user_id = 'u2' WHERE id = 'g1'"], "never change"),
     ("refunded_mirror", ["UPDATE generations SET credits_refunded = 750 WHERE id = 'g1'"], "mirror"),
-    ("insert_failed_unrefunded",
-     ["INSERT INTO generations (id, user_id, model, prompt, source_key, requested_duration, status, credits_charged, "
-      "credits_refunded, created_at) VALUES ('g9', 'u1', 'local', 'p', 'k', '5s', 'failed', 750, 0, "
-      "'2026-01-01 00:00:00+00:00')"], "refunded before"),
+    (
+        "insert_failed_unrefunded",
+        [
+            "INSERT INTO generations (id, user_id, model, prompt, source_key, requested_duration, status, "
+            "credits_charged, credits_refunded, created_at) "
+            "VALUES ('g9', 'u1', 'local', 'p', 'k', '5s', 'failed', 750, 0, '2026-01-01 00:00:00+00:00')"
+        ],
+        "refunded before",
+    ),
     ("admin_action_update", ["UPDATE admin_actions SET reason = 'x'"], "ledger:"),
     ("admin_action_delete", ["DELETE FROM admin_actions"], "ledger:"),
 ]
@@ -62,8 +76,10 @@ async def _setup() -> None:
     await grant("u2", 100)
     await make_generation("u1", generation_id="g1", fund=False)
     await make_generation("u1", generation_id="g2", status="succeeded", fund=False)
-    await make_generation("u1", generation_id="g3", status="generating", fund=False)
-    await ledger.refund_generation("g3", actor=ledger.SYSTEM, reason="generation failed: test")
+    await make_generation("u1", generation_id="g3", status="running", fund=False)
+    async with write_transaction():  # refunded by the system, not marked failed yet
+        await ledger.refund("g3", actor=ledger.SYSTEM, reason="generation failed: test")
+        await generations.record_refund("g3", 750)
     await actions.record("admin1", "grant", reason="setup", target_user_id="u2")
 
 
@@ -102,10 +118,12 @@ async def test_a_balance_change_without_its_entry(raw_sql: RawSQL) -> None:
 
 
 async def test_the_worker_order_is_accepted(ledger_db: str) -> None:
-    """Refund, then mark failed (the workers' order) passes the guards; the reverse is refused."""
+    """Refund, then mark failed (the workers' order, in one transaction) passes the guards; failing
+    first is refused."""
     gid = await make_generation("u1")
     with pytest.raises(Exception, match="refunded before"):
-        await generations.update(gid, status="failed")
-    await ledger.refund_generation(gid, actor=ledger.SYSTEM, reason="generation failed: boom")
-    await generations.update(gid, status="failed", error="boom", error_status=500)
-    assert (await generations.get(gid))["credits_refunded"] == 750
+        await set_columns(gid, status="failed")
+    async with write_transaction():
+        await ledger.refund(gid, actor=ledger.SYSTEM, reason="generation failed: boom")
+        await generations.fail(gid, error="boom", error_status=500, refunded=750)
+    assert (await generations.get(gid)).credits_refunded == 750

@@ -55,7 +55,7 @@ async def s3_bucket(moto_server: str) -> AsyncIterator[str]:
             await client.delete_bucket(Bucket=name)
 
 
-async def _empty_bucket(client, name: str) -> None:  # noqa: ANN001 - an aiobotocore S3 client
+async def _empty_bucket(client, name: str) -> None:
     uploads = await client.list_multipart_uploads(Bucket=name)
     for upload in uploads.get("Uploads", []):
         await client.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])

@@ -101,8 +101,19 @@ def test_unsafe_user_ids_own_nothing(user_id: str):
 
 
 @pytest.mark.parametrize(
-    "key", ["", "x" * 1025, "../a.png", "images/u1/../u2/a.png", "/images/u1/a.png", "images/u1/a\x00.png",
-            "images\\u1\\a.png", "images/u1/a\x07.png", "images/u1//a.png", "images/u1/%2e%2e/a.png"],
+    "key",
+    [
+        "",
+        "x" * 1025,
+        "../a.png",
+        "images/u1/../u2/a.png",
+        "/images/u1/a.png",
+        "images/u1/a\x00.png",
+        "images\\u1\\a.png",
+        "images/u1/a\x07.png",
+        "images/u1//a.png",
+        "images/u1/%2e%2e/a.png",
+    ],
 )
 def test_malformed_keys_are_bad_requests(key: str):
     with pytest.raises(BadRequest) as info:

@@ -9,6 +9,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from litestar import Litestar, Request, Response
+from litestar.di import Provide
 from litestar.testing import AsyncTestClient
 
 from service.core.errors import AppError
@@ -144,7 +145,7 @@ async def test_failed_write_keeps_old_content_and_leaves_no_temp_file(
 ):
     await storage.put_bytes("v/out.mp4", b"old", **META)
 
-    def half_copy(src, dst, length=0):  # noqa: ANN001 - stands in for shutil.copyfileobj
+    def half_copy(src, dst, length=0):
         dst.write(src.read(10))
         raise OSError("disk full")
 
@@ -180,7 +181,7 @@ async def test_download_url_is_signed_and_verifiable(storage: LocalStorage):
 @pytest.mark.parametrize(
     ("expires", "signature"), [(None, "ab"), ("soon", "ab"), ("99999999999", None), ("99999999999", "é")]
 )
-def test_verify_rejects_missing_or_garbage_input(expires, signature):  # noqa: ANN001
+def test_verify_rejects_missing_or_garbage_input(expires, signature):
     assert not verify_download_signature(SECRET, "a.mp4", expires, signature)
 
 
@@ -188,10 +189,15 @@ def _app(storage: Storage) -> Litestar:
     def render(request: Request, exc: AppError) -> Response:
         return Response(exc.body(), status_code=exc.status_code)
 
-    app = Litestar([FilesController], exception_handlers={AppError: render})
-    app.state.storage = storage
-    app.state.settings = Settings(jwt_secret=SECRET)
-    return app
+    settings = Settings(jwt_secret=SECRET)
+    return Litestar(
+        [FilesController],
+        exception_handlers={AppError: render},
+        dependencies={
+            "storage": Provide(lambda: storage, sync_to_thread=False),
+            "settings": Provide(lambda: settings, sync_to_thread=False),
+        },
+    )
 
 
 async def test_download_route_serves_signed_file_and_refuses_bad_links(storage: LocalStorage):

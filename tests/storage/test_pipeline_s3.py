@@ -18,8 +18,15 @@ from tests.factories import TestModels, grant, image_request, make_image, seed_i
 
 @pytest.fixture
 def s3_settings(sqlite_url: str, redis_prefix: str, tmp_path: Path, moto_server: str, s3_bucket: str):
-    return make_settings(sqlite_url, redis_prefix, tmp_path, storage_url=f"s3://{s3_bucket}/media",
-                         s3_endpoint_url=moto_server, s3_region="us-east-1", s3_path_style=True)
+    return make_settings(
+        sqlite_url,
+        redis_prefix,
+        tmp_path,
+        storage_url=f"s3://{s3_bucket}/media",
+        s3_endpoint_url=moto_server,
+        s3_region="us-east-1",
+        s3_path_style=True,
+    )
 
 
 async def test_generation_stores_the_video_in_s3(s3_settings, moto_server: str, s3_bucket: str) -> None:
@@ -57,8 +64,9 @@ async def test_a_non_image_in_s3_is_refused_before_any_credit_moves(s3_settings)
         auth = {"Authorization": f"Bearer {token_for(settings, 'u1')}"}
         async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
             r = await client.post("/video-gen/image-to-video", json=image_request(), headers=auth)
-            missing = await client.post("/video-gen/image-to-video", json=image_request(id="images/u1/nope.png"),
-                                        headers=auth)
+            missing = await client.post(
+                "/video-gen/image-to-video", json=image_request(id="images/u1/nope.png"), headers=auth
+            )
     assert r.status_code == 400
     assert r.json()["message"] == "Source image must be a PNG, JPEG or WebP image"
     assert missing.status_code == 404

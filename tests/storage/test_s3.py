@@ -27,13 +27,18 @@ async def storage(moto_server: str, s3_bucket: str) -> AsyncIterator[S3Storage]:
         await store.close()
 
 
-def spy(monkeypatch: pytest.MonkeyPatch, client, name: str, fail_on_part: int | None = None,  # noqa: ANN001
-        exc: BaseException | None = None) -> list[dict]:
+def spy(
+    monkeypatch: pytest.MonkeyPatch,
+    client,
+    name: str,
+    fail_on_part: int | None = None,
+    exc: BaseException | None = None,
+) -> list[dict]:
     """Record the calls to one client method; optionally fail the call for a given part number."""
     real = getattr(client, name)
     calls: list[dict] = []
 
-    async def wrapper(**kwargs):  # noqa: ANN202
+    async def wrapper(**kwargs):
         calls.append(kwargs)
         if fail_on_part is not None and kwargs.get("PartNumber") == fail_on_part:
             raise exc or ConnectionError("injected upload failure")
@@ -86,7 +91,7 @@ async def test_body_longer_than_head_reported_is_refused(storage: S3Storage, mon
     await storage.put_bytes("grows.bin", b"x" * 100, content_type="application/octet-stream", metadata={})
     real_head = storage.client.head_object
 
-    async def stale_head(**kwargs):  # noqa: ANN202 - the object "grew" after this HEAD
+    async def stale_head(**kwargs):
         return {**await real_head(**kwargs), "ContentLength": 10}
 
     monkeypatch.setattr(storage.client, "head_object", stale_head)

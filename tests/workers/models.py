@@ -18,8 +18,8 @@ from collections import Counter
 from typing import ClassVar
 
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, Progress, parse_duration
+from models_registry.errors import GenerationFailed
 from models_registry.registry import ModelRegistry
-from service.core.errors import GenerationFailed
 from tests.factories import FailingModel
 
 

@@ -1,4 +1,4 @@
-"""The consumer on the real Redis: reclaim, leases, attempts, poison, outages, shutdown.
+"""The scheduler on the real Redis: reclaim, leases, attempts, poison, outages, shutdown.
 
 Timeouts below are safety nets (a hung test fails instead of hanging), never assertions.
 """
@@ -11,16 +11,17 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from service.generations import repository as generations
-from service.jobs.messages import DATA_FIELD, JobMessage, JobReply, decode_reply, encode
+from service.generations.task import GenerationTask
+from service.jobs.messages import DATA_FIELD, JobMessage, JobReply, decode_dead_letter, encode
 from service.ledger import service as ledger
 from tests.factories import grant
-from tests.workers.conftest import Consumers, Redis, make_job
+from tests.workers.conftest import Redis, Schedulers, body, make_job
 from tests.workers.models import ScriptedModel, SimulatedCrash
-from workers.pipeline import Pipeline
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -37,9 +38,7 @@ async def until(condition: Callable[[], Awaitable[Any]], what: str, timeout: flo
 
 
 async def reply_of(rds: Redis, job: JobMessage) -> JobReply | None:
-    entries = await rds.client.xrange(job.reply_stream)
-    assert len(entries) <= 1
-    return decode_reply(entries[0][1]) if entries else None
+    return await rds.reply(job)
 
 
 def replied(rds: Redis, job: JobMessage) -> Callable[[], Awaitable[JobReply | None]]:
@@ -47,7 +46,11 @@ def replied(rds: Redis, job: JobMessage) -> Callable[[], Awaitable[JobReply | No
 
 
 async def settled(rds: Redis) -> bool:
-    return not await rds.pending() and not await rds.client.xlen(rds.keys.jobs_stream)
+    """Every entry delivered and acknowledged (acknowledged entries are trimmed later, by prune)."""
+    [group] = await rds.client.xinfo_groups(rds.keys.jobs_stream)
+    last = group["last-delivered-id"].decode()
+    undelivered = await rds.client.xrange(rds.keys.jobs_stream, min=f"({last}", max="+")
+    return not await rds.pending() and not undelivered
 
 
 async def debits(generation_id: str) -> int:
@@ -56,20 +59,19 @@ async def debits(generation_id: str) -> int:
     return await LedgerEntry.count().where((LedgerEntry.generation_id == generation_id) & (LedgerEntry.kind == "debit"))
 
 
-async def test_a_job_is_replied_with_an_expiry_then_acknowledged_and_deleted(consumers: Consumers, rds: Redis,
-                                                                             seeded) -> None:
+async def test_a_job_is_replied_with_an_expiry_then_acknowledged(schedulers: Schedulers, rds: Redis, seeded) -> None:
     await grant("u1", 1000)
     job = make_job(seeded)
     await rds.queue(job)
-    consumers.run("a")
+    schedulers.run("a")
     reply = await until(replied(rds, job), "the reply")
-    assert reply.status_code == 200, reply.body
+    assert reply.status_code == 200, body(reply)
     await until(lambda: settled(rds), "the ack")
-    assert 0 < await rds.client.ttl(job.reply_stream) <= 60
+    assert 0 < await rds.client.ttl(rds.keys.reply(job.job_id)) <= 60
 
 
 async def test_a_dead_workers_job_is_reclaimed_after_the_lease_and_resumed_without_a_second_charge(
-    consumers: Consumers, rds: Redis, seeded, pipeline: Pipeline, crash_at
+    schedulers: Schedulers, rds: Redis, seeded, task: GenerationTask, crash_at
 ) -> None:
     await grant("u1", 1000)
     job = make_job(seeded)
@@ -78,36 +80,38 @@ async def test_a_dead_workers_job_is_reclaimed_after_the_lease_and_resumed_witho
     await rds.client.xreadgroup(rds.keys.jobs_group, "dead", {rds.keys.jobs_stream: ">"}, count=1)
     crash_at("after_debit")
     with pytest.raises(SimulatedCrash):
-        await pipeline.run(job, 1)
-    consumers.run("b", lease_seconds=0.5)
+        await task.run(job, 1)
+    schedulers.run("b", lease_seconds=0.5)
     reply = await until(replied(rds, job), "the reclaimed job's reply")
-    assert reply.status_code == 200, reply.body
-    assert reply.body["credits"] == {"used": 750, "balance": 250.0}
+    assert reply.status_code == 200, body(reply)
+    assert body(reply)["credits"] == {"used": 750, "balance": 250.0}
     await until(lambda: settled(rds), "the ack")
     assert await debits("job-1") == 1
-    assert (await generations.get("job-1"))["attempts"] == 2  # the second delivery generated it
+    assert (await generations.get("job-1")).attempts == 2  # the second delivery generated it
 
 
-async def test_a_live_worker_keeps_its_lease_on_a_job_longer_than_the_lease(consumers: Consumers, rds: Redis,
-                                                                            seeded) -> None:
+async def test_a_live_worker_keeps_its_lease_on_a_job_longer_than_the_lease(
+    schedulers: Schedulers, rds: Redis, seeded
+) -> None:
     await grant("u1", 1000)
     job = make_job(seeded, options={"sleep": 2.0})  # four leases long
     await rds.queue(job)
-    owner = consumers.run("owner", lease_seconds=0.5)
+    owner = schedulers.run("owner", lease_seconds=0.5)
     await until(lambda: asyncio.sleep(0, bool(owner.active)), "the owner to take the job")
-    consumers.run("other", lease_seconds=0.5)
+    schedulers.run("other", lease_seconds=0.5)
     reply = await until(replied(rds, job), "the reply")
-    assert reply.status_code == 200, reply.body
+    assert reply.status_code == 200, body(reply)
     assert ScriptedModel.generations["job-1"] == 1
-    assert (await generations.get("job-1"))["attempts"] == 1  # never redelivered
+    assert (await generations.get("job-1")).attempts == 1  # never redelivered
 
 
-async def test_a_worker_whose_job_was_taken_stops_it_without_replying(consumers: Consumers, rds: Redis,
-                                                                      seeded) -> None:
+async def test_a_worker_whose_job_was_taken_stops_it_without_replying(
+    schedulers: Schedulers, rds: Redis, seeded
+) -> None:
     await grant("u1", 1000)
     job = make_job(seeded, options={"gate": "never"})
     msg_id = await rds.queue(job)
-    stalled = consumers.run("stalled", lease_seconds=0.5)
+    stalled = schedulers.run("stalled", lease_seconds=0.5)
     await until(lambda: asyncio.sleep(0, ScriptedModel.generations["job-1"] == 1), "the generation to start")
     # another worker reclaimed it (as if this one had been frozen past its lease)
     await rds.client.xclaim(rds.keys.jobs_stream, rds.keys.jobs_group, "thief", 0, [msg_id], justid=True)
@@ -118,24 +122,33 @@ async def test_a_worker_whose_job_was_taken_stops_it_without_replying(consumers:
 
 
 async def test_the_delivery_after_max_attempts_fails_the_job_with_the_spec_500(
-    consumers: Consumers, rds: Redis, seeded
+    schedulers: Schedulers, rds: Redis, seeded
 ) -> None:
     await grant("u1", 1000)
     job = make_job(seeded)
     msg_id = await rds.queue(job)
     await rds.client.xreadgroup(rds.keys.jobs_group, "dead", {rds.keys.jobs_stream: ">"}, count=1)
-    await rds.client.xclaim(rds.keys.jobs_stream, rds.keys.jobs_group, "dead", 0, [msg_id], idle=60_000,
-                            retrycount=seeded.job_max_attempts, justid=True)
-    consumers.run("b", lease_seconds=0.5)
+    await rds.client.xclaim(
+        rds.keys.jobs_stream,
+        rds.keys.jobs_group,
+        "dead",
+        0,
+        [msg_id],
+        idle=60_000,
+        retrycount=seeded.job_max_attempts,
+        justid=True,
+    )
+    schedulers.run("b", lease_seconds=0.5)
     reply = await until(replied(rds, job), "the reply")
     assert reply.status_code == 500
-    assert reply.body["message"].startswith("Image-to-video generation failed: the job was interrupted")
+    assert body(reply)["message"].startswith("Image-to-video generation failed: the job was interrupted")
     await until(lambda: settled(rds), "the ack")
     assert await generations.get("job-1") is None and await ledger.balance_of("u1") == 1000
 
 
-async def test_poison_messages_are_dead_lettered_and_never_block_the_group(consumers: Consumers, rds: Redis,
-                                                                           seeded) -> None:
+async def test_poison_messages_are_dead_lettered_and_never_block_the_group(
+    schedulers: Schedulers, rds: Redis, seeded
+) -> None:
     await grant("u1", 1000)
     await rds.ensure_group()
     await rds.client.xadd(rds.keys.jobs_stream, {DATA_FIELD: b"{not json"})
@@ -145,68 +158,76 @@ async def test_poison_messages_are_dead_lettered_and_never_block_the_group(consu
     await rds.queue(unknown)
     good = make_job(seeded, job_id="good")
     await rds.queue(good)
-    consumers.run("a")
+    schedulers.run("a")
     assert (await until(replied(rds, good), "the good job")).status_code == 200
     refused = await until(replied(rds, unknown), "the unknown model's reply")
     assert refused.status_code == 400
-    assert refused.body["message"][0].startswith("model must be one of the following values: ")
+    assert body(refused)["message"][0].startswith("model must be one of the following values: ")
     half = make_job(seeded, job_id="half")
     assert (await until(replied(rds, half), "the half message's reply")).status_code == 500
     await until(lambda: settled(rds), "every message acknowledged")
     dead = await rds.client.xrange(rds.keys.dead_letter_stream)
-    reasons = sorted(fields[b"reason"].decode().split(":")[0] for _, fields in dead)
-    assert reasons == ["unknown model 'no-such-model'", "unparseable job message", "unparseable job message",
-                       "unparseable job message"]
+    reasons = sorted(decode_dead_letter(fields[DATA_FIELD]).reason.split(":")[0] for _, fields in dead)
+    assert reasons == [
+        "unknown model 'no-such-model'",
+        "unparseable job message",
+        "unparseable job message",
+        "unparseable job message",
+    ]
     assert await ledger.balance_of("u1") == 250
 
 
-class FlakyPipeline:
-    """The real pipeline behind an outage: the first ``failures`` runs raise a connection error."""
+class FlakyTask:
+    """The real task behind an outage: the first ``failures`` runs raise a connection error."""
 
-    def __init__(self, inner: Pipeline, failures: int) -> None:
+    def __init__(self, inner: GenerationTask, failures: int) -> None:
         self.inner, self.failures, self.calls = inner, failures, 0
         self.registry = inner.registry
 
-    async def run(self, job: JobMessage, delivery: int, **kwargs: Any) -> JobReply:
+    def accepts(self, job: JobMessage) -> bool:
+        return self.inner.accepts(job)
+
+    async def run(self, job: JobMessage, delivery: int, *args: Any) -> JobReply:
         self.calls += 1
         if self.calls <= self.failures:
             raise RedisConnectionError("Connection refused") if self.calls % 2 else OSError("database unreachable")
-        return await self.inner.run(job, delivery, **kwargs)
+        return await self.inner.run(job, delivery, *args)
 
 
-async def test_an_outage_is_ridden_out_and_not_counted_as_an_attempt(consumers: Consumers, rds: Redis, seeded,
-                                                                     pipeline: Pipeline) -> None:
-    await grant("u1", 1000)
-    job = make_job(seeded)
-    await rds.queue(job)
-    flaky = FlakyPipeline(pipeline, failures=3)
-    consumers.run("a", lease_seconds=0.5, pipeline=flaky)
-    reply = await until(replied(rds, job), "the reply")
-    assert reply.status_code == 200, reply.body
-    assert flaky.calls == 4
-    assert (await generations.get("job-1"))["attempts"] == 1
-
-
-async def test_a_crash_before_the_ack_is_acknowledged_by_the_next_worker_without_rerunning(
-    consumers: Consumers, rds: Redis, seeded, crash_at
+async def test_an_outage_is_ridden_out_and_not_counted_as_an_attempt(
+    schedulers: Schedulers, rds: Redis, seeded, task: GenerationTask
 ) -> None:
     await grant("u1", 1000)
     job = make_job(seeded)
     await rds.queue(job)
-    crash_at("before_ack")
-    consumers.run("a", lease_seconds=0.5)
-    first = await until(replied(rds, job), "the reply")
-    await until(lambda: settled(rds), "the ack by whoever reclaims it")
-    assert await reply_of(rds, job) == first
+    flaky = FlakyTask(task, failures=3)
+    schedulers.run("a", lease_seconds=0.5, task=flaky)
+    reply = await until(replied(rds, job), "the reply")
+    assert reply.status_code == 200, body(reply)
+    assert flaky.calls == 4
+    assert (await generations.get("job-1")).attempts == 1
+
+
+async def test_a_crash_before_the_ack_is_acknowledged_by_the_next_worker_without_rerunning(
+    schedulers: Schedulers, rds: Redis, seeded, crash_at
+) -> None:
+    await grant("u1", 1000)
+    job = make_job(seeded)
+    await rds.queue(job)
+    crash_at("before_ack")  # the record is terminal; the reply and the ack go together, and never went
+    schedulers.run("a", lease_seconds=0.5)
+    reply = await until(replied(rds, job), "the reply of whoever reclaims it")
+    await until(lambda: settled(rds), "the ack")
+    assert reply.status_code == 200 and body(reply)["credits"] == {"used": 750, "balance": 250.0}
     assert ScriptedModel.generations["job-1"] == 1
 
 
-async def test_shutdown_lets_running_jobs_finish_within_the_grace(consumers: Consumers, rds: Redis, seeded) -> None:
+async def test_shutdown_lets_running_jobs_finish_within_the_grace(schedulers: Schedulers, rds: Redis, seeded) -> None:
     await grant("u1", 1000)
     job = make_job(seeded, options={"sleep": 0.5})
     await rds.queue(job)
-    worker = consumers.make("a")
-    runner = consumers.start(worker)
+    worker = schedulers.make("a")
+    runner = schedulers.start(worker)
     await until(lambda: asyncio.sleep(0, bool(worker.active)), "the job to start")
     worker.stop()
     await runner
@@ -216,13 +237,13 @@ async def test_shutdown_lets_running_jobs_finish_within_the_grace(consumers: Con
 
 
 async def test_shutdown_hands_over_unfinished_jobs_without_counting_an_attempt(
-    consumers: Consumers, rds: Redis, seeded
+    schedulers: Schedulers, rds: Redis, seeded
 ) -> None:
     await grant("u1", 1000)
     job = make_job(seeded, options={"gate": "open-later"})
     await rds.queue(job)
-    leaving = consumers.make("leaving", lease_seconds=30)
-    runner = consumers.start(leaving)
+    leaving = schedulers.make("leaving", lease_seconds=30)
+    runner = schedulers.start(leaving)
     await until(lambda: asyncio.sleep(0, ScriptedModel.generations["job-1"] == 1), "the job to start")
     leaving.stop()
     await runner
@@ -230,50 +251,66 @@ async def test_shutdown_hands_over_unfinished_jobs_without_counting_an_attempt(
     (entry,) = await rds.pending()
     assert entry["times_delivered"] == 0 and entry["time_since_delivered"] >= 30_000
     ScriptedModel.gates.setdefault("open-later", asyncio.Event()).set()
-    consumers.run("staying", lease_seconds=30)  # reclaims at once: the handed-over job is already idle
+    schedulers.run("staying", lease_seconds=30)  # reclaims at once: the handed-over job is already idle
     reply = await until(replied(rds, job), "the reply from the other worker")
-    assert reply.status_code == 200, reply.body
-    assert (await generations.get("job-1"))["attempts"] == 1
+    assert reply.status_code == 200, body(reply)
+    assert (await generations.get("job-1")).attempts == 1
     assert await debits("job-1") == 1
 
 
-async def test_a_lost_consumer_group_is_recreated(consumers: Consumers, rds: Redis, seeded) -> None:
+async def test_a_lost_consumer_group_is_recreated(schedulers: Schedulers, rds: Redis, seeded) -> None:
     await grant("u1", 1000)
-    worker = consumers.run("a")
+    worker = schedulers.run("a")
     await until(lambda: rds.client.exists(rds.keys.jobs_stream), "the group")
     await rds.client.delete(rds.keys.jobs_stream)  # Redis restarted without persistence
     job = make_job(seeded)
-    await rds.client.xadd(rds.keys.jobs_stream, encode(job))  # the API queues the next job
+    await rds.client.xadd(rds.keys.jobs_stream, {DATA_FIELD: encode(job)})  # the API queues the next job
     assert (await until(replied(rds, job), "the reply")).status_code == 200
-    assert worker.active == {} or True
+    assert worker.stream.keys.jobs_group.encode() in [
+        g["name"] for g in await rds.client.xinfo_groups(rds.keys.jobs_stream)
+    ]
 
 
-async def test_the_first_reply_stands_and_is_copied_to_the_idempotency_key(consumers: Consumers, rds: Redis,
-                                                                           seeded) -> None:
-    worker = consumers.make("a")
+async def test_the_first_reply_stands_and_is_copied_to_the_idempotency_key(
+    schedulers: Schedulers, rds: Redis, seeded
+) -> None:
+    stream = schedulers.make("a").stream
     job = make_job(seeded, idempotency_key="key-1")
     idem = rds.keys.idempotency("u1", "key-1")
     await rds.client.hset(idem, mapping={"job_id": "job-1", "body_hash": "h", "created_at": "0"})
     await rds.client.expire(idem, 100)
-    first = JobReply(job_id="job-1", status_code=200, body={"n": 1})
-    await worker._reply(job, first)
-    await worker._reply(job, JobReply(job_id="job-1", status_code=500, body={"n": 2}))
+    first = JobReply(job_id="job-1", status_code=200, body=msgspec.Raw(b'{"n":1}'))
+    await stream.complete("0-1", job, first)
+    await stream.complete("0-1", job, JobReply(job_id="job-1", status_code=500, body=msgspec.Raw(b'{"n":2}')))
     assert await reply_of(rds, job) == first
-    assert decode_reply({DATA_FIELD: await rds.client.hget(idem, "reply")}) == first
+    assert (await stream.lookup("u1", "key-1")).reply == first
     assert 0 < await rds.client.ttl(idem) <= 100
     other = make_job(seeded, job_id="job-2", idempotency_key="expired-key")
-    await worker._reply(other, first)
+    await stream.complete("0-2", other, first)
     assert not await rds.client.exists(rds.keys.idempotency("u1", "expired-key"))  # never recreated without a TTL
 
 
-async def test_consumers_of_dead_processes_are_pruned_when_they_hold_nothing(consumers: Consumers, rds: Redis,
-                                                                            seeded) -> None:
-    worker = consumers.make("a")
+async def test_acknowledged_entries_are_trimmed_and_pending_ones_kept(
+    schedulers: Schedulers, rds: Redis, seeded
+) -> None:
+    stream = schedulers.make("a").stream
+    ids = [await rds.queue(make_job(seeded, job_id=f"job-{i}")) for i in range(4)]
+    await rds.client.xreadgroup(rds.keys.jobs_group, "w", {rds.keys.jobs_stream: ">"}, count=3)
+    await rds.client.xack(rds.keys.jobs_stream, rds.keys.jobs_group, ids[0], ids[2])
+    trimmed, _ = await stream.prune(3_600_000)
+    # ids[0] is gone; ids[1] is pending (kept, and so is everything after it); ids[3] was never delivered
+    assert trimmed == 1
+    assert [m.decode() for m, _ in await rds.client.xrange(rds.keys.jobs_stream)] == ids[1:]
+
+
+async def test_consumers_of_dead_processes_are_pruned_when_they_hold_nothing(
+    schedulers: Schedulers, rds: Redis, seeded
+) -> None:
+    worker = schedulers.make("a")
     await rds.queue(make_job(seeded))
     await rds.client.xreadgroup(rds.keys.jobs_group, "holds-a-job", {rds.keys.jobs_stream: ">"}, count=1)
     await rds.client.xreadgroup(rds.keys.jobs_group, "ghost", {rds.keys.jobs_stream: ">"}, count=1)
     await asyncio.sleep(0.01)
-    await worker._prune_script(keys=[rds.keys.jobs_stream], args=[rds.keys.jobs_group, 0])
+    await worker.stream.prune(0)
     names = [c["name"] for c in await rds.client.xinfo_consumers(rds.keys.jobs_stream, rds.keys.jobs_group)]
     assert names == [b"holds-a-job"]
-

@@ -36,8 +36,13 @@ class SlideshowModel(ModelPlugin):
         out_path = job.workdir / f"{job.job_id}.mp4"
         await job.report_progress(Progress("rendering slideshow", fraction=0.0))
         await asyncio.to_thread(
-            render_slideshow, job.image.data, out_path,
-            seconds=parse_duration(job.duration), width=self.width, height=self.height, fps=self.fps,
+            render_slideshow,
+            job.image.data,
+            out_path,
+            seconds=parse_duration(job.duration),
+            width=self.width,
+            height=self.height,
+            fps=self.fps,
         )
         await job.report_progress(Progress("checking the video", fraction=0.9))
         info = await asyncio.to_thread(probe_video, out_path)

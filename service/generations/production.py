@@ -1,0 +1,106 @@
+"""Making the video: the model run with its callbacks, and the upload.
+
+The model gets the job's prompt, duration, options and checked source image, a private temporary
+directory, and two callbacks: progress (saved at most once a second, best effort) and the
+provider's request id (saved before the model waits on it, retried through a short outage: a
+redelivered job resumes that request instead of paying for a second one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import structlog
+
+from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, SourceImage
+from models_registry.base import Progress as ModelProgress
+from service.core.errors import Transient
+from service.generations import repository
+from service.generations.records import GenerationRecord, Progress
+from service.jobs.messages import JobMessage
+from service.storage.base import Storage
+
+log = structlog.get_logger(__name__)
+
+DURATION_METADATA = "duration-seconds"  # the stored video's probed length, read back on resume
+Fault = Callable[[str, str], None]
+
+
+class Production:
+    """Runs models and stores their videos for one worker process."""
+
+    def __init__(self, storage: Storage, fault: Fault) -> None:
+        self.storage, self.fault = storage, fault
+        # Provider request ids this process saw, in case the database missed one: a retry after an
+        # outage then resumes the request instead of paying for a second one.
+        self._request_ids: dict[str, str] = {}
+
+    async def generate(
+        self, plugin: ModelPlugin, job: JobMessage, image: SourceImage, record: GenerationRecord, workdir: Path
+    ) -> GeneratedVideo:
+        """Run the model, within its timeout (``TimeoutError`` past it)."""
+        task = self._job(job, image, record, workdir)
+        async with asyncio.timeout(plugin.timeout_seconds):
+            return await plugin.generate(task)
+
+    async def store(self, key: str, job: JobMessage, video: GeneratedVideo) -> None:
+        metadata = {"generation-id": job.job_id, "model": job.model, DURATION_METADATA: repr(video.duration_seconds)}
+        await self.storage.put_file(key, video.path, content_type=video.content_type, metadata=metadata)
+
+    async def stored_length(self, key: str) -> float | None:
+        """The length of a video an earlier delivery stored under ``key``, if it did."""
+        head = await self.storage.head(key)
+        try:
+            return float(head.metadata[DURATION_METADATA]) if head is not None else None
+        except (KeyError, ValueError):
+            return None  # not ours, or written before lengths were recorded: generate again
+
+    def forget(self, job_id: str) -> None:
+        self._request_ids.pop(job_id, None)
+
+    def _job(self, job: JobMessage, image: SourceImage, record: GenerationRecord, workdir: Path) -> GenerationJob:
+        last = [0.0]
+
+        async def progress(p: ModelProgress) -> None:
+            self.fault("during_generation", job.job_id)
+            if time.monotonic() - last[0] < 1.0 and p.fraction != 1.0:
+                return
+            last[0] = time.monotonic()
+            try:  # a progress report never fails a generation
+                await repository.save_progress(
+                    job.job_id, Progress(message=p.message, fraction=p.fraction, queue_position=p.queue_position)
+                )
+            except Exception as exc:
+                log.warning("generation.progress_not_saved", job_id=job.job_id, error=str(exc) or type(exc).__name__)
+
+        async def save_request_id(request_id: str) -> None:
+            self._request_ids[job.job_id] = request_id
+            delay = 0.2
+            for _ in range(12):  # about a minute: the provider is already working (and billing)
+                try:
+                    await repository.save_provider_request(job.job_id, request_id)
+                    break
+                except Exception as exc:
+                    log.warning(
+                        "generation.request_id_not_saved", job_id=job.job_id, error=str(exc) or type(exc).__name__
+                    )
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 8.0)
+            else:
+                raise Transient(f"could not record provider request {request_id}")
+            self.fault("during_generation", job.job_id)
+
+        return GenerationJob(
+            job_id=job.job_id,
+            prompt=job.prompt,
+            duration=job.duration,
+            image=image,
+            workdir=workdir,
+            options=dict(job.options),
+            provider_request_id=record.provider_request_id or self._request_ids.get(job.job_id),
+            report_progress=progress,
+            save_provider_request_id=save_request_id,
+        )

@@ -1,0 +1,92 @@
+"""Where a generation's record and its money move together, each in one transaction.
+
+- ``charge``: the record is created RUNNING with its debit; too little credit writes nothing.
+- ``fail``: the refund (when charged and not refunded yet) and the FAILED status commit together,
+  so no state "failed, refund pending" ever exists, and a crash in between changes nothing.
+- ``refund_by_admin``: the refund and the record's ``credits_refunded`` together (the caller
+  adds its audit record to the same transaction).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.core.db import write_transaction
+from service.core.errors import AppError, Conflict, NotFound
+from service.generations import repository
+from service.generations.records import GenerationRecord
+from service.generations.repository import NewGeneration
+from service.ledger import service as ledger
+
+
+class AlreadyExists(Conflict):
+    """The generation was created (and charged) by an earlier delivery of its job."""
+
+
+@dataclass(frozen=True)
+class Charged:
+    record: GenerationRecord
+    balance: int
+
+
+async def charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
+    """Create the RUNNING record and debit ``cost`` for it, atomically.
+
+    ``InsufficientCredits`` (nothing written) or ``AlreadyExists`` (the record is already there:
+    resume it, never charge again; the insert comes first so that is what a retry sees).
+    """
+    async with write_transaction():
+        record = await repository.create_running(new, cost=cost, attempts=attempts)
+        if record is None:
+            raise AlreadyExists(f"Generation {new.id} is already charged")
+        balance = (
+            await ledger.debit(new.user_id, cost, generation_id=new.id, reason=f"generation {new.id}")
+            if cost
+            else await ledger.balance_of(new.user_id)
+        )
+    return Charged(record, balance)
+
+
+def _text(message: str | list[str]) -> str:
+    return message if isinstance(message, str) else "; ".join(message)
+
+
+async def fail(record: GenerationRecord, error: AppError) -> GenerationRecord:
+    """RUNNING -> FAILED with its refund; the record as it ends (a terminal one stays as it is)."""
+    message = _text(error.message)
+    try:
+        async with write_transaction():
+            refunded = 0
+            if record.credits_charged > 0:
+                refunded = (
+                    await ledger.refund(record.id, actor=ledger.SYSTEM, reason=f"generation failed: {message}")
+                ).amount
+            failed = await repository.fail(record.id, error=message, error_status=error.status_code, refunded=refunded)
+            if failed is None:
+                raise _NotRunning
+    except ledger.AlreadyRefunded:  # an admin refunded it while it ran: fail it without a second refund
+        failed = await repository.fail(
+            record.id, error=message, error_status=error.status_code, refunded=record.credits_charged
+        )
+    except _NotRunning:  # already terminal: the transaction rolled back, including its refund
+        failed = None
+    if failed is None:
+        current = await repository.get(record.id)
+        assert current is not None
+        return current
+    return failed
+
+
+class _NotRunning(Exception):
+    pass
+
+
+async def refund_by_admin(generation_id: str, *, admin_id: str, reason: str) -> ledger.Refund:
+    """Refund a charged, unrefunded generation in full (409 otherwise, 404 when unknown).
+    Call it inside the transaction that records the admin action."""
+    async with write_transaction():
+        if await repository.get(generation_id) is None:
+            raise NotFound(f"Generation {generation_id} not found")
+        refund = await ledger.refund(generation_id, actor=admin_id, reason=reason)
+        await repository.record_refund(generation_id, refund.amount)
+    return refund

@@ -1,0 +1,110 @@
+"""The Lua scripts of the jobs protocol, each with its KEYS/ARGV header.
+
+Only what must be atomic, or would otherwise cost a round trip per job, is a script; the happy
+path of a job uses none (see ``JobStream``).
+"""
+
+from __future__ import annotations
+
+from service.jobs import idempotency
+from service.jobs.messages import DATA_FIELD
+
+# Submit a job that carries an Idempotency-Key: bind the key, or answer the job it is bound to.
+# KEYS: jobs stream, job meta, idempotency hash
+# ARGV: job data, meta, meta ttl, job id, body hash, created at, idempotency ttl
+# -> {'existing', HGETALL of the hash} or {'queued'}
+SUBMIT_IDEMPOTENT = (
+    """
+local existing = redis.call('HGETALL', KEYS[3])
+if #existing > 0 then return {'existing', existing} end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('XADD', KEYS[1], '*', '@DATA', ARGV[1])
+redis.call('HSET', KEYS[3], '@JOB_ID', ARGV[4], '@BODY_HASH', ARGV[5], '@CREATED_AT', ARGV[6])
+redis.call('EXPIRE', KEYS[3], ARGV[7])
+return {'queued'}
+""".replace("@DATA", DATA_FIELD.decode())
+    .replace("@JOB_ID", idempotency.JOB_ID_FIELD)
+    .replace("@BODY_HASH", idempotency.BODY_HASH_FIELD)
+    .replace("@CREATED_AT", idempotency.CREATED_AT_FIELD)
+)
+
+# Copy a reply into its Idempotency-Key's hash, only while the hash exists (never recreating an
+# expired one without its TTL) and only the first time.
+# KEYS: idempotency hash. ARGV: reply data
+COPY_REPLY = """
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSETNX', KEYS[1], '@REPLY', ARGV[1]) end
+return 1
+""".replace("@REPLY", idempotency.REPLY_FIELD)
+
+# Renew the leases of the jobs a consumer runs: one XPENDING lists what it still holds, one XCLAIM
+# per 1,000 entries resets their idle time (JUSTID: the delivery count is left alone).
+# KEYS: jobs stream. ARGV: group, consumer, message ids... -> the ids renewed (the others were taken)
+RENEW = """
+local mine = {}
+for _, e in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1000000, ARGV[2])) do mine[e[1]] = true end
+local function claim(batch)
+  batch[#batch + 1] = 'JUSTID'
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, unpack(batch))
+end
+local kept, batch = {}, {}
+for i = 3, #ARGV do
+  if mine[ARGV[i]] then
+    kept[#kept + 1] = ARGV[i]
+    batch[#batch + 1] = ARGV[i]
+    if #batch == 1000 then claim(batch); batch = {} end
+  end
+end
+if #batch > 0 then claim(batch) end
+return kept
+"""
+
+# Make every job pending for a consumer reclaimable at once, its delivery count restored (a
+# shutdown is not an attempt).
+# KEYS: jobs stream. ARGV: group, consumer, idle ms -> how many were handed over
+HAND_OVER = """
+local n = 0
+for _, e in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 100000, ARGV[2])) do
+  local count = math.max(tonumber(e[4]) - 1, 0)
+  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, e[1], 'IDLE', ARGV[3], 'RETRYCOUNT', count, 'JUSTID')
+  n = n + 1
+end
+return n
+"""
+
+# Housekeeping: drop acknowledged entries (below the oldest pending one, up to the last delivered
+# one) and the consumers of dead processes (idle that long, nothing pending).
+# KEYS: jobs stream. ARGV: group, stale consumer ms -> {entries trimmed, consumers removed}
+PRUNE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local function before(a, b)
+  local am, as = string.match(a, '(%d+)-(%d+)')
+  local bm, bs = string.match(b, '(%d+)-(%d+)')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local function after(id)
+  local ms, seq = string.match(id, '(%d+)-(%d+)')
+  return ms .. '-' .. string.format('%d', tonumber(seq) + 1)
+end
+local last
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local info = {}
+  for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+  if info['name'] == ARGV[1] then last = info['last-delivered-id'] end
+end
+if not last then return {0, 0} end
+local floor = after(last)
+local summary = redis.call('XPENDING', KEYS[1], ARGV[1])
+if tonumber(summary[1]) > 0 and before(summary[2], floor) then floor = summary[2] end
+local trimmed = redis.call('XTRIM', KEYS[1], 'MINID', floor)
+local removed = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local info = {}
+  for i = 1, #c, 2 do info[c[i]] = c[i + 1] end
+  if tonumber(info['pending']) == 0 and tonumber(info['idle']) > tonumber(ARGV[2]) then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], info['name'])
+    removed = removed + 1
+  end
+end
+return {trimmed, removed}
+"""

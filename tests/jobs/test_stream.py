@@ -1,0 +1,134 @@
+"""``JobStream`` on the real Redis: what the happy path costs, leases taken over, hand-over, and
+that replies and inboxes never outlive their purpose."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import msgspec
+import pytest
+import redis.asyncio as aioredis
+
+from service.core.embedded_redis import EmbeddedRedis
+from service.core.keys import Keys
+from service.jobs.messages import DATA_FIELD, JobMessage, JobReply, decode_reply, encode
+from service.jobs.stream import INBOX_TTL_SECONDS, JobStream
+from tests.conftest import REDIS_URL
+
+
+def job(job_id: str = "j1", *, inbox: str | None = None) -> JobMessage:
+    return JobMessage(
+        job_id=job_id,
+        user_id="u1",
+        model="local",
+        prompt="p",
+        source_key="images/u1/a.png",
+        duration="5s",
+        inbox=inbox,
+        submitted_at=1.0,
+    )
+
+
+def reply(job_id: str = "j1", n: int = 1) -> JobReply:
+    return JobReply(job_id=job_id, status_code=200, body=msgspec.Raw(b'{"n":%d}' % n))
+
+
+@pytest.fixture
+async def stream(redis_prefix: str) -> JobStream:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    made = JobStream(client, Keys(redis_prefix), reply_ttl=60, meta_ttl=60, idempotency_ttl=60)
+    await made.ensure_group()
+    yield made
+    await client.aclose()
+
+
+async def calls(client: aioredis.Redis) -> Counter[str]:
+    stats = await client.info("commandstats")
+    return Counter({k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items() if k != "cmdstat_info"})
+
+
+async def test_a_job_costs_seven_commands_from_submit_to_ack() -> None:
+    with EmbeddedRedis() as url:  # a server of its own: every command counted is this job's
+        client = aioredis.Redis.from_url(url)
+        stream = JobStream(client, Keys("t"), reply_ttl=60, meta_ttl=60, idempotency_ttl=60)
+        await stream.ensure_group()
+        inbox = stream.keys.inbox("p1")
+        await stream.open_inbox(inbox)
+        before = await calls(client)
+        await stream.submit(job(inbox=inbox))
+        [entry] = await stream.claim(client, "w1", 10, 100)
+        await stream.complete(entry.message_id, entry.job, reply())
+        _, [notified] = await stream.read_inbox(client, inbox, "0-0", 100)
+        used = await calls(client) - before
+        await client.aclose()
+    # the API: SET the owner record, XADD; the worker: XREADGROUP, then SET NX the reply, XADD it to
+    # the inbox, XACK; the API's inbox reader: XREAD
+    assert used == Counter({"set": 2, "xadd": 2, "xreadgroup": 1, "xack": 1, "xread": 1})
+    assert notified == reply() and entry.count == 1 and entry.job == job(inbox=inbox)
+
+
+async def test_the_first_reply_stands_and_an_unknown_inbox_is_never_created(stream: JobStream) -> None:
+    await stream.submit(job(inbox=stream.keys.inbox("gone")))
+    [entry] = await stream.claim(stream.redis, "w1", 10, 100)
+    await stream.complete(entry.message_id, entry.job, reply(n=1))
+    await stream.complete(entry.message_id, entry.job, reply(n=2))
+    assert await stream.reply_of("j1") == reply(n=1)
+    assert 0 < await stream.redis.ttl(stream.keys.reply("j1")) <= 60
+    assert not await stream.redis.exists(stream.keys.inbox("gone"))
+
+
+async def test_renewal_keeps_only_what_the_consumer_still_holds(stream: JobStream) -> None:
+    for i in range(3):
+        await stream.submit(job(f"j{i}"))
+    entries = await stream.claim(stream.redis, "w1", 10, 100)
+    ids = [e.message_id for e in entries]
+    await stream.redis.xclaim(stream.keys.jobs_stream, stream.keys.jobs_group, "thief", 0, [ids[1]], justid=True)
+    assert await stream.renew("w1", ids) == {ids[0], ids[2]}
+    assert await stream.owns("w1", ids[0]) and not await stream.owns("w1", ids[1])
+
+
+async def test_a_dead_consumers_job_is_reclaimed_with_its_delivery_count(stream: JobStream) -> None:
+    await stream.submit(job())
+    await stream.claim(stream.redis, "dead", 10, 100)
+    _, found = await stream.reclaim("alive", 10, 0, "0-0")
+    assert [e.count for e in found] == [2] and found[0].job == job()
+
+
+async def test_hand_over_makes_jobs_reclaimable_at_once_without_counting_a_delivery(stream: JobStream) -> None:
+    await stream.submit(job())
+    await stream.claim(stream.redis, "leaving", 10, 100)
+    assert await stream.hand_over("leaving", 60_000) == 1
+    _, found = await stream.reclaim("staying", 10, 60_000, "0-0")
+    assert [e.count for e in found] == [1]
+
+
+async def test_a_dead_letter_keeps_the_reason_and_replies_to_the_waiting_process(stream: JobStream) -> None:
+    inbox = stream.keys.inbox("p1")
+    await stream.open_inbox(inbox)
+    await stream.redis.xadd(stream.keys.jobs_stream, {DATA_FIELD: encode(job(inbox=inbox))})
+    [entry] = await stream.claim(stream.redis, "w1", 10, 100)
+    await stream.dead_letter(entry, "unknown model 'x'", reply())
+    [(_, fields)] = await stream.redis.xrange(stream.keys.dead_letter_stream)
+    dead = msgspec.json.decode(fields[DATA_FIELD])
+    assert dead["reason"] == "unknown model 'x'" and dead["job_id"] == "j1"
+    assert (await stream.read_inbox(stream.redis, inbox, "0-0", 100))[1] == [reply()]
+    assert not await stream.redis.xpending_range(stream.keys.jobs_stream, stream.keys.jobs_group, "-", "+", 10)
+
+
+async def test_an_inbox_expires_after_its_process_and_is_recreated_if_lost(stream: JobStream) -> None:
+    inbox = stream.keys.inbox("p1")
+    await stream.open_inbox(inbox)
+    assert INBOX_TTL_SECONDS - 5 < await stream.redis.ttl(inbox) <= INBOX_TTL_SECONDS
+    await stream.redis.delete(inbox)  # Redis restarted without it
+    await stream.keep_inbox(inbox)
+    assert await stream.redis.exists(inbox)
+
+
+async def test_idempotent_submissions_bind_once(stream: JobStream) -> None:
+    from service.jobs.stream import IdempotentRequest
+
+    first = await stream.submit(job("j1"), IdempotentRequest("k", "h1"))
+    second = await stream.submit(job("j2"), IdempotentRequest("k", "h2"))
+    assert first.earlier is None and second.earlier is not None
+    assert (second.job_id, second.earlier.body_hash) == ("j1", "h1")
+    assert decode_reply(encode(reply())) == reply()
