@@ -24,8 +24,10 @@ def percentile(samples: list[float], p: float) -> float:
 def render(url: str, token: str, body: bytes, extra: dict[str, str] | None = None) -> bytes:
     parts = urlsplit(url)
     headers = "".join(f"{k}: {v}\r\n" for k, v in (extra or {}).items())
-    return (f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {token}\r\n{headers}Content-Length: {len(body)}\r\n\r\n").encode() + body
+    return (
+        f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\n{headers}Content-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
 
 
 async def drive(url: str, requests: list[bytes], n: int, concurrency: int, timeout: float = 900.0) -> dict:
@@ -55,8 +57,14 @@ async def drive(url: str, requests: list[bytes], n: int, concurrency: int, timeo
     started = time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(connection() for _ in range(concurrency))), timeout)
     wall = time.perf_counter() - started
-    return {"n": n, "statuses": statuses, "wall_s": wall, "per_s": n / wall,
-            "p50_ms": percentile(latencies, 50) * 1e3, "p99_ms": percentile(latencies, 99) * 1e3}
+    return {
+        "n": n,
+        "statuses": statuses,
+        "wall_s": wall,
+        "per_s": n / wall,
+        "p50_ms": percentile(latencies, 50) * 1e3,
+        "p99_ms": percentile(latencies, 99) * 1e3,
+    }
 
 
 def main() -> None:

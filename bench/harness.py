@@ -40,8 +40,8 @@ class Procs:
         self.log_dir, self.children = log_dir, []
 
     def start(self, name: str, cmd: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
-        log = open(self.log_dir / f"{name}.log", "ab")
-        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(self.log_dir / f"{name}.log", "ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.children.append(proc)
         return proc
 
@@ -108,6 +108,7 @@ class PgDatabase:
                 return await conn.fetch(query)
             finally:
                 await conn.close()
+
         return asyncio.run(run())
 
     def offset(self) -> int:

@@ -45,8 +45,14 @@ def main(seconds: int, repeat: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base_out, motion_out = Path(tmp) / "still.mp4", Path(tmp) / "motion.mp4"
         base = [timed(plain_encode, data, base_out, seconds) for _ in range(repeat)]
-        motion = [timed(lambda: render_pan_zoom(data, motion_out, seconds=seconds, width=WIDTH, height=HEIGHT,
-                                                fps=FPS, seed="bench")) for _ in range(repeat)]
+        motion = [
+            timed(
+                lambda: render_pan_zoom(
+                    data, motion_out, seconds=seconds, width=WIDTH, height=HEIGHT, fps=FPS, seed="bench"
+                )
+            )
+            for _ in range(repeat)
+        ]
         info = probe_video(motion_out)
     b, m = statistics.median(base), statistics.median(motion)
     print(f"{seconds} s clip, {WIDTH}x{HEIGHT} @ {FPS} fps, median of {repeat}")

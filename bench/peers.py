@@ -18,8 +18,18 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".peers-venv"
-PEER_PACKAGES = ["litestar[jwt]==2.25.0", "uvicorn==0.54.0", "uvloop", "httptools", "redis>=8", "hiredis",
-                 "asyncpg", "msgspec", "pyjwt", "psutil"]
+PEER_PACKAGES = [
+    "litestar[jwt]==2.25.0",
+    "uvicorn==0.54.0",
+    "uvloop",
+    "httptools",
+    "redis>=8",
+    "hiredis",
+    "asyncpg",
+    "msgspec",
+    "pyjwt",
+    "psutil",
+]
 
 
 def _uv(*args: str) -> None:

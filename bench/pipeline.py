@@ -20,18 +20,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import jwt
 
 from bench import peers
-from bench.harness import PgDatabase, Procs, RedisCounter, cpu_seconds, free_port, wait_http
 from bench.driver import render
+from bench.harness import PgDatabase, Procs, RedisCounter, cpu_seconds, free_port, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -40,48 +40,112 @@ PROMPT = "a cat surfing a wave at sunset, cinematic"
 
 
 def token(user: str, roles: list[str] | None = None) -> str:
-    return jwt.encode({"sub": user, "roles": roles or [], "iat": int(time.time()), "exp": int(time.time()) + 3600}, SECRET, algorithm="HS256")
+    return jwt.encode(
+        {"sub": user, "roles": roles or [], "iat": int(time.time()), "exp": int(time.time()) + 3600},
+        SECRET,
+        algorithm="HS256",
+    )
 
 
 def run_driver(url: str, requests: list[bytes], n: int, in_flight: int) -> dict:
     lines = "".join(json.dumps(r.decode("latin-1")) + "\n" for r in requests)
-    out = subprocess.run([sys.executable, "-m", "bench.driver", url, str(n), str(in_flight)], input=lines,
-                         capture_output=True, text=True, cwd=ROOT, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.driver", url, str(n), str(in_flight)],
+        input=lines,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
-def measure(name: str, url: str, requests: list[bytes], pids: dict[str, int], args: argparse.Namespace,
-            redis: RedisCounter, pg: PgDatabase) -> dict:
+def profile(name: str, pid: int, folder: str) -> subprocess.Popen:
+    """py-spy sampling ``pid`` until interrupted, into ``folder/name.txt`` (collapsed stacks)."""
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    out = Path(folder) / f"{name.replace(' ', '-')}.txt"
+    return subprocess.Popen(
+        [
+            str(BIN / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "250",
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def measure(
+    name: str,
+    url: str,
+    requests: list[bytes],
+    pids: dict[str, int],
+    args: argparse.Namespace,
+    redis: RedisCounter,
+    pg: PgDatabase,
+) -> dict:
     """Warm up, then drive ``args.jobs`` requests and read every counter around them."""
     run_driver(url, requests, args.warmup, args.in_flight)
     time.sleep(1.0)
     cpu0, calls0, log0 = {k: cpu_seconds(p) for k, p in pids.items()}, redis.calls(), pg.offset()
+    profilers = [profile(f"{name}-{k}", pid, args.profile) for k, pid in pids.items()] if args.profile else []
     result = run_driver(url, requests, args.jobs, args.in_flight)
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)
+        profiler.wait(60)
     time.sleep(1.0)  # let the last statements reach the log
     cpu1, calls1, log1 = {k: cpu_seconds(p) for k, p in pids.items()}, redis.calls(), pg.offset()
     calls = calls1 - calls0
     calls["info"] = 0
     statements, resets = pg.statements(log0, log1)
     n = args.jobs
-    row = {"system": name, "jobs": n, "ok": result["statuses"].get("200", 0), "statuses": result["statuses"],
-           "jobs_per_s": result["per_s"], "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"],
-           "sql_per_job": statements / n, "resets_per_job": resets / n,
-           "redis_per_job": sum(calls.values()) / n,
-           "redis_top": {k: round(v / n, 2) for k, v in (+calls).most_common(8)}}
+    row = {
+        "system": name,
+        "jobs": n,
+        "ok": result["statuses"].get("200", 0),
+        "statuses": result["statuses"],
+        "jobs_per_s": result["per_s"],
+        "p50_ms": result["p50_ms"],
+        "p99_ms": result["p99_ms"],
+        "sql_per_job": statements / n,
+        "resets_per_job": resets / n,
+        "redis_per_job": sum(calls.values()) / n,
+        "redis_top": {k: round(v / n, 2) for k, v in (+calls).most_common(8)},
+    }
     row.update({f"cpu_ms_{k}": (cpu1[k] - cpu0[k]) * 1e3 / n for k in pids})
     return row
 
 
-def run_project(args: argparse.Namespace, redis: RedisCounter, pg: PgDatabase, work: Path, procs: Procs) -> dict:
-    storage, port = work / "storage", free_port()
-    env = {**os.environ, "JWT_SECRET": SECRET, "DATABASE_URL": pg.url, "REDIS_URL": redis.url,
-           "STORAGE_URL": f"file://{storage}", "RATE_LIMIT_PER_MINUTE": "0", "DEFAULT_MODEL": "bench-noop",
-           "HOST": "127.0.0.1", "PORT": str(port), "WORKER_CONCURRENCY": str(args.worker_concurrency),
-           "BENCH_CLIP": str(work / "clip.mp4")}
+def run_project(
+    args: argparse.Namespace, redis: RedisCounter, pg: PgDatabase, work: Path, procs: Procs, event_loop: str = "uvloop"
+) -> dict:
+    base = Path(tempfile.mkdtemp(prefix="video-gen-bench-", dir="/dev/shm")) if args.shm else work
+    storage, port = base / f"storage-{event_loop}", free_port()
+    env = {
+        **os.environ,
+        "JWT_SECRET": SECRET,
+        "DATABASE_URL": pg.url,
+        "REDIS_URL": redis.url,
+        "STORAGE_URL": f"file://{storage}",
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "DEFAULT_MODEL": "bench-noop",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "WORKER_CONCURRENCY": str(args.worker_concurrency),
+        "BENCH_CLIP": str(work / "clip.mp4"),
+    }
     subprocess.run([str(BIN / "video-gen"), "migrate"], env=env, check=True, capture_output=True)
     redis.flush()
-    worker = procs.start("worker", [str(BIN / "video-gen"), "worker"], env, cwd=ROOT)
-    api = procs.start("api", [str(BIN / "video-gen"), "api"], env, cwd=ROOT)
+    worker = procs.start(f"worker-{event_loop}", [str(BIN / "video-gen"), "worker"], env, cwd=ROOT)
+    api = procs.start(f"api-{event_loop}", [str(BIN / "video-gen"), "api"], env, cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     wait_http(f"{url}/health/ready", api)
     users = [f"user{i}" for i in range(args.users)]
@@ -95,10 +159,17 @@ def run_project(args: argparse.Namespace, redis: RedisCounter, pg: PgDatabase, w
         body = json.dumps({"userId": user, "amount": 10**9, "reason": "benchmark"}).encode()
         urllib.request.urlopen(urllib.request.Request(f"{url}/admin/credits/grants", body, admin), timeout=30)
     endpoint = f"{url}/video-gen/image-to-video"
-    requests = [render(endpoint, token(u), json.dumps({"id": f"images/{u}/source.png", "prompt": PROMPT,
-                                                       "duration": "5s"}).encode()) for u in users]
+    requests = [
+        render(
+            endpoint,
+            token(u),
+            json.dumps({"id": f"images/{u}/source.png", "prompt": PROMPT, "duration": "5s"}).encode(),
+        )
+        for u in users
+    ]
     try:
-        return measure("video-gen", endpoint, requests, {"api": api.pid, "worker": worker.pid}, args, redis, pg)
+        name = "video-gen" if event_loop == "uvloop" else f"vg {event_loop}"
+        return measure(name, endpoint, requests, {"api": api.pid, "worker": worker.pid}, args, redis, pg)
     finally:
         procs.stop(api)
         procs.stop(worker)
@@ -106,18 +177,38 @@ def run_project(args: argparse.Namespace, redis: RedisCounter, pg: PgDatabase, w
 
 def run_prototype(args: argparse.Namespace, redis: RedisCounter, pg: PgDatabase, procs: Procs) -> dict:
     python, kit = peers.python(), Path(args.peer_kit).resolve() / "peers"
-    pg.sql("CREATE TABLE credits (user_id int PRIMARY KEY, balance bigint NOT NULL); "
-           f"INSERT INTO credits SELECT g, 1000000000000 FROM generate_series(1, {args.users + 1}) g")
+    pg.sql(
+        "CREATE TABLE credits (user_id int PRIMARY KEY, balance bigint NOT NULL); "
+        f"INSERT INTO credits SELECT g, 1000000000000 FROM generate_series(1, {args.users + 1}) g"
+    )
     redis.flush()
     port = free_port()
     env = {**os.environ, "REDIS_URL": redis.url, "PG_DSN": pg.url, "WORK": "pg", "PROTO_JWT_SECRET": SECRET}
     worker = procs.start("proto-worker", [python, str(kit / "streams_worker.py")], env)
-    api = procs.start("proto-api", [python, "-m", "uvicorn", "--app-dir", str(kit), "--loop", "uvloop", "--http",
-                                    "httptools", "--no-access-log", "--port", str(port), "proto_app:app"], env)
+    api = procs.start(
+        "proto-api",
+        [
+            python,
+            "-m",
+            "uvicorn",
+            "--app-dir",
+            str(kit),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--no-access-log",
+            "--port",
+            str(port),
+            "proto_app:app",
+        ],
+        env,
+    )
     wait_http(f"http://127.0.0.1:{port}/stats", api)
     endpoint = f"http://127.0.0.1:{port}/v1/generate"
-    body = json.dumps({"image_url": "https://example.com/img/cat.png", "prompt": PROMPT, "model": "veo3",
-                       "duration_s": 8}).encode()
+    body = json.dumps(
+        {"image_url": "https://example.com/img/cat.png", "prompt": PROMPT, "model": "veo3", "duration_s": 8}
+    ).encode()
     requests = [render(endpoint, token(f"user{i}"), body) for i in range(args.users)]
     try:
         return measure("prototype", endpoint, requests, {"api": api.pid, "worker": worker.pid}, args, redis, pg)
@@ -126,21 +217,41 @@ def run_prototype(args: argparse.Namespace, redis: RedisCounter, pg: PgDatabase,
         procs.stop(worker)
 
 
-COLUMNS = [("system", "{}", 10), ("jobs/s", "{:.0f}", 8), ("p50 ms", "{:.1f}", 8), ("p99 ms", "{:.1f}", 8),
-           ("API CPU ms/job", "{:.2f}", 15), ("worker CPU ms/job", "{:.2f}", 18), ("SQL/job", "{:.2f}", 8),
-           ("resets/job", "{:.2f}", 11), ("Redis/job", "{:.2f}", 10)]
-KEYS = ["system", "jobs_per_s", "p50_ms", "p99_ms", "cpu_ms_api", "cpu_ms_worker", "sql_per_job", "resets_per_job",
-        "redis_per_job"]
+COLUMNS = [
+    ("system", "{}", 10),
+    ("jobs/s", "{:.0f}", 8),
+    ("p50 ms", "{:.1f}", 8),
+    ("p99 ms", "{:.1f}", 8),
+    ("API CPU ms/job", "{:.2f}", 15),
+    ("worker CPU ms/job", "{:.2f}", 18),
+    ("SQL/job", "{:.2f}", 8),
+    ("resets/job", "{:.2f}", 11),
+    ("Redis/job", "{:.2f}", 10),
+]
+KEYS = [
+    "system",
+    "jobs_per_s",
+    "p50_ms",
+    "p99_ms",
+    "cpu_ms_api",
+    "cpu_ms_worker",
+    "sql_per_job",
+    "resets_per_job",
+    "redis_per_job",
+]
 
 
 def table(rows: list[dict]) -> str:
+    """Every row, then each of this service's rows as a ratio of the prototype's (same run)."""
     head = " ".join(name.rjust(width) for name, _, width in COLUMNS)
     lines = [head, "-" * len(head)]
     for row in rows:
         lines.append(" ".join(fmt.format(row[k]).rjust(w) for (_, fmt, w), k in zip(COLUMNS, KEYS)))
-    if len(rows) == 2 and rows[1]["jobs_per_s"]:
-        a, b = rows
-        ratio = ["ratio"] + [f"{a[k] / b[k]:.2f}x" if b[k] else "-" for k in KEYS[1:]]
+    base = next((r for r in rows if r["system"] == "prototype"), None)
+    for row in rows:
+        if base is None or row is base:
+            continue
+        ratio = [f"{row['system'][:6]}/proto"] + [f"{row[k] / base[k]:.2f}x" if base[k] else "-" for k in KEYS[1:]]
         lines.append(" ".join(v.rjust(w) for v, (_, _, w) in zip(ratio, COLUMNS)))
     return "\n".join(lines)
 
@@ -154,13 +265,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--worker-concurrency", type=int, default=64)
     parser.add_argument("--peer-kit", default=str(ROOT.parent / "shared" / "peer-bench"))
     parser.add_argument("--no-peer", action="store_true", help="measure this service alone")
+    parser.add_argument(
+        "--loops",
+        default="uvloop,asyncio",
+        help="EVENT_LOOP values to run this service with (uvloop+httptools, or asyncio+h11)",
+    )
     parser.add_argument("--json", help="also write the rows to this file")
+    parser.add_argument("--shm", action="store_true", help="local storage on /dev/shm (fsync costs nothing)")
+    parser.add_argument("--profile", metavar="DIR", help="sample each process with py-spy into DIR (collapsed stacks)")
     args = parser.parse_args(argv)
     with peers.bench_models(), tempfile.TemporaryDirectory(prefix="video-gen-bench-") as tmp:
         work = Path(tmp)
         procs, redis, pg = Procs(work), RedisCounter(), PgDatabase()
         try:
-            rows = [run_project(args, redis, pg, work, procs)]
+            rows = [run_project(args, redis, pg, work, procs, loop) for loop in args.loops.split(",") if loop]
             if not args.no_peer:
                 rows.append(run_prototype(args, redis, pg, procs))
         except BaseException:
@@ -170,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
             procs.stop_all()
             redis.close()
             pg.drop()
-    print(f"\n{args.jobs} jobs, {args.in_flight} in flight, {args.users} users, "
-          f"WORKER_CONCURRENCY={args.worker_concurrency}, {os.cpu_count()} cores\n")
+    print(
+        f"\n{args.jobs} jobs, {args.in_flight} in flight, {args.users} users, "
+        f"WORKER_CONCURRENCY={args.worker_concurrency}, {os.cpu_count()} cores\n"
+    )
     print(table(rows))
     for row in rows:
         print(f"\n{row['system']}: statuses {row['statuses']}; Redis commands per job {row['redis_top']}")

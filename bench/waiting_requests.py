@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import aiohttp
+import msgspec
 import redis.asyncio as aioredis
 
 from service.core.auth import make_token
@@ -25,18 +26,19 @@ from service.core.embedded_redis import free_port
 from service.core.keys import Keys
 from service.core.settings import Settings
 from service.embedded import embedded_stack
-from service.jobs.messages import JobReply, decode_job, encode
+from service.jobs.messages import DATA_FIELD, JobReply, decode_job, encode
 
 
 async def _answer(redis: aioredis.Redis, keys: Keys, n: int) -> None:
+    """Play the workers: every queued job's reply, added to the inbox the job names."""
     entries = await redis.xrange(keys.jobs_stream, count=n)
     async with redis.pipeline(transaction=False) as pipe:
-        for _, fields in entries:
-            job = decode_job(fields)
-            body = {"statusCode": 400, "message": job.job_id, "error": "Bad Request"}
-            pipe.xadd(job.reply_stream, encode(JobReply(job_id=job.job_id, status_code=400, body=body)))
-            pipe.expire(job.reply_stream, 60)
-        pipe.delete(keys.jobs_stream)
+        for message_id, fields in entries:
+            job = decode_job(fields[DATA_FIELD])
+            body = msgspec.json.encode({"statusCode": 400, "message": job.job_id, "error": "Bad Request"})
+            reply = JobReply(job_id=job.job_id, status_code=400, body=msgspec.Raw(body))
+            pipe.xadd(job.inbox, {DATA_FIELD: encode(reply)})
+            pipe.xdel(keys.jobs_stream, message_id)
         await pipe.execute()
 
 
@@ -50,13 +52,14 @@ async def _round(stack, http: aiohttp.ClientSession, redis: aioredis.Redis, toke
     body = {"id": "images/bench/source-image.png", "prompt": "bench"}
     url = f"{stack.url}/video-gen/image-to-video"
     tasks = [asyncio.create_task(_post(http, url, body, token)) for _ in range(n)]
-    while app.state.hub.waiting < n:
+    # waiting: registered with the inbox, and queued (a request registers just before it queues)
+    while app.state.inbox.waiting < n or await redis.xlen(keys.jobs_stream) < n:
         done = [t for t in tasks if t.done()]
         if done:  # a request answered before its job did: not a waiting request, report it
             status, text = done[0].result()
             raise SystemExit(f"{len(done)} of {n} requests answered early: {status} {text[:200]}")
         await asyncio.sleep(0.01)
-    held = sum(1 for c in await redis.client_list() if c.get("name", "").startswith(f"{keys.prefix}:api:"))
+    held = sum(1 for c in await redis.client_list() if c.get("name", "").startswith(f"{keys.prefix}:api"))
     start = time.perf_counter()
     await _answer(redis, keys, n)
     responses = await asyncio.gather(*tasks)
@@ -67,16 +70,24 @@ async def _round(stack, http: aiohttp.ClientSession, redis: aioredis.Redis, toke
 
 async def main(sizes: list[int]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(database_url=f"sqlite:///{Path(tmp) / 'db.sqlite'}", storage_url=f"file://{tmp}/storage",
-                            port=free_port(), jwt_secret=secrets.token_urlsafe(32), rate_limit_per_minute=0,
-                            log_level="WARNING", sync_wait_seconds=300)
+        settings = Settings(
+            database_url=f"sqlite:///{Path(tmp) / 'db.sqlite'}",
+            storage_url=f"file://{tmp}/storage",
+            port=free_port(),
+            jwt_secret=secrets.token_urlsafe(32),
+            rate_limit_per_minute=0,
+            log_level="WARNING",
+            sync_wait_seconds=300,
+        )
         async with embedded_stack(settings, workers=0) as stack:
             token = make_token(settings.jwt_secret, "bench")
             # aiohttp rather than httpx: httpx's pool costs O(connections) per request, which would
             # make the client, not the API, the thing measured at 1,000 connections.
             connector = aiohttp.TCPConnector(limit=0)
-            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(300)) as http, \
-                    aioredis.Redis.from_url(stack.settings.redis_url) as redis:
+            async with (
+                aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(300)) as http,
+                aioredis.Redis.from_url(stack.settings.redis_url) as redis,
+            ):
                 await _round(stack, http, redis, token, 1)  # warm-up
                 rows = [(n, *await _round(stack, http, redis, token, n)) for n in sizes]
     base = rows[0][1] / rows[0][0]
