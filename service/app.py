@@ -23,6 +23,7 @@ from litestar.stores.redis import RedisStore
 
 from models_registry.registry import ModelRegistry
 from service.admin.endpoints import AdminController
+from service.admin.queue_endpoints import QueueAdminController
 from service.catalog.endpoints import CatalogueController
 from service.core import db
 from service.core.auth import Principal, jwt_auth
@@ -50,6 +51,7 @@ CONTROLLERS: list[Any] = [
     FilesController,
     CreditsController,
     AdminController,
+    QueueAdminController,
 ]
 SHARED = ("settings", "registry", "storage", "stream", "redis", "generations")
 

@@ -82,10 +82,3 @@ def dead_letter_entry(entry_id: str, data: bytes | None) -> DeadLetterEntry:
         except (msgspec.DecodeError, msgspec.ValidationError):
             job = None
     return DeadLetterEntry(id=entry_id, letter=letter, job=job)
-
-
-def check_stream_id(value: str) -> str:
-    """``value`` when it is a stream entry id (``1700000000000-0``); ValueError otherwise."""
-    if not STREAM_ID.fullmatch(value):
-        raise ValueError(f"not a stream entry id: {value!r}")
-    return value
