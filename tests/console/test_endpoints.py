@@ -40,6 +40,10 @@ async def test_pages_need_a_session_and_the_admin_role(console: Console, api: Ap
         r = await console.client.get(path)
         assert r.status_code == 200 and "admin-ann" in r.text, path
         assert "script-src 'self'" in r.headers["content-security-policy"]
+    home = await console.client.get("/console")
+    assert home.status_code in (302, 303) and home.headers["location"] == "/console/generations"
+    schema = (await console.client.get("/schema/openapi.json")).json()["paths"]
+    assert "/admin/queue" in schema and not any(p.startswith("/console") for p in schema)
     out = await console.post("/console/sign-out")
     assert (out.status_code, out.headers["location"]) == (303, "/console/sign-in")
     assert (await console.client.get("/console/queue")).status_code == 303
