@@ -24,6 +24,11 @@ lint:
 test *args:
     uv run pytest -q {{args}}
 
+# The operator console in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright):
+# every browser test, with screenshots in test-artifacts/console/. `just test` runs only the first.
+browser *args:
+    VIDEO_GEN_BROWSER_SUITE=1 uv run pytest -q tests/console/test_browser.py {{args}}
+
 # The fault-injection suite: kills workers at every pipeline stage, restarts Redis, drops PostgreSQL.
 faults:
     uv run python -m tests.faults.run

@@ -23,7 +23,9 @@ from litestar.stores.redis import RedisStore
 
 from models_registry.registry import ModelRegistry
 from service.admin.endpoints import AdminController
+from service.admin.queue_endpoints import QueueAdminController
 from service.catalog.endpoints import CatalogueController
+from service.console import console_routes, console_templates
 from service.core import db
 from service.core.auth import Principal, jwt_auth
 from service.core.exception_handlers import EXCEPTION_HANDLERS
@@ -50,6 +52,7 @@ CONTROLLERS: list[Any] = [
     FilesController,
     CreditsController,
     AdminController,
+    QueueAdminController,
 ]
 SHARED = ("settings", "registry", "storage", "stream", "redis", "generations")
 
@@ -138,13 +141,13 @@ def create_app(
             RateLimitConfig(
                 rate_limit=("minute", settings.rate_limit_per_minute),
                 store=rate_store,
-                exclude=["^/health", "^/metrics", "^/schema"],
+                exclude=["^/health", "^/metrics", "^/schema", "^/console"],
                 identifier_for_request=_rate_limit_identity,
             ).middleware
         )
     prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
     return Litestar(
-        route_handlers=[*(controllers or CONTROLLERS), PrometheusController],
+        route_handlers=[*(controllers or CONTROLLERS), PrometheusController, *console_routes(settings)],
         lifespan=[_lifespan(settings, keys, registry, storage)],
         dependencies={
             **{name: _shared(name) for name in SHARED},
@@ -156,6 +159,7 @@ def create_app(
         middleware=[prometheus.middleware, *middleware],
         stores=stores,
         plugins=[structlog_plugin(settings.log_level)],
+        template_config=console_templates(),
         openapi_config=OpenAPIConfig(
             title="video-gen",
             version="0.1.0",

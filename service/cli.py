@@ -42,7 +42,11 @@ def serve(workers: int) -> None:
             if settings.storage_url.startswith("file:"):
                 await seed_demo(stack.settings, credits=10 * 750)
             token = make_token(settings.jwt_secret, DEMO_USER, ttl=timedelta(days=1))
+            admin = make_token(settings.jwt_secret, "admin", roles=["admin"], ttl=timedelta(hours=12))
             click.echo(f"video-gen is running at {stack.url}  (API docs: {stack.url}/schema)")
+            click.echo(
+                f"operator console (signs you in as 'admin', 12 h):\n{stack.url}/console/sign-in#token={admin}\n"
+            )
             click.echo(f"demo user {DEMO_USER!r}, token (24 h):\n{token}\n")
             click.echo(
                 f'curl -X POST "{stack.url}/video-gen/image-to-video" -H "Content-Type: application/json" '

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -19,6 +20,8 @@ from service.generations.repository import NewGeneration
 from service.generations.settlement import Charged
 from service.generations.status import GenerationStatus
 from service.generations.tables import Generation
+from service.jobs.messages import DATA_FIELD, DeadLetter, JobMessage, encode
+from service.jobs.stream import JobStream
 from service.ledger import service as ledger
 from service.storage.factory import storage_from_settings
 
@@ -135,6 +138,31 @@ async def make_generation(
     elif status == GenerationStatus.FAILED:
         await settlement.fail(charged.record, AppError("test failure", 500))
     return generation_id
+
+
+async def bury_job(stream: JobStream, job: JobMessage, *, reason: str = "unknown model 'gone'") -> str:
+    """A dead letter holding ``job``, as a worker leaves it; returns its id on the dead-letter stream."""
+    letter = DeadLetter(
+        message_id="1-0", reason=reason, data=encode(job).decode(), job_id=job.job_id, dead_at=time.time()
+    )
+    return (await stream.redis.xadd(stream.keys.dead_letter_stream, {DATA_FIELD: encode(letter)})).decode()
+
+
+def job_message(job_id: str | None = None, user_id: str = "u1", **fields: Any) -> JobMessage:
+    """A job as the API queues it (for ``user_id``'s stored source image, the local model)."""
+    import uuid
+
+    values: dict[str, Any] = dict(
+        job_id=job_id or uuid.uuid4().hex,
+        user_id=user_id,
+        model="local",
+        prompt="a prompt",
+        source_key=f"images/{user_id}/source-image.png",
+        duration="5s",
+        submitted_at=time.time(),
+    )
+    values.update(fields)
+    return JobMessage(**values)
 
 
 class FailingModel(ModelPlugin):

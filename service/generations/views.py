@@ -120,3 +120,8 @@ async def list_generations(
         if item.status is GenerationStatus.SUCCEEDED and item.s3_key:
             item.download_url = await storage.download_url(item.s3_key, expires_in=download_seconds)
     return GenerationPage(items=items, next_cursor=next_cursor)
+
+
+async def generation_of(generation_id: str) -> GenerationRecord | None:
+    """One generation's whole record, for operators (the console shows its provider request id)."""
+    return await repository.get(generation_id) if _JOB_ID.fullmatch(generation_id) else None

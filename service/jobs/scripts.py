@@ -108,3 +108,23 @@ for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
 end
 return {trimmed, removed}
 """
+
+# An operator requeues a dead letter: its job goes back on the jobs stream as a new entry, once.
+# The letter is deleted, the job's old reply removed (a redelivery would otherwise take it for the
+# answer and acknowledge without running) and so is the copy on its Idempotency-Key (a retry then
+# follows the requeued job); its owner record is renewed for the job endpoint.
+# KEYS: dead-letter stream, jobs stream, reply, job meta[, idempotency hash]
+# ARGV: dead-letter id, job data, meta, meta ttl, job id -> the new entry's id, or nil when the
+# letter is gone (requeued or discarded meanwhile)
+REQUEUE = (
+    """
+if #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) == 0 then return false end
+redis.call('XDEL', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[3])
+redis.call('SET', KEYS[4], ARGV[3], 'EX', ARGV[4])
+if KEYS[5] and redis.call('HGET', KEYS[5], '@JOB_ID') == ARGV[5] then redis.call('HDEL', KEYS[5], '@REPLY') end
+return redis.call('XADD', KEYS[2], '*', '@DATA', ARGV[2])
+""".replace("@DATA", DATA_FIELD.decode())
+    .replace("@JOB_ID", idempotency.JOB_ID_FIELD)
+    .replace("@REPLY", idempotency.REPLY_FIELD)
+)

@@ -1,0 +1,161 @@
+"""The console's state-changing forms (role ``admin``, CSRF-checked): refund a generation, grant
+credits, requeue or discard a dead letter.
+
+Each takes two steps. The first POST changes nothing: it answers a confirmation page that says
+exactly what will happen. The second (``confirm=yes``) calls the admin service, the same function
+the admin API calls, and redirects (303) to the page that shows the result, so a reload never
+repeats it; the database's one-refund rule and the stream's atomic requeue make a double submit
+harmless anyway. Problems (an empty reason, a refund already made) are shown on the
+confirmation page with the admin API's words and status.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, post
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath
+from litestar.response import Redirect, Template
+
+from service.admin import queue
+from service.admin import service as admin
+from service.console.forms import GrantForm, ReasonForm, amount_of, done_url, reason_problems
+from service.core.auth import Principal, admin_guard
+from service.core.errors import AppError, NotFound
+from service.generations.views import generation_of
+from service.jobs.stream import JobStream
+from service.ledger.service import balance_of
+
+Form = Body(media_type=RequestEncodingType.URL_ENCODED)
+
+
+def _confirm(status: int = 200, *, errors: list[str] | None = None, **context: Any) -> Template:
+    return Template("confirm.html", context={"errors": errors or [], **context}, status_code=status)
+
+
+def _messages(exc: AppError) -> list[str]:
+    return exc.message if isinstance(exc.message, list) else [exc.message]
+
+
+class ConsoleActions(Controller):
+    path = "/console"
+    guards = [admin_guard]
+
+    @post("/generations/{generation_id:str}/refund", status_code=200)
+    async def refund(
+        self,
+        principal: NamedDependency[Principal],
+        generation_id: FromPath[str],
+        data: Annotated[ReasonForm, Form],
+    ) -> Template | Redirect:
+        record = await generation_of(generation_id)
+        if record is None:
+            raise NotFound(f"Generation {generation_id} not found")
+        page = f"/console/generations/{generation_id}"
+        screen = {
+            "title": f"Refund {record.credits_charged} credits to {record.user_id}?",
+            "lines": [
+                ("Generation", generation_id),
+                ("User", record.user_id),
+                ("Status", str(record.status)),
+                ("Charged", record.credits_charged),
+                ("Already refunded", record.credits_refunded),
+                ("Balance now", await balance_of(record.user_id)),
+            ],
+            "action": f"{page}/refund",
+            "cancel": page,
+            "button": f"Refund {record.credits_charged} credits",
+            "reason": data.reason,
+        }
+        if data.confirm != "yes":
+            return _confirm(**screen)
+        if problems := reason_problems(data.reason):
+            return _confirm(400, errors=problems, **screen)
+        try:
+            out = await admin.refund_generation(principal.user_id, generation_id, data.reason.strip())
+        except AppError as exc:
+            return _confirm(exc.status_code, errors=_messages(exc), **screen)
+        return Redirect(done_url(page, "refund", out.action_id), status_code=303)
+
+    @post("/users/{user_id:str}/grant", status_code=200)
+    async def grant(
+        self, principal: NamedDependency[Principal], user_id: FromPath[str], data: Annotated[GrantForm, Form]
+    ) -> Template | Redirect:
+        page = f"/console/users/{user_id}"
+        amount, problems = amount_of(data.amount)
+        balance = await balance_of(user_id)
+        screen = {
+            "title": f"Grant {data.amount.strip() or '?'} credits to {user_id}?",
+            "lines": [("User", user_id), ("Balance now", balance), ("Balance after", balance + (amount or 0))],
+            "action": f"{page}/grant",
+            "cancel": page,
+            "button": f"Grant {amount or ''} credits",
+            "reason": data.reason,
+            "amount": data.amount,
+        }
+        if data.confirm != "yes":
+            return _confirm(400 if problems else 200, errors=problems, **screen)
+        problems += reason_problems(data.reason)
+        if problems or amount is None:
+            return _confirm(400, errors=problems, **screen)
+        try:
+            out = await admin.grant_credits(principal.user_id, user_id, amount, data.reason.strip())
+        except AppError as exc:
+            return _confirm(exc.status_code, errors=_messages(exc), **screen)
+        return Redirect(done_url(page, "grant", out.action_id), status_code=303)
+
+    @post("/queue/dead-letters/{dead_id:str}/requeue", status_code=200)
+    async def requeue(
+        self,
+        principal: NamedDependency[Principal],
+        stream: NamedDependency[JobStream],
+        dead_id: FromPath[str],
+        data: Annotated[ReasonForm, Form],
+    ) -> Template | Redirect:
+        return await self._dead_letter("requeue", principal, stream, dead_id, data)
+
+    @post("/queue/dead-letters/{dead_id:str}/discard", status_code=200)
+    async def discard(
+        self,
+        principal: NamedDependency[Principal],
+        stream: NamedDependency[JobStream],
+        dead_id: FromPath[str],
+        data: Annotated[ReasonForm, Form],
+    ) -> Template | Redirect:
+        return await self._dead_letter("discard", principal, stream, dead_id, data)
+
+    async def _dead_letter(
+        self, action: str, principal: Principal, stream: JobStream, dead_id: str, data: ReasonForm
+    ) -> Template | Redirect:
+        letter = await queue.dead_letter(stream, dead_id)
+        requeue = action == "requeue"
+        screen = {
+            "title": f"{'Requeue' if requeue else 'Discard'} dead letter {dead_id}?",
+            "lines": [
+                ("Reason it died", letter.reason),
+                ("Job", letter.job_id or "(unreadable)"),
+                ("User", letter.user_id or "-"),
+                ("Model", letter.model or "-"),
+            ],
+            "warning": "The job runs again under its own id, as if just submitted: a new generation is charged "
+            "once (one that was already charged is not charged again). Nobody waits for it; its owner sees it "
+            "at GET /video-gen/jobs/{id}."
+            if requeue
+            else "The dead letter is deleted for good; the job never runs.",
+            "action": f"/console/queue/dead-letters/{dead_id}/{action}",
+            "cancel": "/console/queue",
+            "button": "Requeue the job" if requeue else "Discard it",
+            "reason": data.reason,
+        }
+        if data.confirm != "yes":
+            return _confirm(**screen)
+        if problems := reason_problems(data.reason):
+            return _confirm(400, errors=problems, **screen)
+        run = queue.requeue if requeue else queue.discard
+        try:
+            out = await run(principal.user_id, dead_id, data.reason.strip(), stream=stream)
+        except AppError as exc:
+            return _confirm(exc.status_code, errors=_messages(exc), **screen)
+        return Redirect(done_url("/console/queue", action, out.action_id), status_code=303)

@@ -1,0 +1,216 @@
+"""The console's pages (``GET /console/...``, role ``admin``): generations, one generation, a
+user's account, the queue, the audit trail and the ledger check.
+
+Each page reads through the same service functions as the admin API and the job endpoint; the
+state-changing forms are in ``actions.py``. Lists are cursor-paginated and keep their filters.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from litestar import Controller, Request, Response, get
+from litestar.di import NamedDependency
+from litestar.params import FromPath, QueryParameter
+from litestar.response import Redirect, Template
+
+from models_registry.registry import ModelRegistry
+from service.admin import queue
+from service.admin import service as admin
+from service.console import thumbnails
+from service.console.forms import local_time, notice, page_url
+from service.core.auth import Principal, admin_guard
+from service.core.errors import NotFound
+from service.core.settings import Settings
+from service.generations.schemas import GenerationFilter
+from service.generations.status import GenerationStatus
+from service.generations.views import describe_job, generation_of, generation_out, list_generations
+from service.jobs.stream import JobStream
+from service.ledger.schemas import EntryFilter
+from service.ledger.service import KINDS, credits_of
+from service.storage.base import Storage
+
+Text = Annotated[str | None, QueryParameter()]
+Limit = Annotated[int, QueryParameter(ge=1, le=200)]
+AUDIT_KINDS = [*KINDS, "requeue", "discard"]
+
+
+def _params(request: Request[Any, Any, Any]) -> dict[str, str]:
+    return {k: v for k, v in request.query_params.items() if k != "cursor"}
+
+
+class ConsolePages(Controller):
+    path = "/console"
+    guards = [admin_guard]
+
+    @get("/")
+    async def home(self) -> Redirect:
+        return Redirect("/console/generations")
+
+    @get("/generations")
+    async def generations(
+        self,
+        request: Request[Any, Any, Any],
+        storage: NamedDependency[Storage],
+        settings: NamedDependency[Settings],
+        registry: NamedDependency[ModelRegistry],
+        user: Text = None,
+        project: Text = None,
+        model: Text = None,
+        status: Text = None,
+        since: Text = None,
+        until: Text = None,
+        tz: Text = None,
+        cursor: Text = None,
+        limit: Limit = 20,
+    ) -> Template:
+        filters = GenerationFilter(
+            user_id=user or None,
+            project_id=project or None,
+            model=model or None,
+            status=GenerationStatus(status) if status in set(GenerationStatus) else None,
+            since=local_time(since, tz),
+            until=local_time(until, tz),
+        )
+        page = await list_generations(
+            filters, limit=limit, cursor=cursor, storage=storage, download_seconds=settings.download_url_seconds
+        )
+        params = _params(request)
+        return Template(
+            "generations.html",
+            context={
+                "page": page,
+                "filters": params,
+                "models": registry.names(),
+                "statuses": [str(s) for s in GenerationStatus],
+                "next_url": page.next_cursor and page_url("/console/generations", params, cursor=page.next_cursor),
+                "first_url": cursor and page_url("/console/generations", params),
+            },
+        )
+
+    @get("/generations/{generation_id:str}")
+    async def generation(
+        self,
+        principal: NamedDependency[Principal],
+        stream: NamedDependency[JobStream],
+        storage: NamedDependency[Storage],
+        settings: NamedDependency[Settings],
+        generation_id: FromPath[str],
+        done: Text = None,
+        cursor: Text = None,
+    ) -> Template:
+        record = await generation_of(generation_id)
+        if record is None:
+            raise NotFound(f"Generation {generation_id} not found")
+        job = await describe_job(
+            generation_id, principal, stream=stream, storage=storage, download_seconds=settings.download_url_seconds
+        )
+        trail = await admin.audit(EntryFilter(generation_id=generation_id), limit=50, cursor=cursor)
+        base = f"/console/generations/{generation_id}"
+        return Template(
+            "generation.html",
+            context={
+                "g": generation_out(record),
+                "record": record,
+                "job": job,
+                "trail": trail,
+                "notice": notice(done),
+                "next_url": trail.next_cursor and page_url(base, {}, cursor=trail.next_cursor),
+                "first_url": cursor and base,
+            },
+        )
+
+    @get("/generations/{generation_id:str}/thumbnail")
+    async def thumbnail(
+        self, storage: NamedDependency[Storage], settings: NamedDependency[Settings], generation_id: FromPath[str]
+    ) -> Response[bytes]:
+        record = await generation_of(generation_id)
+        if record is None:
+            raise NotFound(f"Generation {generation_id} not found")
+        image = await thumbnails.thumbnail(storage, record.source_key, max_bytes=settings.max_source_bytes)
+        return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=600"})
+
+    @get("/users")
+    async def find_user(self, user: Text = None) -> Redirect | Template:
+        if user and user.strip():
+            return Redirect(f"/console/users/{user.strip()}")
+        return Template("find_user.html")
+
+    @get("/users/{user_id:str}")
+    async def account(
+        self,
+        storage: NamedDependency[Storage],
+        settings: NamedDependency[Settings],
+        user_id: FromPath[str],
+        done: Text = None,
+        cursor: Text = None,
+        limit: Limit = 25,
+    ) -> Template:
+        credits = await credits_of(user_id, limit=limit, cursor=cursor)
+        recent = await list_generations(
+            GenerationFilter(user_id=user_id), limit=5, cursor=None, storage=storage, download_seconds=60
+        )
+        base = f"/console/users/{user_id}"
+        return Template(
+            "account.html",
+            context={
+                "credits": credits,
+                "recent": recent.items,
+                "notice": notice(done),
+                "next_url": credits.next_cursor and page_url(base, {"limit": limit}, cursor=credits.next_cursor),
+                "first_url": cursor and base,
+            },
+        )
+
+    @get("/queue")
+    async def queue_page(self, stream: NamedDependency[JobStream], done: Text = None, cursor: Text = None) -> Template:
+        state = await queue.queue(stream, limit=50)
+        dead = await queue.dead_letters(stream, limit=20, cursor=cursor)
+        return Template(
+            "queue.html",
+            context={
+                "state": state,
+                "dead": dead,
+                "notice": notice(done),
+                "next_url": dead.next_cursor and page_url("/console/queue", {}, cursor=dead.next_cursor),
+                "first_url": cursor and "/console/queue",
+            },
+        )
+
+    @get("/audit")
+    async def audit(
+        self,
+        request: Request[Any, Any, Any],
+        user: Text = None,
+        kind: Text = None,
+        generation: Text = None,
+        since: Text = None,
+        until: Text = None,
+        tz: Text = None,
+        cursor: Text = None,
+        limit: Limit = 50,
+    ) -> Template:
+        filters = EntryFilter(
+            user_id=user or None,
+            kind=kind or None,
+            generation_id=generation or None,
+            since=local_time(since, tz),
+            until=local_time(until, tz),
+        )
+        trail = await admin.audit(filters, limit=limit, cursor=cursor)
+        params = _params(request)
+        return Template(
+            "audit.html",
+            context={
+                "trail": trail,
+                "filters": params,
+                "kinds": AUDIT_KINDS,
+                "next_url": trail.next_cursor and page_url("/console/audit", params, cursor=trail.next_cursor),
+                "first_url": cursor and page_url("/console/audit", params),
+            },
+        )
+
+    @get("/ledger")
+    async def ledger(self, run: Text = None) -> Template:
+        report = await admin.verify() if run else None
+        return Template("ledger.html", context={"report": report})
