@@ -12,6 +12,10 @@ The class is instantiated once per process with no arguments. It declares:
 - ``default_duration``: one of ``durations``, used when a request names none;
 - ``timeout_seconds``: how long one ``generate`` call may take before the job fails;
 - ``cost(duration) -> int``: credits charged for one generation (the cost rule);
+- ``max_concurrency``: how many of its generations one worker process runs at once (optional:
+  default ``WORKER_CONCURRENCY``; the operator's ``MODEL_CONCURRENCY`` overrides it). A provider
+  model that mostly waits declares hundreds; a CPU-bound one the cores, and runs its CPU work
+  through ``models_registry.cpu.run_cpu``, never on the event loop;
 
 and implements ``async generate(job) -> GeneratedVideo``. Optional ``async open(settings)`` and
 ``async close()`` run once per process lifespan (open clients, sessions...).
@@ -87,6 +91,7 @@ class ModelPlugin:
     durations: ClassVar[tuple[str, ...]]
     default_duration: ClassVar[str]
     timeout_seconds: ClassVar[float] = 600.0
+    max_concurrency: ClassVar[int | None] = None  # None: WORKER_CONCURRENCY
     description: ClassVar[str] = ""
 
     def cost(self, duration: str) -> int:

@@ -1,4 +1,8 @@
-"""``video-gen worker``: one worker process (a consumer running up to N jobs at once).
+"""``video-gen worker``: one worker process (a consumer running each model's slots of jobs at once).
+
+Its database pool is ``DATABASE_POOL_SIZE`` connections whatever the slots: a job holds one only
+while it reads or writes, never while its model runs. CPU-bound work goes to a process pool of
+``CPU_PROCESSES`` (the cores).
 
 SIGTERM (or SIGINT) stops claiming at once, lets running jobs finish for
 ``SHUTDOWN_GRACE_SECONDS`` and hands the rest over to the other workers (reclaimable at once, no
@@ -19,6 +23,7 @@ import socket
 
 import structlog
 
+from models_registry import cpu
 from models_registry.registry import ModelRegistry
 from service.core import db
 from service.core.keys import Keys
@@ -30,6 +35,7 @@ from service.storage.base import Storage
 from service.storage.factory import storage_from_settings
 from workers.faults import crash_point
 from workers.scheduler import Scheduler
+from workers.slots import model_limits
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +70,8 @@ async def run_worker(
             await store.open()
         if owned[0]:
             await registry.open_all(settings)
+        limits = model_limits(registry, settings.model_slots, settings.worker_concurrency)
+        processes = cpu.start(settings.cpu_processes)
         stream = JobStream(
             redis,
             keys,
@@ -79,9 +87,13 @@ async def run_worker(
             name=name,
             concurrency=settings.worker_concurrency,
             lease_seconds=settings.job_lease_seconds,
+            limits=limits,
+            prefetch=settings.worker_prefetch,
         )
+        log.info("worker.capacity", model_slots=limits, cpu_processes=processes, db_pool=settings.database_pool_size)
         await _serve(scheduler, settings, stop, hurry)
     finally:
+        cpu.stop()
         if owned[0]:
             await registry.close_all()
         if owned[1]:
@@ -94,7 +106,7 @@ async def run_worker(
 async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, hurry: asyncio.Event) -> None:
     """Schedule jobs until ``stop``; then give running jobs the grace period (cut short by ``hurry``)."""
     runner = asyncio.create_task(scheduler.run(), name="scheduler")
-    log.info("worker.started", consumer=scheduler.name, concurrency=settings.worker_concurrency)
+    log.info("worker.started", consumer=scheduler.name)
     try:
         await stop.wait()
         log.info(
@@ -130,9 +142,7 @@ async def _connect_database(settings: Settings, stop: asyncio.Event) -> bool:
     while not stop.is_set():
         try:
             if not connected:
-                await db.connect(
-                    settings.database_url, pool_size=settings.worker_concurrency + 2, name="video-gen-worker"
-                )
+                await db.connect(settings.database_url, pool_size=settings.database_pool_size, name="video-gen-worker")
                 connected = True
             await db.require_migrated()
             return True

@@ -22,6 +22,7 @@ import httpx
 from fal_client import AsyncRequestHandle, Completed, InProgress, Queued, Status
 
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, Progress
+from models_registry.cpu import run_cpu
 from models_registry.errors import GenerationFailed, ProviderRejected
 from models_registry.veo3.durations import DurationPlan, finish_video, plan_for
 from models_registry.veo3.errors import with_retries
@@ -48,6 +49,7 @@ class Veo3Model(ModelPlugin):
     default_duration = "8s"
     timeout_seconds = 600.0
     description = "Google Veo3 image-to-video on fal.ai"
+    max_concurrency = 500  # a generation mostly waits on fal: one worker process polls hundreds
 
     # The worker cancels generate() at timeout_seconds; stopping this much earlier leaves time to
     # cancel the fal request and to fail with a message that names it.
@@ -116,7 +118,7 @@ class Veo3Model(ModelPlugin):
                 result = await self._wait(handle, job)
                 await self._download(_video_url(result), raw)
                 await job.report_progress(Progress(f"Finishing the {plan.requested} video", fraction=0.95))
-                info = await asyncio.to_thread(finish_video, plan, raw, out)
+                info = await run_cpu(finish_video, plan, raw, out)
         except TimeoutError:
             if not deadline.expired():
                 raise
