@@ -32,7 +32,7 @@ from service.storage.base import Storage
 
 def _check_body(request: Request[Any, Any, Any], body: Any) -> list[str]:
     state = request.app.state
-    return image_to_video_messages(body, state.registry, state.settings.model_default)
+    return image_to_video_messages(body, state.registry, state.registry.default_model(state.settings.default_model))
 
 
 POST_DESCRIPTION = (

@@ -27,7 +27,7 @@ class SlideshowModel(ModelPlugin):
     width, height, fps = 320, 180, 12
     credits_per_second: ClassVar[int] = 25
 
-    def cost(self, duration: str) -> int:
+    def cost(self, duration: str, options: object) -> int:
         """Credits for one clip: 25 a second (4s -> 100, 6s -> 150)."""
         return self.credits_per_second * parse_duration(duration)
 
