@@ -91,7 +91,8 @@ async def with_retries(
     Every fal or HTTP failure leaves as a ``ModelError``: the job's reply is then the spec's body
     whatever went wrong, and a persistently unavailable fal ends as ``GenerationFailed``.
     """
-    deadline = None if budget_seconds is None else time.monotonic() + budget_seconds
+    started = time.monotonic()
+    deadline = None if budget_seconds is None else started + budget_seconds
     for attempt in range(1, attempts + 1):
         left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
         bound = min((s for s in (attempt_seconds, left) if s is not None), default=None)
@@ -99,17 +100,18 @@ async def with_retries(
             async with asyncio.timeout(bound):
                 return await operation()
         except Exception as exc:
-            error = _no_answer(what, bound) if isinstance(exc, TimeoutError) else classify(exc, what, provider)
+            error = _no_answer(what) if isinstance(exc, TimeoutError) else classify(exc, what, provider)
             if error is None:
                 raise
             if not isinstance(error, RetryableProviderError):
                 raise error from exc
             delay = base_delay * 2 ** (attempt - 1)
             if attempt >= attempts or (deadline is not None and time.monotonic() + delay >= deadline):
-                raise GenerationFailed(f"{error} (gave up after {attempt} attempts)") from exc
+                spent = time.monotonic() - started
+                raise GenerationFailed(f"{error} (gave up after {attempt} attempts in {spent:.1f} s)") from exc
             await asyncio.sleep(delay)
     raise AssertionError("unreachable: attempts must be >= 1")
 
 
-def _no_answer(what: str, seconds: float | None) -> RetryableProviderError:
-    return RetryableProviderError(f"fal.ai did not answer within {seconds:.3g} s while {what}")
+def _no_answer(what: str) -> RetryableProviderError:
+    return RetryableProviderError(f"fal.ai did not answer in time while {what}")
