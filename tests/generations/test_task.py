@@ -192,3 +192,33 @@ async def test_a_failed_upload_is_a_failed_generation_refunded_once(
     assert await kinds("job-1") == ["debit", "refund"]
     assert await ledger.balance_of("u1") == 1000
     assert (await generations.get("job-1")).status is GenerationStatus.FAILED
+
+
+class KeylessModel(ScriptedModel):
+    """A model installed in this worker but unable to run here (its key is missing)."""
+
+    name = "keyless"
+
+    def readiness(self) -> str | None:
+        return "KEYLESS_KEY is not set"
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "message"),
+    [
+        ("keyless", {}, "model keyless is not available here: KEYLESS_KEY is not set"),
+        ("scripted", {"colour": "red"}, "options.property colour should not exist"),
+    ],
+)
+async def test_a_job_this_worker_cannot_run_is_refused_before_any_charge(
+    worker_db, storage, seeded, model: str, options: dict[str, Any], message: str
+) -> None:
+    """The API checked the job; the worker checks again where it runs (its environment may differ)."""
+    from models_registry.registry import ModelRegistry
+
+    await grant("u1", 1000)
+    task = GenerationTask(worker_db, ModelRegistry.load(extra=[ScriptedModel, KeylessModel]), storage)
+    reply = await task.run(make_job(seeded, model=model, options=options), 1)
+    assert reply.status_code == 400 and body(reply)["message"] == [message]
+    assert await generations.get("job-1") is None and await ledger.balance_of("u1") == 1000
+    assert sum(storage.uploads.values()) == 0
