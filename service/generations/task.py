@@ -185,6 +185,7 @@ class GenerationTask:
             user_id=job.user_id,
             prefix_template=self.settings.source_key_prefix,
             max_bytes=self.settings.max_source_bytes,
+            max_pixels=self.settings.max_source_pixels,
         )
         url = None
         if self.settings.fal_send_image_url:
