@@ -37,7 +37,7 @@ def _check_body(request: Request[Any, Any, Any], body: Any) -> list[str]:
         body,
         state.registry,
         state.registry.default_model(settings.default_model),
-        max_prompt_chars=settings.max_prompt_chars
+        max_prompt_chars=settings.max_prompt_chars,
     )
 
 
