@@ -86,6 +86,10 @@ class PayloadTooLarge(AppError):
     status_code = 413
 
 
+class UnsupportedMediaType(AppError):
+    status_code = 415
+
+
 class IdempotencyMismatch(AppError):
     status_code = 422
 

@@ -191,6 +191,7 @@ class GenerationTask:
             user_id=job.user_id,
             prefix_template=self.settings.source_key_prefix,
             max_bytes=self.settings.max_source_bytes,
+            max_pixels=self.settings.max_source_pixels,
         )
         url = None
         if getattr(plugin, "wants_image_url", False):
