@@ -54,9 +54,17 @@ async def _time_to_fail(settings: FalSettings, cap: float) -> tuple[float, str]:
     return time.monotonic() - started, outcome
 
 
+HELD: list[asyncio.StreamWriter] = []
+
+
 async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read()
-    writer.close()
+    HELD.append(writer)
+    try:
+        await reader.read()  # until the client gives up, or the bench closes the connection
+    except asyncio.CancelledError:
+        pass  # the bench is over: asyncio.run cancels the handlers still waiting
+    finally:
+        writer.close()
 
 
 async def main(cap: float) -> None:
@@ -76,6 +84,9 @@ async def main(cap: float) -> None:
         )
         print(f"{label:>10} {bounded:10.1f} {baseline:11.1f} {bounded / baseline:6.2f}  {outcome}", flush=True)
     server.close()
+    for writer in HELD:
+        writer.close()
+    await server.wait_closed()
 
 
 if __name__ == "__main__":
