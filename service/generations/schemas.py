@@ -26,7 +26,8 @@ class ImageToVideoRequest(msgspec.Struct, forbid_unknown_fields=True, rename="ca
     model: str | None = None
     """A model from ``GET /video-gen/models``; ``DEFAULT_MODEL`` when absent."""
     options: dict[str, Any] | None = None
-    """Model-specific options passed to the plugin."""
+    """The model's options (``GET /video-gen/models`` lists each one's type, allowed values and
+    default); an unknown key or a wrong value is a 400 before anything is charged."""
 
 
 class Credits(msgspec.Struct):
