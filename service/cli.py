@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import click
 
-from service.core.settings import Settings
+from service.core.settings import Settings, SettingsError
 
 
 def _settings() -> Settings:
@@ -69,7 +69,10 @@ def api() -> None:
     from service.core import db
 
     settings = _settings()
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except SettingsError as exc:
+        raise click.ClickException(str(exc)) from None
 
     async def check() -> None:  # refuse plainly here rather than inside the server's lifespan
         await db.connect(settings.database_url, pool_size=1)
