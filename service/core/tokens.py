@@ -76,13 +76,12 @@ def allowed_algorithms(settings: Settings, public_key: Any | None) -> list[str]:
         names = [*(JWKS_DEFAULT if settings.jwt_jwks_url else [])]
         names += sorted(_family(public_key) - set(names)) if public_key is not None else []
         return names or ["HS256"]
+    if any(name.lower() == "none" for name in names):
+        raise SettingsError("JWT_ALGORITHMS must not include none: unsigned tokens are never accepted")
+    if unknown := [name for name in names if name not in HMAC | ASYMMETRIC]:
+        known = ", ".join(sorted(HMAC | ASYMMETRIC))
+        raise SettingsError(f"JWT_ALGORITHMS: unknown algorithm {unknown[0]!r} (one of {known})")
     for name in names:
-        if name.lower() == "none":
-            raise SettingsError("JWT_ALGORITHMS must not include none: unsigned tokens are never accepted")
-        if name not in HMAC | ASYMMETRIC:
-            raise SettingsError(
-                f"JWT_ALGORITHMS: unknown algorithm {name!r} (one of {', '.join(sorted(HMAC | ASYMMETRIC))})"
-            )
         if name in ASYMMETRIC and not settings.jwt_jwks_url and public_key is None:
             raise SettingsError(f"JWT_ALGORITHMS lists {name} but neither JWT_JWKS_URL nor JWT_PUBLIC_KEY is set")
         if name in HMAC and not settings.jwt_secret:
