@@ -113,6 +113,10 @@ class TokenVerifier:
             user=settings.jwt_user_claim, roles=settings.jwt_roles_claim, admin_role=settings.jwt_admin_role
         )
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> TokenVerifier:
+        # Litestar deep-copies routers' middleware definitions; there is one key cache per app.
+        return self
+
     @property
     def ready(self) -> bool:
         """False while a JWKS provider's keys have never been loaded."""
