@@ -75,6 +75,8 @@ def allowed_algorithms(settings: Settings, public_key: Any | None) -> list[str]:
     if not names:
         names = [*(JWKS_DEFAULT if settings.jwt_jwks_url else [])]
         names += sorted(_family(public_key) - set(names)) if public_key is not None else []
+        if not names and not settings.jwt_secret:
+            raise SettingsError("No token keys: set JWT_JWKS_URL, JWT_PUBLIC_KEY or JWT_SECRET")
         return names or ["HS256"]
     if any(name.lower() == "none" for name in names):
         raise SettingsError("JWT_ALGORITHMS must not include none: unsigned tokens are never accepted")

@@ -180,6 +180,7 @@ def test_default_algorithms_with_a_provider_are_asymmetric(idp: IdentityProvider
         ),
         ({"jwt_public_key": "/nonexistent/idp.pem"}, "JWT_PUBLIC_KEY must be a PEM or a readable file"),
         ({"jwt_jwks_url": "http://idp.example/jwks"}, "JWT_JWKS_URL must be an https:// URL"),
+        ({"jwt_secret": ""}, "No token keys: set JWT_JWKS_URL, JWT_PUBLIC_KEY or JWT_SECRET"),
     ],
 )
 def test_settings_that_cannot_work_are_one_line_errors(overrides: dict[str, Any], message: str) -> None:
