@@ -149,6 +149,8 @@ async def test_hs256_with_jwt_secret_is_unchanged_without_a_provider() -> None:
     assert v.algorithms == ["HS256"] and v.jwks is None and v.ready
     principal, _ = await v.principal(make_token(SECRET, "u1", roles=["admin"]))
     assert principal.user_id == "u1" and principal.is_admin
+    no_iat = jwt.encode({"sub": "u2", "exp": datetime.now(UTC) + timedelta(minutes=1)}, SECRET, algorithm="HS256")
+    assert (await v.principal(no_iat))[0].user_id == "u2"  # iat is optional; exp and a user id are not
 
 
 async def test_hs256_beside_a_provider_when_listed(idp: IdentityProvider) -> None:
