@@ -12,12 +12,9 @@ from typing import NoReturn
 import click
 
 from service.core.settings import Settings, SettingsError
-<<<<<<< HEAD
-=======
 
 # A configuration the process refuses to start with (sysexits' EX_CONFIG is 78; 2 is click's usage).
 EXIT_CONFIG = 2
->>>>>>> main
 
 
 def refuse(message: str) -> NoReturn:
@@ -99,13 +96,9 @@ def serve(workers: int) -> None:
 
     settings = _settings(check=True)
     _require_models(settings)
+    _warn_if_hs256_refused(settings)
 
     async def run() -> None:
-<<<<<<< HEAD
-        settings = _settings()
-        _warn_if_hs256_refused(settings)
-=======
->>>>>>> main
         async with embedded_stack(settings, workers=workers) as stack:
             if settings.storage_url.startswith("file:"):
                 await seed_demo(stack.settings, credits=10 * 750)
@@ -135,27 +128,10 @@ def api() -> None:
 
     from service.app import create_app
 
-<<<<<<< HEAD
-    settings = _settings()
-    try:
-        app = create_app(settings)
-    except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
-
-    async def check() -> None:  # refuse plainly here rather than inside the server's lifespan
-        await db.connect(settings.database_url, pool_size=1)
-        try:
-            await db.require_migrated()
-        finally:
-            await db.disconnect()
-
-    asyncio.run(check())
-=======
     settings = _settings(check=False)
     _require_models(settings)
     app = create_app(settings)
     asyncio.run(_open_database(settings))  # refuse plainly here rather than inside the server's lifespan
->>>>>>> main
     uvicorn.run(
         app,
         host=settings.host,
@@ -219,7 +195,7 @@ def _warn_if_hs256_refused(settings: Settings) -> None:
     try:
         algorithms = TokenVerifier(settings).algorithms
     except SettingsError as exc:
-        raise click.ClickException(str(exc)) from None
+        refuse(str(exc))
     if "HS256" not in algorithms:
         click.echo(
             f"warning: this API accepts {', '.join(algorithms)} only; HS256 tokens from here are refused "

@@ -68,7 +68,6 @@ class BearerAuth(JWTAuth[Principal, Token]):
         return define
 
 
-<<<<<<< HEAD
 @dataclass
 class CookieAuth(JWTCookieAuth[Principal, Token]):
     verifier: TokenVerifier | None = None
@@ -79,18 +78,6 @@ class CookieAuth(JWTCookieAuth[Principal, Token]):
         define = super().middleware
         define.kwargs["verifier"] = self.verifier
         return define
-=======
-MAX_USER_ID_CHARS = 255  # the ledger's and the records' user id columns
-
-
-async def _principal(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    if len(token.sub) > MAX_USER_ID_CHARS or "\x00" in token.sub:  # nothing could store or key it
-        raise NotAuthorizedException(f"Invalid token: sub must be at most {MAX_USER_ID_CHARS} characters, without NUL")
-    roles = token.extras.get("roles") or []
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise NotAuthorizedException("Invalid token: roles must be a list of strings")
-    return Principal(user_id=token.sub, roles=tuple(roles))
->>>>>>> main
 
 
 def jwt_auth(verifier: TokenVerifier) -> BearerAuth:
@@ -109,15 +96,11 @@ def cookie_auth(verifier: TokenVerifier, **options: Any) -> CookieAuth:
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-<<<<<<< HEAD
-    """Controller guard: the caller's token carries the admin role (``JWT_ADMIN_ROLE``)."""
-=======
-    """Controller guard: the caller's token carries the ``admin`` role.
+    """Controller guard: the caller's token carries the admin role (``JWT_ADMIN_ROLE``).
 
     Requests the JWT middleware lets through unauthenticated (``OPTIONS``) have no user: a 401."""
     if "user" not in connection.scope:
         raise NotAuthorizedException("No JWT token found in request header")
->>>>>>> main
     if not connection.user.is_admin:
         raise PermissionDeniedException("Forbidden resource")
 

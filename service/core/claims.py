@@ -14,6 +14,7 @@ import msgspec
 from litestar.exceptions import NotAuthorizedException
 
 _MISSING = object()
+MAX_USER_ID_CHARS = 255  # the ledger's and the records' user id columns
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -56,6 +57,10 @@ class ClaimMapping(msgspec.Struct, frozen=True, kw_only=True):
         user_id = lookup(claims, self.user)
         if not isinstance(user_id, str) or not user_id.strip():
             raise NotAuthorizedException(f"Invalid token: no user id in claim {self.user!r}")
+        if len(user_id) > MAX_USER_ID_CHARS or "\x00" in user_id:  # nothing could store or key it
+            raise NotAuthorizedException(
+                f"Invalid token: {self.user} must be at most {MAX_USER_ID_CHARS} characters, without NUL"
+            )
         return Principal(user_id=user_id, roles=self._roles(lookup(claims, self.roles)), admin_role=self.admin_role)
 
     def _roles(self, value: Any) -> tuple[str, ...]:

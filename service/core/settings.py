@@ -25,15 +25,10 @@ class SettingsError(ValueError):
     """A setting that cannot work: one line naming the variable and the expected form."""
 
 
-class SettingsError(ValueError):
-    """A setting that cannot work: one line naming the variable and the expected form."""
-
-
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Runtime configuration. Field names map to upper-case environment variables."""
 
-<<<<<<< HEAD
-    jwt_secret: str = "dev-secret-change-me-0123456789abcdef"
+    jwt_secret: str = DEV_JWT_SECRET
     # A customer's identity provider (README "Tokens from your identity provider"): its keys, by
     # JWKS URL or one PEM, and what its tokens must say. Empty: HS256 tokens signed with JWT_SECRET.
     jwt_jwks_url: str = ""
@@ -47,9 +42,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     jwt_admin_role: str = "admin"
     jwt_jwks_cache_seconds: float = 300.0  # keys are refetched this often
     jwt_jwks_cooldown_seconds: float = 10.0  # least time between refetches for unknown kids, and between retries
-=======
-    jwt_secret: str = DEV_JWT_SECRET
->>>>>>> main
     database_url: str = "sqlite:///var/video-gen.sqlite"
     redis_url: str | None = None  # None: spawn an embedded redis-server
     storage_url: str = "file://./var/storage"

@@ -25,8 +25,8 @@ SECRET = "test-secret-at-least-32-bytes-long-0123"
 )
 def test_api_refuses_to_start_in_one_line(env: dict[str, str], message: str) -> None:
     result = CliRunner().invoke(main, ["api"], env={"REDIS_URL": REDIS_URL, "JWT_SECRET": SECRET, **env})
-    assert result.exit_code == 1
-    assert result.output.startswith(f"Error: {message}") and result.output.count("\n") == 1, result.output
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"video-gen: {message}") and result.stderr.count("\n") == 1, result.output
 
 
 def test_token_mints_hs256() -> None:
