@@ -86,10 +86,12 @@ def token_algorithms(settings: Settings) -> list[str]:
 
 def _require_key_source(settings: Settings, algorithms: list[str]) -> None:
     """Tokens must be verifiable with a key nobody else knows: a JWT_SECRET of 32 bytes or more that
-    is not the public development value, unless an identity provider's keys are configured and no
-    HMAC algorithm is accepted (then JWT_SECRET verifies no token)."""
+    is not the public development value. Waived when an identity provider's keys are configured, no
+    HMAC algorithm is accepted and storage is S3: then JWT_SECRET verifies no token and signs no
+    download link (local storage's links are signed with it)."""
     provider = bool(settings.jwt_jwks_url or settings.jwt_public_key)
-    if provider and not any(a.startswith("HS") for a in algorithms):
+    local_links = settings.storage_url.strip().startswith("file://")
+    if provider and not local_links and not any(a.startswith("HS") for a in algorithms):
         return
     secret = settings.jwt_secret
     if secret == DEV_JWT_SECRET:

@@ -57,7 +57,10 @@ def test_with_an_identity_providers_keys_jwt_secret_verifies_no_token(source: st
     from tests.fakes.identity_provider import SigningKey
 
     value = "https://t.example/.well-known/jwks.json" if source == "JWT_JWKS_URL" else SigningKey.ec().public_pem()
-    assert _check({source: value, "JWT_SECRET": DEV_JWT_SECRET}).jwt_secret == DEV_JWT_SECRET
+    env = {source: value, "JWT_SECRET": DEV_JWT_SECRET, "STORAGE_URL": "s3://videos"}
+    assert _check(env).jwt_secret == DEV_JWT_SECRET
+    with pytest.raises(SettingsError, match="JWT_SECRET is the public development value"):
+        _check({**env, "STORAGE_URL": "file:///srv/videos"})  # it signs local download links
 
 
 def test_the_accepted_database_urls() -> None:
