@@ -20,9 +20,8 @@ from service.core.keys import Keys
 from service.embedded import embedded_stack
 from tests.conftest import REDIS_URL, Api, make_settings
 from tests.console.conftest import CSRF
-from tests.core.test_tokens import _refused
 from tests.factories import TestModels, image_request, make_token
-from tests.fakes.identity_provider import AUDIENCE, ISSUER, IdentityProvider, claims
+from tests.fakes.identity_provider import AUDIENCE, ISSUER, IdentityProvider, claims, refused_tokens
 
 UNAUTHORIZED = {"statusCode", "message", "error"}
 
@@ -68,7 +67,7 @@ async def test_provider_tokens_are_accepted_and_bad_ones_get_the_spec_401(
         for key in idp.keys:  # RS256 and ES256
             r = await _user(api, key.sign(claims("auth0|alice")))
             assert r.status_code == 200 and r.json()["userId"] == "auth0|alice", r.text
-        for case, (token, reason) in _refused(idp).items():
+        for case, (token, reason) in refused_tokens(idp, api.settings.jwt_secret).items():
             r = await api.client.post("/video-gen/image-to-video", json=image_request(), headers=bearer(token))
             assert r.status_code == 401, case
             assert set(r.json()) == UNAUTHORIZED and r.json()["error"] == "Unauthorized", case

@@ -3,10 +3,6 @@ settings that cannot work (refused at start with one line)."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,7 +14,15 @@ from litestar.exceptions import NotAuthorizedException
 from service.core.auth import make_token
 from service.core.settings import Settings, SettingsError
 from service.core.tokens import JWKS_DEFAULT, TokenVerifier
-from tests.fakes.identity_provider import AUDIENCE, ISSUER, IdentityProvider, SigningKey, claims
+from tests.fakes.identity_provider import (
+    AUDIENCE,
+    ISSUER,
+    IdentityProvider,
+    SigningKey,
+    claims,
+    hs256_with,
+    refused_tokens,
+)
 
 SECRET = "test-secret-at-least-32-bytes-long-0123"
 
@@ -44,19 +48,6 @@ async def verifier(idp: IdentityProvider) -> TokenVerifier:
     return v
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def hs256_with(secret: bytes, payload: dict[str, Any], kid: str) -> str:
-    """An HS256 token keyed by ``secret`` whatever it is (pyjwt refuses to sign with a PEM)."""
-    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
-    plain = {k: int(v.timestamp()) if isinstance(v, datetime) else v for k, v in payload.items()}
-    body = _b64(json.dumps(plain).encode())
-    signature = hmac.new(secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
-    return f"{header}.{body}.{_b64(signature)}"
-
-
 async def test_rs256_and_es256_tokens_from_the_jwks_are_accepted(
     idp: IdentityProvider, verifier: TokenVerifier
 ) -> None:
@@ -65,32 +56,8 @@ async def test_rs256_and_es256_tokens_from_the_jwks_are_accepted(
         assert principal.user_id == "user-1" and principal.is_admin and decoded["iss"] == ISSUER
 
 
-def _refused(idp: IdentityProvider) -> dict[str, tuple[str, str]]:
-    """Case -> (token, why it is refused)."""
-    now = datetime.now(UTC)
-    key, other = idp.rsa, SigningKey.rsa(kid=idp.rsa.kid)
-    pem = key.public_pem().encode()
-    return {
-        "wrong issuer": (key.sign(claims(iss="https://evil.example/")), "Invalid issuer"),
-        "no issuer": (key.sign(claims(iss=None)), 'missing the "iss" claim'),
-        "wrong audience": (key.sign(claims(aud="https://another-api.example")), "Audience doesn't match"),
-        "no audience": (key.sign(claims(aud=None)), 'missing the "aud" claim'),
-        "expired": (key.sign(claims(exp=now - timedelta(minutes=1))), "Signature has expired"),
-        "no exp": (key.sign(claims(exp=None)), 'missing the "exp" claim'),
-        "not yet valid": (key.sign(claims(nbf=now + timedelta(minutes=5))), "not yet valid (nbf)"),
-        "issued in the future": (key.sign(claims(iat=now + timedelta(minutes=5))), "not yet valid (iat)"),
-        "alg none": (jwt.encode(claims(), None, algorithm="none", headers={"kid": key.kid}), "'none' is not accepted"),
-        "HS256 keyed with the public key": (hs256_with(pem, claims(), key.kid), "'HS256' is not accepted"),
-        "HS256 with JWT_SECRET": (jwt.encode(claims(), SECRET, algorithm="HS256"), "'HS256' is not accepted"),
-        "another key, same kid": (other.sign(claims()), "Signature verification failed"),
-        "another key, unknown kid": (SigningKey.ec().sign(claims()), "no signing key for kid"),
-        "no user id": (key.sign(claims(sub=None)), "no user id in claim 'sub'"),
-        "garbage": ("not-a-jwt", "not a JWT"),
-    }
-
-
 async def test_every_bad_token_is_refused(idp: IdentityProvider, verifier: TokenVerifier) -> None:
-    for case, (token, reason) in _refused(idp).items():
+    for case, (token, reason) in refused_tokens(idp, SECRET).items():
         try:
             await verifier.principal(token)
         except NotAuthorizedException as exc:

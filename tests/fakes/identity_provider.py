@@ -7,6 +7,9 @@ the standard library's HTTP server in a thread, and tokens signed the way provid
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import threading
 import uuid
@@ -114,3 +117,41 @@ class IdentityProvider:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256_with(secret: bytes, payload: dict[str, Any], kid: str) -> str:
+    """An HS256 token keyed by ``secret`` whatever it is (pyjwt refuses to sign with a PEM)."""
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT", "kid": kid}).encode())
+    plain = {k: int(v.timestamp()) if isinstance(v, datetime) else v for k, v in payload.items()}
+    body = _b64(json.dumps(plain).encode())
+    signature = hmac.new(secret, f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{_b64(signature)}"
+
+
+def refused_tokens(idp: IdentityProvider, secret: str) -> dict[str, tuple[str, str]]:
+    """Every token the API must refuse when configured for ``idp`` (issuer and audience checked):
+    case -> (token, why it is refused)."""
+    now = datetime.now(UTC)
+    key, other = idp.rsa, SigningKey.rsa(kid=idp.rsa.kid)
+    pem = key.public_pem().encode()
+    return {
+        "wrong issuer": (key.sign(claims(iss="https://evil.example/")), "Invalid issuer"),
+        "no issuer": (key.sign(claims(iss=None)), 'missing the "iss" claim'),
+        "wrong audience": (key.sign(claims(aud="https://another-api.example")), "Audience doesn't match"),
+        "no audience": (key.sign(claims(aud=None)), 'missing the "aud" claim'),
+        "expired": (key.sign(claims(exp=now - timedelta(minutes=1))), "Signature has expired"),
+        "no exp": (key.sign(claims(exp=None)), 'missing the "exp" claim'),
+        "not yet valid": (key.sign(claims(nbf=now + timedelta(minutes=5))), "not yet valid (nbf)"),
+        "issued in the future": (key.sign(claims(iat=now + timedelta(minutes=5))), "not yet valid (iat)"),
+        "alg none": (jwt.encode(claims(), None, algorithm="none", headers={"kid": key.kid}), "'none' is not accepted"),
+        "HS256 keyed with the public key": (hs256_with(pem, claims(), key.kid), "'HS256' is not accepted"),
+        "HS256 with JWT_SECRET": (jwt.encode(claims(), secret, algorithm="HS256"), "'HS256' is not accepted"),
+        "another key, same kid": (other.sign(claims()), "Signature verification failed"),
+        "another key, unknown kid": (SigningKey.ec().sign(claims()), "no signing key for kid"),
+        "no user id": (key.sign(claims(sub=None)), "no user id in claim 'sub'"),
+        "garbage": ("not-a-jwt", "not a JWT"),
+    }
