@@ -18,7 +18,7 @@ from litestar.di import Provide
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.stores.redis import RedisStore
 
 from models_registry.registry import ModelRegistry
@@ -32,11 +32,13 @@ from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.keys import Keys
 from service.core.logging import structlog_plugin
 from service.core.redis import make_dedicated_redis, make_redis
+from service.core.request_context import RequestContextMiddleware
 from service.core.settings import Settings
 from service.core.validation import strict_body
 from service.generations.endpoints import GenerationController
 from service.generations.service import GenerationService
 from service.health.endpoints import HealthController
+from service.health.metrics import metrics_controller
 from service.jobs.inbox import ReplyInbox
 from service.jobs.shutdown import install_shutdown_hook
 from service.jobs.stream import JobStream
@@ -146,8 +148,12 @@ def create_app(
             ).middleware
         )
     prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
-    return Litestar(
-        route_handlers=[*(controllers or CONTROLLERS), PrometheusController, *console_routes(settings)],
+    app = Litestar(
+        route_handlers=[
+            *(controllers or CONTROLLERS),
+            metrics_controller(settings.metrics_token),
+            *console_routes(settings),
+        ],
         lifespan=[_lifespan(settings, keys, registry, storage)],
         dependencies={
             **{name: _shared(name) for name in SHARED},
@@ -158,7 +164,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware, *middleware],
         stores=stores,
-        plugins=[structlog_plugin(settings.log_level)],
+        plugins=[structlog_plugin(settings.log_level, settings.log_format)],
         template_config=console_templates(),
         openapi_config=OpenAPIConfig(
             title="video-gen",
@@ -169,6 +175,10 @@ def create_app(
         ),
         debug=False,
     )
+    # Outside Litestar's exception handling, so that a 401 from the auth middleware or a 404 from
+    # the router also gets the request id and its access line (app middleware runs inside it).
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    return app
 
 
 __all__ = ["create_app"]

@@ -29,6 +29,7 @@ from service.jobs.stream import JobStream
 from service.storage.base import Storage
 from service.storage.factory import storage_from_settings
 from workers.faults import crash_point
+from workers.metrics_server import start_metrics_server
 from workers.scheduler import Scheduler
 
 log = structlog.get_logger(__name__)
@@ -94,7 +95,17 @@ async def run_worker(
 async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, hurry: asyncio.Event) -> None:
     """Schedule jobs until ``stop``; then give running jobs the grace period (cut short by ``hurry``)."""
     runner = asyncio.create_task(scheduler.run(), name="scheduler")
-    log.info("worker.started", consumer=scheduler.name, concurrency=settings.worker_concurrency)
+    server = None
+    if settings.metrics_port:
+        server = await start_metrics_server(
+            settings.host, settings.metrics_port, token=settings.metrics_token, alive=lambda: not runner.done()
+        )
+    log.info(
+        "worker.started",
+        consumer=scheduler.name,
+        concurrency=settings.worker_concurrency,
+        metrics_port=settings.metrics_port or None,
+    )
     try:
         await stop.wait()
         log.info(
@@ -116,6 +127,8 @@ async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, 
         hurried.cancel()
         log.info("worker.stopped", consumer=scheduler.name)
     finally:
+        if server is not None:
+            server.close()
         if not runner.done():
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

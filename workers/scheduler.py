@@ -154,6 +154,14 @@ class Scheduler:
             task.cancel()
 
     async def _handle(self, entry: Delivery) -> None:
+        # This task's own context: every line of this job, the scheduler's and the task's, says which.
+        if entry.job is not None:
+            structlog.contextvars.bind_contextvars(
+                job_id=entry.job.job_id,
+                user_id=entry.job.user_id,
+                model=entry.job.model,
+                request_id=entry.job.request_id,
+            )
         try:
             if entry.job is None:
                 reply = _salvage_reply(entry)

@@ -17,6 +17,8 @@ import structlog
 
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, SourceImage
 from models_registry.base import Progress as ModelProgress
+from models_registry.errors import ModelError, ProviderRejected
+from service.core import metrics
 from service.core.errors import Transient
 from service.generations import repository
 from service.generations.records import GenerationRecord, Progress
@@ -41,10 +43,20 @@ class Production:
     async def generate(
         self, plugin: ModelPlugin, job: JobMessage, image: SourceImage, record: GenerationRecord, workdir: Path
     ) -> GeneratedVideo:
-        """Run the model, within its timeout (``TimeoutError`` past it)."""
+        """Run the model, within its timeout (``TimeoutError`` past it), counted in the metrics."""
         task = self._job(job, image, record, workdir)
-        async with asyncio.timeout(plugin.timeout_seconds):
-            return await plugin.generate(task)
+        model = job.model
+        metrics.PROVIDER_REQUESTS.labels(model).inc()
+        started = time.monotonic()
+        with metrics.JOBS_RUNNING.labels(model).track_inprogress():
+            try:
+                async with asyncio.timeout(plugin.timeout_seconds):
+                    return await plugin.generate(task)
+            except Exception as exc:
+                metrics.PROVIDER_ERRORS.labels(model, _error_type(exc)).inc()
+                raise
+            finally:
+                metrics.GENERATION_SECONDS.labels(model).observe(time.monotonic() - started)
 
     async def store(self, key: str, job: JobMessage, video: GeneratedVideo) -> None:
         metadata = {"generation-id": job.job_id, "model": job.model, DURATION_METADATA: repr(video.duration_seconds)}
@@ -104,3 +116,16 @@ class Production:
             report_progress=progress,
             save_provider_request_id=save_request_id,
         )
+
+
+def _error_type(exc: Exception) -> str:
+    """The provider error's class, a bounded label."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, Transient):
+        return "transient"
+    if isinstance(exc, ProviderRejected):
+        return "rejected"
+    if isinstance(exc, ModelError):
+        return "failed"
+    return "unexpected"

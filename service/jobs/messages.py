@@ -45,6 +45,9 @@ class JobMessage(msgspec.Struct, kw_only=True, frozen=True):
     """Unix time the API accepted the request (time in queue = start - submitted_at)."""
     idempotency_key: str | None = None
     """The client's ``Idempotency-Key``: its record gets a copy of the reply."""
+    request_id: str | None = None
+    """The id of the HTTP request that submitted the job (its ``X-Request-ID``): the worker binds
+    it to every log line of the job, so one id joins the API's lines to the worker's."""
 
 
 class JobReply(msgspec.Struct, kw_only=True, frozen=True):
