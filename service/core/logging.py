@@ -14,6 +14,7 @@ bodies and headers are never logged: they carry prompts, image keys and tokens.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Any
 
@@ -60,6 +61,21 @@ def _shared_processors() -> list[Processor]:
     ]
 
 
+_SECRET_KEYS = re.compile(r"authorization|token|secret|password|passwd|api_key|fal_key|cookie", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(r"(\w+://[^/\s:@]*:)[^@\s/]+@")
+
+
+def redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """A safety net for secrets: values of secret-named keys, and passwords inside URLs
+    (``postgresql://user:***@host``), never reach a log line."""
+    for key, value in event_dict.items():
+        if _SECRET_KEYS.search(key):
+            event_dict[key] = "***"
+        elif isinstance(value, str) and "@" in value:
+            event_dict[key] = _URL_CREDENTIALS.sub(r"\1***@", value)
+    return event_dict
+
+
 def _renderers(as_json: bool) -> list[Processor]:
     if as_json:
         # exc_info becomes a "exception" string here; before this fix it reached the JSON encoder
@@ -68,11 +84,13 @@ def _renderers(as_json: bool) -> list[Processor]:
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _drop_color_message,
             structlog.processors.format_exc_info,
+            redact,
             structlog.processors.JSONRenderer(default=repr),
         ]
     return [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
         _drop_color_message,
+        redact,
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
     ]
 

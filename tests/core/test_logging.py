@@ -30,6 +30,9 @@ SCRIPT = textwrap.dedent(
     logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
     logging.getLogger("botocore.credentials").info("Found credentials")  # below botocore's WARNING
     structlog.get_logger("video_gen.test").debug("too quiet")
+    structlog.get_logger("video_gen.test").warning(
+        "db.down", error="cannot reach postgresql://video_gen:hunter2@db:5432/x", authorization="Bearer abc"
+    )
     """
 )
 
@@ -50,8 +53,9 @@ def _run(**env: str) -> list[str]:
 
 def test_json_lines_carry_stdlib_tracebacks_and_the_bound_context() -> None:
     lines = [json.loads(line) for line in _run(LOG_FORMAT="json", LOG_LEVEL="INFO")]
-    assert [line["event"] for line in lines] == ["upload failed", "job.done", "Started server process [42]"]
-    failed, done, started = lines
+    assert [line["event"] for line in lines] == ["upload failed", "job.done", "Started server process [42]", "db.down"]
+    failed, done, started, down = lines
+    assert down["error"] == "cannot reach postgresql://video_gen:***@db:5432/x" and down["authorization"] == "***"
     assert failed["level"] == "warning" and failed["logger"] == "service.storage.s3"
     assert failed["request_id"] == "req-1"
     assert failed["exception"].startswith("Traceback (most recent call last):")
@@ -74,6 +78,7 @@ def test_console_lines_and_log_level() -> None:
     assert "job.done" in text and "job_id=j1" in text and "request_id=req-1" in text
     assert "too quiet" in text  # DEBUG lets it through
     assert "Found credentials" not in text
+    assert "hunter2" not in text and "Bearer abc" not in text
 
 
 def test_the_logging_setup_and_the_app_raise_no_deprecation_warning() -> None:
