@@ -34,6 +34,7 @@ from service.core.logging import structlog_plugin
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.request_context import RequestContextMiddleware
 from service.core.settings import Settings
+from service.core.tracing import configure_tracing
 from service.core.validation import strict_body
 from service.generations.endpoints import GenerationController
 from service.generations.service import GenerationService
@@ -70,6 +71,16 @@ def _shared(name: str) -> Provide:
         return state[name]
 
     return Provide(provide, sync_to_thread=False)
+
+
+def _tracing_plugins() -> list[Any]:
+    """Litestar's own OpenTelemetry plugin when ``OTEL_*`` asks for traces (``service.core.tracing``)."""
+    provider = configure_tracing("video-gen-api")
+    if provider is None:
+        return []
+    from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+
+    return [OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=provider, exclude=["^/health", "^/metrics"]))]
 
 
 def _principal(request: Request[Principal, Any, Any]) -> Principal:
@@ -164,7 +175,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware, *middleware],
         stores=stores,
-        plugins=[structlog_plugin(settings.log_level, settings.log_format)],
+        plugins=[structlog_plugin(settings.log_level, settings.log_format), *_tracing_plugins()],
         template_config=console_templates(),
         openapi_config=OpenAPIConfig(
             title="video-gen",

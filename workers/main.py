@@ -24,6 +24,7 @@ from service.core import db
 from service.core.keys import Keys
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
+from service.core.tracing import configure_tracing
 from service.generations.task import GenerationTask
 from service.jobs.stream import JobStream
 from service.storage.base import Storage
@@ -46,6 +47,7 @@ async def run_worker(
     """Run until ``stop`` is set (or SIGTERM/SIGINT when run as a process), then shut down gracefully."""
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
+    configure_tracing("video-gen-worker")
     hurry = asyncio.Event()
     stop = stop or _signal_event(hurry)
     if not await _connect_database(settings, stop):

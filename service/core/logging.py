@@ -23,6 +23,8 @@ from litestar.logging.config import LoggingConfig, StructLoggingConfig
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
 from structlog.typing import Processor
 
+from service.core.tracing import add_trace_ids
+
 FORMATS = ("auto", "json", "console")
 QUIET = {
     # Chatty at INFO about things an operator does not act on.
@@ -58,6 +60,7 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.ExtraAdder(),
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
+        add_trace_ids,
     ]
 
 

@@ -18,7 +18,7 @@ import structlog
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, SourceImage
 from models_registry.base import Progress as ModelProgress
 from models_registry.errors import ModelError, ProviderRejected
-from service.core import metrics
+from service.core import metrics, tracing
 from service.core.errors import Transient
 from service.generations import repository
 from service.generations.records import GenerationRecord, Progress
@@ -48,7 +48,10 @@ class Production:
         model = job.model
         metrics.PROVIDER_REQUESTS.labels(model).inc()
         started = time.monotonic()
-        with metrics.JOBS_RUNNING.labels(model).track_inprogress():
+        with (
+            tracing.tracer.start_as_current_span("model.generate", attributes={"model": model}),
+            metrics.JOBS_RUNNING.labels(model).track_inprogress(),
+        ):
             try:
                 async with asyncio.timeout(plugin.timeout_seconds):
                     return await plugin.generate(task)
@@ -60,7 +63,8 @@ class Production:
 
     async def store(self, key: str, job: JobMessage, video: GeneratedVideo) -> None:
         metadata = {"generation-id": job.job_id, "model": job.model, DURATION_METADATA: repr(video.duration_seconds)}
-        await self.storage.put_file(key, video.path, content_type=video.content_type, metadata=metadata)
+        with tracing.tracer.start_as_current_span("storage.upload", attributes={"storage.key": key}):
+            await self.storage.put_file(key, video.path, content_type=video.content_type, metadata=metadata)
 
     async def stored_length(self, key: str) -> float | None:
         """The length of a video an earlier delivery stored under ``key``, if it did."""

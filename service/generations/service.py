@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from models_registry.errors import ModelError
 from models_registry.registry import ModelRegistry
-from service.core import metrics
+from service.core import metrics, tracing
 from service.core.auth import Principal
 from service.core.db import health as database
 from service.core.errors import QUEUE_FULL, ServiceUnavailable, ShuttingDown, from_model_error
@@ -79,6 +79,7 @@ class GenerationService:
             submitted_at=time.time(),
             idempotency_key=sub.idempotency_key,
             request_id=current_request_id(),
+            trace_context=tracing.current_context(),
         )
 
     async def request_video(self, sub: Submission) -> Outcome:

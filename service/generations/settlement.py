@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.core import metrics
+from service.core import metrics, tracing
 from service.core.db import write_transaction
 from service.core.errors import AppError, Conflict, NotFound
 from service.generations import repository
@@ -36,6 +36,11 @@ async def charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
     ``InsufficientCredits`` (nothing written) or ``AlreadyExists`` (the record is already there:
     resume it, never charge again; the insert comes first so that is what a retry sees).
     """
+    with tracing.tracer.start_as_current_span("generation.charge", attributes={"model": new.model, "credits": cost}):
+        return await _charge(new, cost=cost, attempts=attempts)
+
+
+async def _charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
     async with write_transaction():
         record = await repository.create_running(new, cost=cost, attempts=attempts)
         if record is None:

@@ -48,6 +48,9 @@ class JobMessage(msgspec.Struct, kw_only=True, frozen=True):
     request_id: str | None = None
     """The id of the HTTP request that submitted the job (its ``X-Request-ID``): the worker binds
     it to every log line of the job, so one id joins the API's lines to the worker's."""
+    trace_context: dict[str, str] = {}
+    """The W3C trace context (``traceparent``, ``tracestate``) of the request that queued the job:
+    the worker's spans join that request's trace. Empty when tracing is off."""
 
 
 class JobReply(msgspec.Struct, kw_only=True, frozen=True):
