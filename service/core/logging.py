@@ -33,6 +33,7 @@ QUIET = {
     "httpx": "WARNING",
     "httpcore": "WARNING",
     "asyncio": "WARNING",
+    "piccolo": "WARNING",  # "Running Sqlite version 3.4" at every engine
     # uvicorn's access line duplicates ours; its own lifecycle lines stay.
     "uvicorn.access": "WARNING",
 }
