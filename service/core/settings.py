@@ -68,11 +68,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     download_url_seconds: int = 900
     redis_max_connections: int = 16
     redis_key_prefix: str = "video-gen"
-    log_level: str = "INFO"
     event_loop: str = "uvloop"  # uvloop (and httptools for HTTP), or asyncio (and h11): the standard ones
     rate_limit_per_minute: int = 120
     job_status_rate_limit_per_minute: int = 600  # GET /video-gen/jobs/{id}: polling has its own budget
     cors_allow_origins: str = ""  # comma-separated origins browsers may call from; empty: none
+    # Observability (README: Observability)
+    log_level: str = "INFO"
+    log_format: str = "auto"  # auto: JSON lines, or console lines on a terminal; json; console
+    metrics_token: str | None = None  # set: /metrics (API and workers) wants "Authorization: Bearer <token>"
+    metrics_port: int = 0  # a worker serves /metrics and /health on HOST:METRICS_PORT; 0: not served
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
         """Run ``main`` on the configured event loop (``EVENT_LOOP``)."""
