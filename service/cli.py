@@ -215,9 +215,11 @@ def models() -> None:
     from models_registry.registry import ModelRegistry
 
     for entry in ModelRegistry.load().catalogue():
+        state = f"unavailable ({entry.unavailable_reason})" if entry.unavailable_reason else "available"
+        options = ",".join(o.name for o in entry.options) or "none"
         click.echo(
-            f"{entry.name:12} durations={','.join(entry.durations)} default={entry.default_duration} "
-            f"cost={entry.cost} from {entry.package}"
+            f"{entry.name:12} {state} durations={','.join(entry.durations)} default={entry.default_duration} "
+            f"cost={entry.cost} options={options} from {entry.package}"
         )
 
 
