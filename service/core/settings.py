@@ -7,6 +7,8 @@ one list to read (the README's Configuration section and `.env.example` mirror i
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import os
 from collections.abc import Coroutine
 from pathlib import Path
@@ -55,6 +57,34 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     local_model_width: int = 1024
     local_model_height: int = 576
     local_model_fps: int = 24
+    webhook_secret: str | None = None  # whsec_<base64>; None: requests naming a webhookUrl are refused
+    webhook_previous_secrets: str = ""  # comma-separated whsec_ secrets that still sign beside the new one
+    webhook_allow_http: bool = False  # accept http:// webhook URLs (development)
+    webhook_allow_private: bool = False  # deliver to loopback/private/link-local addresses (development, tests)
+    webhook_timeout_seconds: float = 10.0  # one attempt, connect to last byte read
+    webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"  # waits before each retry (jittered +-10 %)
+    webhook_concurrency: int = 50  # deliveries one worker process sends at once
+    webhook_poll_seconds: float = 1.0  # how often a worker looks for due deliveries
+    webhook_retention_seconds: int = 30 * 86400  # how long a finished delivery's record is kept
+
+    def __post_init__(self) -> None:
+        self.webhook_keys  # noqa: B018  (one-line errors at start, not at the first delivery)
+        parse_schedule(self.webhook_retry_schedule, "WEBHOOK_RETRY_SCHEDULE")
+
+    @property
+    def webhook_keys(self) -> list[bytes]:
+        """The HMAC keys that sign webhooks: ``WEBHOOK_SECRET``'s first, then the previous ones."""
+        if self.webhook_secret is None:
+            return []
+        previous = [s.strip() for s in self.webhook_previous_secrets.split(",") if s.strip()]
+        return [parse_webhook_secret(self.webhook_secret, "WEBHOOK_SECRET")] + [
+            parse_webhook_secret(s, "WEBHOOK_PREVIOUS_SECRETS") for s in previous
+        ]
+
+    @property
+    def webhook_retry_delays(self) -> list[float]:
+        """Seconds to wait before each retry of a webhook delivery."""
+        return parse_schedule(self.webhook_retry_schedule, "WEBHOOK_RETRY_SCHEDULE")
 
     @property
     def model_default(self) -> str:
@@ -91,6 +121,37 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
                 raw[name] = value
         raw.update(overrides)
         return msgspec.convert(raw, cls, strict=False)
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_schedule(text: str, name: str) -> list[float]:
+    """``"5s,5m,2h"`` as seconds; a ValueError naming ``name`` when it is not one."""
+    delays = []
+    for part in (p.strip() for p in text.split(",")):
+        number, unit = part.rstrip("smhd"), part[len(part.rstrip("smhd")) :] or "s"
+        try:
+            value = float(number) * _UNITS[unit]
+        except (ValueError, KeyError):
+            raise ValueError(f"{name} must be durations like 5s,5m,2h (got {part!r})") from None
+        if value < 0:
+            raise ValueError(f"{name} must not have negative durations (got {part!r})")
+        delays.append(value)
+    return delays
+
+
+def parse_webhook_secret(secret: str, name: str) -> bytes:
+    """The key of a Standard Webhooks secret (``whsec_`` and base64 of 24 to 64 bytes)."""
+    if not secret.startswith("whsec_"):
+        raise ValueError(f"{name} must start with whsec_ (a Standard Webhooks secret)")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_") + "==", validate=False)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{name} must be whsec_ followed by base64") from None
+    if not 24 <= len(key) <= 64:
+        raise ValueError(f"{name} must encode 24 to 64 random bytes (got {len(key)})")
+    return key
 
 
 def project_root() -> Path:

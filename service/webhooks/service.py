@@ -1,0 +1,118 @@
+"""``WebhookDispatcher``: what a worker process runs to send due webhook deliveries.
+
+It claims due deliveries while it has free slots (``WEBHOOK_CONCURRENCY``) and sends each in its
+own task, so a slow or dead receiver holds one slot for at most ``WEBHOOK_TIMEOUT_SECONDS`` and
+never delays generations (the job scheduler is another loop) or other receivers. After each
+attempt: a 2xx is delivered; a refused target (SSRF) fails at once; anything else is retried
+after the next wait of ``WEBHOOK_RETRY_SCHEDULE`` (jittered by +-10 %), and fails once the
+schedule is spent. Delivery is at-least-once: a worker that dies mid-attempt leaves its claim,
+which comes due again after the claim lease, with the same ``webhook-id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+import structlog
+from redis.exceptions import RedisError
+
+from service.webhooks.messages import MAX_ATTEMPTS_KEPT, DeliveryStatus, WebhookDelivery
+from service.webhooks.queue import WebhookQueue
+from service.webhooks.sender import Result, Sender
+
+log = structlog.get_logger(__name__)
+JITTER = 0.1
+
+
+def next_state(delivery: WebhookDelivery, result: Result, delays: list[float], now: float) -> None:
+    """Record ``result`` on ``delivery`` and decide what follows: delivered, failed, or when to retry."""
+    delivery.attempts = [*delivery.attempts, result.attempt][-MAX_ATTEMPTS_KEPT:]
+    delivery.round_tries += 1
+    if result.delivered:
+        delivery.status, delivery.next_at = DeliveryStatus.DELIVERED, None
+    elif result.refused or delivery.round_tries > len(delays):
+        delivery.status, delivery.next_at = DeliveryStatus.FAILED, None
+    else:
+        wait = delays[delivery.round_tries - 1]
+        delivery.next_at = now + wait * random.uniform(1 - JITTER, 1 + JITTER)
+
+
+class WebhookDispatcher:
+    def __init__(
+        self,
+        queue: WebhookQueue,
+        sender: Sender,
+        *,
+        delays: list[float],
+        concurrency: int,
+        poll_seconds: float,
+    ) -> None:
+        self.queue, self.sender, self.delays = queue, sender, delays
+        self.concurrency, self.poll_seconds = concurrency, poll_seconds
+        self.lease_seconds = sender.timeout + 30.0  # a claim outlives any attempt
+        self.running: set[asyncio.Task[None]] = set()
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Look for due deliveries now (a delivery was just queued by this process)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Claim and send due deliveries until ``stop``."""
+        while not self._stopping.is_set():
+            free = self.concurrency - len(self.running)
+            claimed: list[WebhookDelivery] = []
+            if free > 0:
+                try:
+                    claimed = await self.queue.claim(free, self.lease_seconds)
+                except (RedisError, OSError) as exc:
+                    log.warning("webhook.claim_failed", error=str(exc) or type(exc).__name__)
+            for delivery in claimed:
+                task = asyncio.create_task(self._deliver(delivery), name=f"webhook-{delivery.id}")
+                self.running.add(task)
+                task.add_done_callback(self.running.discard)
+            if claimed and len(claimed) == free:
+                await asyncio.sleep(0)  # more may be due: claim again at once
+                continue
+            self._wake.clear()
+            waiters = [asyncio.ensure_future(self._wake.wait()), asyncio.ensure_future(self._stopping.wait())]
+            try:
+                await asyncio.wait(waiters, timeout=self.poll_seconds, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for waiter in waiters:
+                    waiter.cancel()
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; give attempts in flight ``grace`` seconds, then cancel them (their claims
+        come due again after the lease)."""
+        self._stopping.set()
+        if self.running:
+            await asyncio.wait(list(self.running), timeout=grace)
+        for task in list(self.running):
+            task.cancel()
+        await asyncio.gather(*self.running, return_exceptions=True)
+
+    async def _deliver(self, delivery: WebhookDelivery) -> None:
+        result = await self.sender.send(delivery)
+        next_state(delivery, result, self.delays, time.time())
+        attempt = result.attempt
+        log.info(
+            f"webhook.{delivery.status.value if delivery.status is not DeliveryStatus.PENDING else 'retry'}",
+            delivery_id=delivery.id,
+            job_id=delivery.job_id,
+            status_code=attempt.status_code,
+            error=attempt.error,
+            tries=delivery.round_tries,
+        )
+        for pause in (0.2, 1.0, 5.0, None):
+            try:
+                await self.queue.save(delivery)
+                return
+            except (RedisError, OSError) as exc:
+                if pause is None:  # the claim comes due again: the attempt is repeated, not lost
+                    log.warning("webhook.save_failed", delivery_id=delivery.id, error=str(exc))
+                    return
+                await asyncio.sleep(pause)
