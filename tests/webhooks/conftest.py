@@ -3,7 +3,9 @@ receiver that verifies signatures with the ``standardwebhooks`` library."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import json
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -33,7 +35,7 @@ def make_delivery(url: str, *, job_id: str = "job1", event: WebhookEvent = Webho
         user_id="u1",
         event=event,
         url=url,
-        payload='{"type":"%s","data":{"jobId":"%s"}}' % (event.value, job_id),
+        payload=json.dumps({"type": event.value, "data": {"jobId": job_id}}, separators=(",", ":")),
         created_at=time.time(),
     )
 
@@ -68,8 +70,6 @@ async def receivers(secret: str) -> AsyncIterator[Callable[..., Any]]:
 @pytest.fixture
 async def dispatchers(queue: WebhookQueue, secret: str) -> AsyncIterator[Callable[..., Any]]:
     """``dispatchers(delays=[...], timeout=..., keys=[...])``: a running dispatcher (stopped afterwards)."""
-    import asyncio
-
     running: list[tuple[WebhookDispatcher, asyncio.Task[None]]] = []
 
     def start(**kwargs: Any) -> WebhookDispatcher:

@@ -80,7 +80,7 @@ async def test_a_receiver_that_never_answers_times_out_and_slows_nobody(
     queue: WebhookQueue, receivers: Callable[..., Any], dispatchers: Callable[..., Any]
 ) -> None:
     dead, dead_url = await receivers(then="hang")
-    alive, alive_url = await receivers()
+    _alive, alive_url = await receivers()
     stuck = make_delivery(dead_url, job_id="stuck")
     await queue.enqueue(stuck)
     dispatchers(timeout=2.0, delays=[0.05])
