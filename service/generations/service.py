@@ -76,6 +76,8 @@ class GenerationService:
             inbox=None if sub.respond_async else self.inbox.name,
             submitted_at=time.time(),
             idempotency_key=sub.idempotency_key,
+            webhook_url=req.webhook_url,
+            webhook_events=req.webhook_events,
         )
 
     async def request_video(self, sub: Submission) -> Outcome:

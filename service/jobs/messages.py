@@ -45,6 +45,10 @@ class JobMessage(msgspec.Struct, kw_only=True, frozen=True):
     """Unix time the API accepted the request (time in queue = start - submitted_at)."""
     idempotency_key: str | None = None
     """The client's ``Idempotency-Key``: its record gets a copy of the reply."""
+    webhook_url: str | None = None
+    """Where the job's outcome is POSTed (checked by the API); None: no webhook."""
+    webhook_events: list[str] | None = None
+    """The events the client subscribed to; None: all of them."""
 
 
 class JobReply(msgspec.Struct, kw_only=True, frozen=True):

@@ -22,6 +22,7 @@ from service.webhooks.sender import Sender
 from service.webhooks.service import WebhookDispatcher
 from tests.conftest import REDIS_URL
 from tests.fakes.webhook_receiver import Receiver
+from tests.jobs.conftest import stack_settings  # noqa: F401  (the jobs fixture, for the whole stack)
 
 
 def new_secret() -> str:
