@@ -1,10 +1,8 @@
-"""A worker SIGKILLed after the outcome is recorded and before its webhook is queued (and, second,
-after it is queued and before the job is acknowledged, in ``just faults`` only): real API and worker processes, a private
-redis-server, PostgreSQL. The webhook still arrives, as one logical event (``tests/faults``)."""
+"""A worker SIGKILLed after the outcome is recorded and before its webhook is queued: real API
+and worker processes, a private redis-server, PostgreSQL. The webhook still arrives, as one
+logical event. (``just faults`` also kills one after the event is queued, before the ack.)"""
 
 from __future__ import annotations
-
-import pytest
 
 from tests.faults.scenarios import run
 
