@@ -33,7 +33,14 @@ from service.webhooks.queue import WebhookQueue
 
 def _check_body(request: Request[Any, Any, Any], body: Any) -> list[str]:
     state = request.app.state
-    return image_to_video_messages(body, state.registry, state.settings.model_default, state.settings)
+    settings = state.settings
+    return image_to_video_messages(
+        body,
+        state.registry,
+        state.registry.default_model(settings.default_model),
+        max_prompt_chars=settings.max_prompt_chars,
+        settings=settings,
+    )
 
 
 POST_DESCRIPTION = (
