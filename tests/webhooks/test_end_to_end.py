@@ -9,10 +9,12 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from service.core.settings import Settings
 from service.ledger import service as ledger
+from tests.console.conftest import Console
 from tests.factories import grant, image_request, seed_image
 from tests.fakes.webhook_receiver import Receiver
 from tests.jobs.conftest import JobsApi, running
@@ -199,3 +201,19 @@ async def test_an_admin_resends_a_delivery_with_the_same_webhook_id(hooked: tupl
     missing = await api.client.post("/admin/webhooks/msg_nope_succeeded/resend", json={"reason": "x"}, headers=admin)
     assert missing.status_code == 404
     assert missing.json()["message"] == "Webhook delivery msg_nope_succeeded not found"
+
+
+async def test_the_console_shows_a_generations_deliveries(hooked: tuple[JobsApi, Receiver, str]) -> None:
+    api, receiver, url = hooked
+    await grant("u1", 1000)
+    job_id = (await api.post(image_request(webhookUrl=url), headers=ASYNC)).json()["jobId"]
+    await receiver.wait_for(1)
+    await view_when_delivered(api, job_id)
+    async with httpx.AsyncClient(base_url=api.stack.url, timeout=60) as client:
+        console = Console(api, client)
+        await console.sign_in()
+        page = await client.get(f"/console/generations/{job_id}")
+    assert page.status_code == 200
+    row = page.text.split(f'data-webhook="msg_{job_id}_succeeded"', 1)[1].split("</tr>", 1)[0]
+    assert "generation.succeeded" in row and url in row and "status-delivered" in row
+    assert "<td>1</td>" in row and "HTTP 204" in row
