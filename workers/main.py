@@ -126,6 +126,7 @@ def webhook_dispatcher(settings: Settings, queue: WebhookQueue) -> WebhookDispat
         delays=settings.webhook_retry_delays,
         concurrency=settings.webhook_concurrency,
         poll_seconds=settings.webhook_poll_seconds,
+        per_host=settings.webhook_per_host,
     )
 
 

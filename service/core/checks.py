@@ -32,6 +32,7 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "rate_limit_per_minute": (lambda v: v >= 0, "must not be negative (0 disables it)"),
     "job_status_rate_limit_per_minute": (lambda v: v >= 0, "must not be negative (0 disables it)"),
     "webhook_concurrency": (lambda v: v >= 1, "must be at least 1"),
+    "webhook_per_host": (lambda v: v >= 1, "must be at least 1"),
     **dict.fromkeys(
         (
             "job_lease_seconds",

@@ -69,6 +69,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     webhook_timeout_seconds: float = 10.0  # one attempt, connect to last byte read
     webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"  # waits before each retry (jittered +-10 %)
     webhook_concurrency: int = 50  # deliveries one worker process sends at once
+    webhook_per_host: int = 8  # of those, at most this many to one host (a dead receiver cannot take them all)
     webhook_poll_seconds: float = 1.0  # how often a worker looks for due deliveries
     webhook_retention_seconds: int = 30 * 86400  # how long a finished delivery's record is kept
 

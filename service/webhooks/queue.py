@@ -80,6 +80,10 @@ class WebhookQueue:
                 pipe.zadd(self.keys.webhooks_due, {delivery.id: _ms(delivery.next_at)})
             await pipe.execute()
 
+    async def postpone(self, delivery_ids: list[str], at: float) -> None:
+        """Make claimed deliveries due at ``at`` (no attempt was made; they stay pending)."""
+        await self.redis.zadd(self.keys.webhooks_due, dict.fromkeys(delivery_ids, _ms(at)), xx=True)
+
     async def get(self, delivery_id: str) -> WebhookDelivery | None:
         raw = await self.redis.get(self.keys.webhook(delivery_id))
         return decode(raw) if raw else None

@@ -1,8 +1,11 @@
 """``WebhookDispatcher``: what a worker process runs to send due webhook deliveries.
 
 It claims due deliveries while it has free slots (``WEBHOOK_CONCURRENCY``) and sends each in its
-own task, so a slow or dead receiver holds one slot for at most ``WEBHOOK_TIMEOUT_SECONDS`` and
-never delays generations (the job scheduler is another loop) or other receivers. After each
+own task, so a slow or dead receiver holds a slot for at most ``WEBHOOK_TIMEOUT_SECONDS`` and
+never delays generations (the job scheduler is another loop). One receiver (scheme, host and
+port) gets at most ``WEBHOOK_PER_HOST`` of the slots: a claimed delivery beyond that is put back
+(not an attempt) until one of its receiver's attempts may have ended, so a dead receiver with many
+deliveries cannot take the slots of the others. After each
 attempt: a 2xx is delivered; a refused target (SSRF) fails at once; anything else is retried
 after the next wait of ``WEBHOOK_RETRY_SCHEDULE`` (jittered by +-10 %), and fails once the
 schedule is spent. Delivery is at-least-once: a worker that dies mid-attempt leaves its claim,
@@ -14,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
+from urllib.parse import urlsplit
 
 import structlog
 from redis.exceptions import RedisError
@@ -39,6 +44,12 @@ def next_state(delivery: WebhookDelivery, result: Result, delays: list[float], n
         delivery.next_at = now + wait * random.uniform(1 - JITTER, 1 + JITTER)
 
 
+def _origin(url: str) -> str:
+    """Scheme, host and port: what "one receiver" means for the per-host cap."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
+
+
 class WebhookDispatcher:
     def __init__(
         self,
@@ -48,9 +59,12 @@ class WebhookDispatcher:
         delays: list[float],
         concurrency: int,
         poll_seconds: float,
+        per_host: int | None = None,
     ) -> None:
         self.queue, self.sender, self.delays = queue, sender, delays
         self.concurrency, self.poll_seconds = concurrency, poll_seconds
+        self.per_host = per_host or concurrency
+        self.hosts: Counter[str] = Counter()  # attempts in flight per host
         self.lease_seconds = sender.timeout + 30.0  # a claim outlives any attempt
         self.running: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -70,10 +84,9 @@ class WebhookDispatcher:
                     claimed = await self.queue.claim(free, self.lease_seconds)
                 except (RedisError, OSError) as exc:
                     log.warning("webhook.claim_failed", error=str(exc) or type(exc).__name__)
-            for delivery in claimed:
-                task = asyncio.create_task(self._deliver(delivery), name=f"webhook-{delivery.id}")
-                self.running.add(task)
-                task.add_done_callback(self.running.discard)
+            busy = [d.id for d in claimed if not self._start(d)]
+            if busy:
+                await self._put_back(busy)
             if claimed and len(claimed) == free:
                 await asyncio.sleep(0)  # more may be due: claim again at once
                 continue
@@ -84,6 +97,33 @@ class WebhookDispatcher:
             finally:
                 for waiter in waiters:
                     waiter.cancel()
+
+    def _start(self, delivery: WebhookDelivery) -> bool:
+        """Send ``delivery`` in a task of its own; False when its host has all its slots."""
+        host = _origin(delivery.url)
+        if self.hosts[host] >= self.per_host:
+            return False
+        self.hosts[host] += 1
+        task = asyncio.create_task(self._deliver(delivery), name=f"webhook-{delivery.id}")
+        self.running.add(task)
+
+        def done(_: asyncio.Task[None]) -> None:
+            self.running.discard(task)
+            self.hosts[host] -= 1
+            if not self.hosts[host]:
+                del self.hosts[host]
+            self._wake.set()  # a slot is free: its host's next delivery may go now
+
+        task.add_done_callback(done)
+        return True
+
+    async def _put_back(self, delivery_ids: list[str]) -> None:
+        """Deliveries whose host is busy come due again once an attempt to it may have ended."""
+        at = time.time() + random.uniform(0.5, 1.0) * min(self.sender.timeout, 5.0)
+        try:
+            await self.queue.postpone(delivery_ids, at)
+        except (RedisError, OSError) as exc:  # their claims come due after the lease instead
+            log.warning("webhook.postpone_failed", error=str(exc) or type(exc).__name__)
 
     async def stop(self, grace: float) -> None:
         """Stop claiming; give attempts in flight ``grace`` seconds, then cancel them (their claims

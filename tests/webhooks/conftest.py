@@ -85,6 +85,7 @@ async def dispatchers(queue: WebhookQueue, secret: str) -> AsyncIterator[Callabl
             delays=kwargs.pop("delays", [0.05, 0.05, 0.05]),
             concurrency=kwargs.pop("concurrency", 8),
             poll_seconds=kwargs.pop("poll_seconds", 0.05),
+            per_host=kwargs.pop("per_host", None),
         )
         running.append((dispatcher, asyncio.create_task(dispatcher.run())))
         return dispatcher

@@ -97,6 +97,25 @@ async def test_a_receiver_that_never_answers_times_out_and_slows_nobody(
     assert all(a.status_code is None for a in done.attempts)
 
 
+async def test_a_dead_receiver_with_many_deliveries_leaves_slots_for_the_others(
+    queue: WebhookQueue, receivers: Callable[..., Any], dispatchers: Callable[..., Any]
+) -> None:
+    dead, dead_url = await receivers(then="hang")
+    alive, alive_url = await receivers()
+    stuck = [make_delivery(dead_url, job_id=f"stuck{i}") for i in range(3)]
+    for delivery in stuck:
+        await queue.enqueue(delivery)
+    other = make_delivery(alive_url, job_id="other")
+    other.next_at = stuck[-1].next_at + 0.001  # due after them: without the per-host cap it would wait
+    await queue.enqueue(other)
+    dispatchers(timeout=3.0, delays=[0.05], concurrency=2, per_host=1)
+    delivered = await settled(queue, other.id)
+    waiting = [await queue.get(d.id) for d in stuck]
+    assert delivered.status is DeliveryStatus.DELIVERED and len(alive.received) == 1
+    assert len(dead.received) == 1  # one slot for the dead host; the others were put back, not tried
+    assert all(w is not None and w.attempts == [] and w.status is DeliveryStatus.PENDING for w in waiting)
+
+
 async def test_redirects_are_not_followed(
     queue: WebhookQueue, receivers: Callable[..., Any], dispatchers: Callable[..., Any]
 ) -> None:
