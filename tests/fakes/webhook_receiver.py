@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,10 +42,11 @@ class Receiver:
     received: list[Received] = field(default_factory=list)
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    async def start(self) -> str:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+    async def start(self, tls: ssl.SSLContext | None = None) -> str:
+        """Listen on loopback; the base URL (``https`` with ``tls``)."""
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0, ssl=tls)
         self._handlers: set[asyncio.Task[None]] = set()
-        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return f"{'https' if tls else 'http'}://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
 
     async def stop(self) -> None:
         self._server.close()
@@ -94,7 +96,7 @@ class Receiver:
             out += "".join(f"{k}: {v}\r\n" for k, v in extra.items())
             writer.write(out.encode() + b"\r\n" + data)
             await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         finally:
             writer.close()
