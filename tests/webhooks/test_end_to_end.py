@@ -118,6 +118,18 @@ async def test_a_job_refused_before_any_charge_is_told_too(hooked: tuple[JobsApi
     }
 
 
+async def test_a_receiver_that_never_answers_delays_no_generation(hooked: tuple[JobsApi, Receiver, str]) -> None:
+    api, receiver, url = hooked
+    receiver.then = "hang"
+    await grant("u1", 2000)
+    hung = (await api.post(image_request(webhookUrl=url), headers=ASYNC)).json()["jobId"]
+    await receiver.wait_for(1)
+    r = await api.post(image_request(prompt="the next one"))  # waits for its outcome
+    assert r.status_code == 200 and r.json()["success"] is True
+    [delivery] = (await api.job(hung)).json()["webhooks"]
+    assert delivery["status"] == "pending" and delivery["attempts"] == []  # its first attempt still hangs
+
+
 async def test_only_the_subscribed_events_are_sent(hooked: tuple[JobsApi, Receiver, str]) -> None:
     api, receiver, url = hooked
     await grant("u1", 2000)
