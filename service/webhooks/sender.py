@@ -74,7 +74,7 @@ class Sender:
             return Result(attempt(error=str(exc)), delivered=False, refused=True)
         except TimeoutError:
             return Result(attempt(error=f"timed out after {self.timeout:g}s"), delivered=False)
-        except (httpx.HTTPError, OSError, ssl.SSLError) as exc:
+        except (httpx.HTTPError, OSError, ssl.SSLError, ValueError) as exc:  # ValueError: h11 on a bad answer
             return Result(attempt(error=f"{type(exc).__name__}: {exc}"[:300]), delivered=False)
         return Result(attempt(status_code=status, response=excerpt), delivered=200 <= status < 300)
 

@@ -66,7 +66,7 @@ class WebhookDispatcher:
         self.per_host = per_host or concurrency
         self.hosts: Counter[str] = Counter()  # attempts in flight per host
         self.lease_seconds = sender.timeout + 30.0  # a claim outlives any attempt
-        self.running: set[asyncio.Task[None]] = set()
+        self.running: dict[asyncio.Task[None], str] = {}  # attempts in flight -> their delivery
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
 
@@ -105,10 +105,10 @@ class WebhookDispatcher:
             return False
         self.hosts[host] += 1
         task = asyncio.create_task(self._deliver(delivery), name=f"webhook-{delivery.id}")
-        self.running.add(task)
+        self.running[task] = delivery.id
 
         def done(_: asyncio.Task[None]) -> None:
-            self.running.discard(task)
+            self.running.pop(task, None)
             self.hosts[host] -= 1
             if not self.hosts[host]:
                 del self.hosts[host]
@@ -126,16 +126,29 @@ class WebhookDispatcher:
             log.warning("webhook.postpone_failed", error=str(exc) or type(exc).__name__)
 
     async def stop(self, grace: float) -> None:
-        """Stop claiming; give attempts in flight ``grace`` seconds, then cancel them (their claims
-        come due again after the lease)."""
+        """Stop claiming; give attempts in flight ``grace`` seconds, then cancel them and make their
+        deliveries due at once, for another worker (failing that, their claims come due after the
+        lease)."""
         self._stopping.set()
         if self.running:
             await asyncio.wait(list(self.running), timeout=grace)
-        for task in list(self.running):
+        left = dict(self.running)
+        for task in left:
             task.cancel()
-        await asyncio.gather(*self.running, return_exceptions=True)
+        await asyncio.gather(*left, return_exceptions=True)
+        if left:
+            try:
+                await self.queue.postpone(list(left.values()), time.time())
+            except (RedisError, OSError) as exc:
+                log.warning("webhook.hand_over_failed", error=str(exc) or type(exc).__name__)
 
     async def _deliver(self, delivery: WebhookDelivery) -> None:
+        try:
+            await self._attempt(delivery)
+        except Exception:  # a bug, not the network: the claim comes due again after the lease
+            log.exception("webhook.attempt_crashed", delivery_id=delivery.id)
+
+    async def _attempt(self, delivery: WebhookDelivery) -> None:
         result = await self.sender.send(delivery)
         next_state(delivery, result, self.delays, time.time())
         attempt = result.attempt

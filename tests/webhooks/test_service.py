@@ -197,3 +197,18 @@ async def test_only_an_excerpt_of_the_answer_is_kept(
     dispatchers()
     done = await settled(queue, delivery.id)
     assert done.attempts[0].response is not None and len(done.attempts[0].response) <= RESPONSE_EXCERPT
+
+
+async def test_stopping_hands_attempts_in_flight_back_at_once(
+    queue: WebhookQueue, receivers: Callable[..., Any], dispatchers: Callable[..., Any]
+) -> None:
+    receiver, url = await receivers(answers=["hang"])
+    delivery = make_delivery(url)
+    await queue.enqueue(delivery)
+    first = dispatchers(timeout=30.0)
+    await receiver.wait_for(1)
+    await first.stop(0)  # a worker shutting down: the hanging attempt is cancelled
+    pending = await queue.get(delivery.id)
+    assert pending is not None and pending.status is DeliveryStatus.PENDING and pending.attempts == []
+    [claimed] = await queue.claim(10, lease_seconds=30)  # due now, not after the 60 s claim lease
+    assert claimed.id == delivery.id
