@@ -6,6 +6,7 @@ deliveries in the job view, and an admin's resend. The receiver verifies every r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -13,11 +14,12 @@ import httpx
 import pytest
 
 from service.core.settings import Settings
+from service.embedded import embedded_stack
 from service.ledger import service as ledger
 from tests.console.conftest import Console
-from tests.factories import grant, image_request, seed_image
+from tests.factories import TestModels, grant, image_request, seed_image
 from tests.fakes.webhook_receiver import Receiver
-from tests.jobs.conftest import JobsApi, running
+from tests.jobs.conftest import JobsApi
 from tests.webhooks.conftest import new_secret
 
 ASYNC = {"Prefer": "respond-async"}
@@ -29,11 +31,24 @@ def database_url(sqlite_url: str) -> str:
     return sqlite_url
 
 
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[JobsApi]:
+    """The whole stack with the local model and the ``failing`` one (``tests.factories``)."""
+    async with embedded_stack(settings, registry=TestModels.registry()) as stack:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+            api = JobsApi(stack, client)
+            try:
+                yield api
+            finally:
+                api.app_state.inbox.release_all()
+
+
 @pytest.fixture
 async def hooked(stack_settings: Callable[..., Settings], secret: str) -> AsyncIterator[tuple[JobsApi, Receiver, str]]:
     receiver = Receiver(secret)
     url = await receiver.start() + "/hooks"
     settings = stack_settings(
+        default_model="local",
         webhook_secret=secret,
         webhook_allow_http=True,
         webhook_allow_private=True,
@@ -95,12 +110,12 @@ async def test_a_failed_generation_is_told_with_its_error_after_the_refund(
 ) -> None:
     api, receiver, url = hooked
     await grant("u1", 1000)
-    r = await api.post(image_request(webhookUrl=url, options={"fail": "the model said no"}), headers=ASYNC)
+    r = await api.post(image_request(webhookUrl=url, model="failing"), headers=ASYNC)
     job_id = r.json()["jobId"]
     [got] = await receiver.wait_for(1)
     assert got.payload["type"] == "generation.failed" and got.headers["webhook-id"] == f"msg_{job_id}_failed"
     assert got.payload["data"]["error"]["statusCode"] == 500
-    assert "the model said no" in got.payload["data"]["error"]["message"]
+    assert "the model exploded" in got.payload["data"]["error"]["message"]
     same_job(got.payload["data"], await view_when_delivered(api, job_id))
     assert await ledger.balance_of("u1") == 1000
 
@@ -136,7 +151,7 @@ async def test_only_the_subscribed_events_are_sent(hooked: tuple[JobsApi, Receiv
     quiet = await api.post(image_request(webhookUrl=url, webhookEvents=["generation.failed"]), headers=ASYNC)
     await answered(api, quiet.json()["jobId"])
     told = await api.post(
-        image_request(webhookUrl=url, webhookEvents=["generation.failed"], options={"fail": "no"}), headers=ASYNC
+        image_request(webhookUrl=url, webhookEvents=["generation.failed"], model="failing"), headers=ASYNC
     )
     [got] = await receiver.wait_for(1)
     assert got.payload["data"]["jobId"] == told.json()["jobId"]
@@ -175,12 +190,12 @@ async def test_a_bad_subscription_is_a_400_before_anything_is_queued(
 async def test_without_a_secret_or_without_http_allowed_urls_are_refused(
     stack_settings: Callable[..., Settings],
 ) -> None:
-    async with running(stack_settings()) as api:
+    async with running(stack_settings(default_model="local")) as api:
         r = await api.post(image_request(webhookUrl="https://hooks.example.com/"), headers=ASYNC)
         assert r.json()["message"] == [
             "webhookUrl is not accepted: this server has no WEBHOOK_SECRET to sign webhooks with"
         ]
-    async with running(stack_settings(webhook_secret=new_secret())) as api:
+    async with running(stack_settings(default_model="local", webhook_secret=new_secret())) as api:
         refused = {
             "http://hooks.example.com/": "webhookUrl must be a URL address with protocol https",
             "https://127.0.0.1:9/": "webhookUrl must not point to a private, loopback or link-local address",
