@@ -240,7 +240,15 @@ async def test_the_console_shows_a_generations_deliveries(hooked: tuple[JobsApi,
         console = Console(api, client)
         await console.sign_in()
         page = await client.get(f"/console/generations/{job_id}")
-    assert page.status_code == 200
-    row = page.text.split(f'data-webhook="msg_{job_id}_succeeded"', 1)[1].split("</tr>", 1)[0]
-    assert "generation.succeeded" in row and url in row and "status-delivered" in row
-    assert "<td>1</td>" in row and "HTTP 204" in row
+        assert page.status_code == 200
+        row = page.text.split(f'data-webhook="msg_{job_id}_succeeded"', 1)[1].split("</tr>", 1)[0]
+        assert "generation.succeeded" in row and url in row and "status-delivered" in row
+        assert "<td>1</td>" in row and "HTTP 204" in row
+        resend = f"/console/generations/{job_id}/webhooks/msg_{job_id}_succeeded/resend"
+        assert f'action="{resend}"' in row
+        ask = await console.post(resend, reason="the customer lost it")
+        assert ask.status_code == 200 and "Send it again" in ask.text and len(receiver.received) == 1
+        done = await console.post(resend, reason="the customer lost it", confirm="yes")
+        assert done.status_code == 303 and "done=resend." in done.headers["location"]
+        first, second = await receiver.wait_for(2)
+        assert first.headers["webhook-id"] == second.headers["webhook-id"]
