@@ -59,11 +59,11 @@ class WebhookQueue:
         ids = await self._claim(keys=[self.keys.webhooks_due], args=[_ms(now), _ms(now + lease_seconds), count])
         if not ids:
             return []
-        raw = await self.redis.mget([self.keys.webhook(i.decode() if isinstance(i, bytes) else i) for i in ids])
-        found = [decode(r) for r in raw if r]
-        if len(found) < len(ids):  # a record expired or was removed: its due entry is stale
-            stale = {d.id for d in found} ^ {i.decode() if isinstance(i, bytes) else i for i in ids}
-            await self.redis.zrem(self.keys.webhooks_due, *stale)
+        names = [i.decode() if isinstance(i, bytes) else i for i in ids]
+        raw = await self.redis.mget([self.keys.webhook(i) for i in names])
+        found = [d for d in (decode(r) for r in raw if r) if d.status not in FINAL]
+        if len(found) < len(names):  # a record expired, or is final: its due entry is stale
+            await self.redis.zrem(self.keys.webhooks_due, *(set(names) - {d.id for d in found}))
         return found
 
     async def save(self, delivery: WebhookDelivery) -> None:

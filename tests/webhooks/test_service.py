@@ -212,3 +212,11 @@ async def test_stopping_hands_attempts_in_flight_back_at_once(
     assert pending is not None and pending.status is DeliveryStatus.PENDING and pending.attempts == []
     [claimed] = await queue.claim(10, lease_seconds=30)  # due now, not after the 60 s claim lease
     assert claimed.id == delivery.id
+
+
+async def test_a_stale_due_entry_is_dropped_not_sent(queue: WebhookQueue) -> None:
+    done = make_delivery("https://example.com/", job_id="done")
+    done.status = DeliveryStatus.DELIVERED
+    await queue.enqueue(done)  # a final record left due (a crash between two writes)
+    await queue.redis.zadd(queue.keys.webhooks_due, {"msg_gone_failed": 0})  # a record that expired
+    assert await queue.claim(10, lease_seconds=30) == [] and await queue.due() == 0
