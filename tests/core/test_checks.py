@@ -42,6 +42,13 @@ def _check(env: dict[str, str], *, embedded: bool = False) -> Settings:
         ({"WEBHOOK_RETRY_SCHEDULE": "5s,soon"}, "WEBHOOK_RETRY_SCHEDULE must be durations like 5s,5m,2h, got 'soon'"),
         ({"WEBHOOK_TIMEOUT_SECONDS": "0"}, "WEBHOOK_TIMEOUT_SECONDS must be greater than 0, got 0.0"),
         ({"WEBHOOK_PER_HOST": "0"}, "WEBHOOK_PER_HOST must be at least 1, got 0"),
+        ({"JWT_ALGORITHMS": "HS256,none"}, "JWT_ALGORITHMS must not include none"),
+        ({"JWT_JWKS_URL": "http://idp.example/jwks"}, "JWT_JWKS_URL must be an https:// URL"),
+        ({"JWT_LEEWAY_SECONDS": "a bit"}, "JWT_LEEWAY_SECONDS must be a number, got 'a bit'"),
+        (  # HS256 still accepted beside the provider: the secret still matters
+            {"JWT_JWKS_URL": "https://t.example/jwks", "JWT_ALGORITHMS": "RS256,HS256", "JWT_SECRET": DEV_JWT_SECRET},
+            "JWT_SECRET is the public development value",
+        ),
     ],
 )
 def test_a_setting_that_cannot_work_is_one_line_naming_it(env: dict[str, str], message: str) -> None:
@@ -56,6 +63,17 @@ def test_webhook_settings() -> None:
     assert [len(k) for k in settings.webhook_keys] == [32, 32] and settings.webhook_keys[0] == bytes(32)
     assert _check({"WEBHOOK_RETRY_SCHEDULE": "500ms, 2s,1m,1h,1d"}).webhook_retry_delays == [0.5, 2, 60, 3600, 86400]
     assert Settings().webhook_retry_delays == [5, 300, 1800, 7200, 18000, 36000, 36000]  # 28 h 35 min in all
+
+
+@pytest.mark.parametrize("source", ["JWT_JWKS_URL", "JWT_PUBLIC_KEY"])
+def test_with_an_identity_providers_keys_jwt_secret_verifies_no_token(source: str) -> None:
+    from tests.fakes.identity_provider import SigningKey
+
+    value = "https://t.example/.well-known/jwks.json" if source == "JWT_JWKS_URL" else SigningKey.ec().public_pem()
+    env = {source: value, "JWT_SECRET": DEV_JWT_SECRET, "STORAGE_URL": "s3://videos"}
+    assert _check(env).jwt_secret == DEV_JWT_SECRET
+    with pytest.raises(SettingsError, match="JWT_SECRET is the public development value"):
+        _check({**env, "STORAGE_URL": "file:///srv/videos"})  # it signs local download links
 
 
 def test_the_accepted_database_urls() -> None:
