@@ -49,7 +49,9 @@ async def test_presigned_links_name_the_public_endpoint_and_download(public_s3: 
 
 async def test_without_a_public_endpoint_links_name_the_endpoint(moto_server: str, s3_bucket: str):
     store = storage_from_settings(
-        Settings(storage_url=f"s3://{s3_bucket}", s3_endpoint_url=moto_server, s3_region="us-east-1", s3_path_style=True)
+        Settings(
+            storage_url=f"s3://{s3_bucket}", s3_endpoint_url=moto_server, s3_region="us-east-1", s3_path_style=True
+        )
     )
     await store.open()
     try:
