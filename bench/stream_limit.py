@@ -41,7 +41,18 @@ def start_redis(directory: Path, *, fsync: bool) -> tuple[subprocess.Popen[bytes
     port = free_port()
     aof = ["--appendonly", "yes", "--appendfsync", "always"] if fsync else ["--appendonly", "no"]
     proc = subprocess.Popen(
-        [redis_server_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "", *aof, "--dir", str(directory)],
+        [
+            redis_server_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            *aof,
+            "--dir",
+            str(directory),
+        ],
         stdout=subprocess.DEVNULL,
     )
     return proc, f"redis://127.0.0.1:{port}/0"
@@ -155,7 +166,9 @@ def main() -> None:
             rows.append((kind, "always" if fsync else "off", rate, us))
     base_rate, base_us = rows[0][2], rows[0][3]
     print(f"{args.jobs} jobs, {args.lanes} in flight, one client process and one redis-server on this machine\n")
-    print(f"{'transport':>10} {'AOF':>7} {'jobs/s':>8} {'vs bare':>8} {'redis us/job':>13} {'vs bare':>8} {'1 core max':>11}")
+    print(
+        f"{'transport':>10} {'AOF':>7} {'jobs/s':>8} {'vs bare':>8} {'redis us/job':>13} {'vs bare':>8} {'1 core max':>11}"
+    )
     for kind, aof, rate, us in rows:
         print(
             f"{kind:>10} {aof:>7} {rate:8.0f} {rate / base_rate:7.2f}x {us:13.1f} {us / base_us:7.2f}x "
