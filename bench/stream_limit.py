@@ -166,9 +166,8 @@ def main() -> None:
             rows.append((kind, "always" if fsync else "off", rate, us))
     base_rate, base_us = rows[0][2], rows[0][3]
     print(f"{args.jobs} jobs, {args.lanes} in flight, one client process and one redis-server on this machine\n")
-    print(
-        f"{'transport':>10} {'AOF':>7} {'jobs/s':>8} {'vs bare':>8} {'redis us/job':>13} {'vs bare':>8} {'1 core max':>11}"
-    )
+    heads = [("transport", 10), ("AOF", 7), ("jobs/s", 8), ("vs bare", 8), ("redis us/job", 13), ("vs bare", 8)]
+    print(" ".join(f"{h:>{w}}" for h, w in [*heads, ("1 core max", 11)]))
     for kind, aof, rate, us in rows:
         print(
             f"{kind:>10} {aof:>7} {rate:8.0f} {rate / base_rate:7.2f}x {us:13.1f} {us / base_us:7.2f}x "
