@@ -18,12 +18,13 @@ from litestar.di import Provide
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.stores.redis import RedisStore
 
 from models_registry.registry import ModelRegistry
 from service.admin.endpoints import AdminController
 from service.admin.queue_endpoints import QueueAdminController
+from service.admin.webhook_endpoints import WebhookAdminController
 from service.catalog.endpoints import CatalogueController
 from service.console import console_routes, console_templates
 from service.core import db
@@ -32,12 +33,15 @@ from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.keys import Keys
 from service.core.logging import structlog_plugin
 from service.core.redis import make_dedicated_redis, make_redis
+from service.core.request_context import RequestContextMiddleware
 from service.core.settings import Settings
 from service.core.tokens import TokenVerifier
+from service.core.tracing import configure_tracing
 from service.core.validation import strict_body
 from service.generations.endpoints import GenerationController
 from service.generations.service import GenerationService
 from service.health.endpoints import HealthController
+from service.health.metrics import metrics_controller
 from service.jobs.inbox import ReplyInbox
 from service.jobs.shutdown import install_shutdown_hook
 from service.jobs.stream import JobStream
@@ -45,6 +49,7 @@ from service.ledger.endpoints import CreditsController
 from service.storage.base import Storage
 from service.storage.endpoints import FilesController
 from service.storage.factory import storage_from_settings
+from service.webhooks.queue import WebhookQueue
 
 CONTROLLERS: list[Any] = [
     GenerationController,
@@ -54,8 +59,9 @@ CONTROLLERS: list[Any] = [
     CreditsController,
     AdminController,
     QueueAdminController,
+    WebhookAdminController,
 ]
-SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "verifier")
+SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "webhooks", "verifier")
 
 
 def _rate_limit_identity(request: Request[Any, Any, Any]) -> str:
@@ -69,6 +75,16 @@ def _shared(name: str) -> Provide:
         return state[name]
 
     return Provide(provide, sync_to_thread=False)
+
+
+def _tracing_plugins() -> list[Any]:
+    """Litestar's own OpenTelemetry plugin when ``OTEL_*`` asks for traces (``service.core.tracing``)."""
+    provider = configure_tracing("video-gen-api")
+    if provider is None:
+        return []
+    from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+
+    return [OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=provider, exclude=["^/health", "^/metrics"]))]
 
 
 def _principal(request: Request[Principal, Any, Any]) -> Principal:
@@ -105,6 +121,7 @@ def _lifespan(
             stream=stream,
             redis=redis,
             inbox=inbox,
+            webhooks=WebhookQueue(redis, keys, retention_seconds=settings.webhook_retention_seconds),
             generations=GenerationService(registry=models, stream=stream, inbox=inbox, settings=settings),
             verifier=verifier,
         )
@@ -154,8 +171,12 @@ def create_app(
             ).middleware
         )
     prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
-    return Litestar(
-        route_handlers=[*(controllers or CONTROLLERS), PrometheusController, *console_routes(settings, verifier)],
+    app = Litestar(
+        route_handlers=[
+            *(controllers or CONTROLLERS),
+            metrics_controller(settings.metrics_token),
+            *console_routes(settings, verifier),
+        ],
         lifespan=[_lifespan(settings, keys, verifier, registry, storage)],
         dependencies={
             **{name: _shared(name) for name in SHARED},
@@ -166,7 +187,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware, *middleware],
         stores=stores,
-        plugins=[structlog_plugin(settings.log_level)],
+        plugins=[structlog_plugin(settings.log_level, settings.log_format), *_tracing_plugins()],
         template_config=console_templates(),
         openapi_config=OpenAPIConfig(
             title="video-gen",
@@ -177,6 +198,10 @@ def create_app(
         ),
         debug=False,
     )
+    # Outside Litestar's exception handling, so that a 401 from the auth middleware or a 404 from
+    # the router also gets the request id and its access line (app middleware runs inside it).
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    return app
 
 
 __all__ = ["create_app"]

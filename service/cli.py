@@ -38,12 +38,12 @@ def _settings(*, check: bool | None = None) -> Settings:
 
 
 def _require_models(settings: Settings) -> None:
-    from models_registry.registry import ModelRegistry
+    from models_registry.registry import ModelRegistry, PluginError
     from service.core.checks import check_default_model
 
-    try:
+    try:  # a plugin's own settings (FAL_*, LOCAL_MODEL_*) are read as the registry creates it
         check_default_model(settings, ModelRegistry.load().names())
-    except SettingsError as exc:
+    except (SettingsError, PluginError) as exc:
         refuse(str(exc))
 
 
@@ -85,6 +85,10 @@ async def _until_signal() -> None:
 @click.group()
 def main() -> None:
     """video-gen: image-to-video generation service."""
+    from service.core.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)  # one pipeline for every command
 
 
 @main.command()
@@ -136,7 +140,8 @@ def api() -> None:
         app,
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_config=None,  # uvicorn's records go through our pipeline (service.core.logging)
+        access_log=False,  # one access line per request: service.core.request_context writes it
         loop="uvloop" if settings.event_loop == "uvloop" else "asyncio",
         http=settings.http_parser,
     )
