@@ -1,4 +1,4 @@
-"""``video-gen``: the one console entry point (serve, api, worker, demo, migrate, token...)."""
+"""``video-gen``: the one console entry point (serve, api, worker, demo, migrate, token, probe...)."""
 
 from __future__ import annotations
 
@@ -221,6 +221,18 @@ def models() -> None:
             f"{entry.name:12} {state} durations={','.join(entry.durations)} default={entry.default_duration} "
             f"cost={entry.cost} options={options} from {entry.package}"
         )
+
+
+@main.command()
+@click.argument("role", type=click.Choice(["api", "worker"]))
+def probe(role: str) -> None:
+    """Health check of this host's API or worker (exit 0 healthy, 1 not): containers' HEALTHCHECK."""
+    from service.health.probe import probe_api, probe_worker
+
+    settings = _settings()
+    ok, detail = probe_api(settings) if role == "api" else asyncio.run(probe_worker(settings))
+    click.echo(f"{role} {'healthy' if ok else 'UNHEALTHY'}: {detail}")
+    sys.exit(0 if ok else 1)
 
 
 def _add_operator_commands() -> None:
