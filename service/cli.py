@@ -1,19 +1,77 @@
-"""``video-gen``: the one console entry point (serve, api, worker, demo, migrate, token...)."""
+"""``video-gen``: the one console entry point (serve, api, worker, demo, migrate, token, probe...)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from datetime import timedelta
+from typing import NoReturn
 
 import click
 
-from service.core.settings import Settings
+from service.core.settings import Settings, SettingsError
+
+# A configuration the process refuses to start with (sysexits' EX_CONFIG is 78; 2 is click's usage).
+EXIT_CONFIG = 2
 
 
-def _settings() -> Settings:
-    return Settings.from_env()
+def refuse(message: str) -> NoReturn:
+    """Print one line and exit non-zero: how every start-up refusal ends."""
+    click.echo(f"video-gen: {message}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def _settings(*, check: bool | None = None) -> Settings:
+    """The environment's settings; ``check``: validate them for a server (False) or the embedded
+    stack (True); None reads them only (``token``, ``models``)."""
+    from service.core.checks import check_settings
+
+    try:
+        settings = Settings.from_env()
+        if check is not None:
+            check_settings(settings, embedded=check)
+    except SettingsError as exc:
+        refuse(str(exc))
+    return settings
+
+
+def _require_models(settings: Settings) -> None:
+    from models_registry.registry import ModelRegistry, PluginError
+    from service.core.checks import check_default_model
+
+    try:  # a plugin's own settings (FAL_*, LOCAL_MODEL_*) are read as the registry creates it
+        check_default_model(settings, ModelRegistry.load().names())
+    except (SettingsError, PluginError) as exc:
+        refuse(str(exc))
+
+
+async def _open_database(settings: Settings, *, migrate: bool = False) -> None:
+    """Check at start that the database answers (and is migrated): one line and exit if not."""
+    from service.core import db
+    from service.core.checks import describe_connect_error
+
+    try:
+        logging.getLogger("piccolo").setLevel(logging.WARNING)  # not "Running Postgres version 0.0"
+        if migrate:
+            await db.migrate(settings.database_url, quiet=False)
+            return
+        await db.connect(settings.database_url, pool_size=1)
+    except (TimeoutError, OSError, *_database_errors()) as exc:
+        refuse(describe_connect_error(settings.database_url, exc))
+    try:
+        await db.require_migrated()
+    finally:
+        await db.disconnect()
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error)
 
 
 async def _until_signal() -> None:
@@ -27,6 +85,10 @@ async def _until_signal() -> None:
 @click.group()
 def main() -> None:
     """video-gen: image-to-video generation service."""
+    from service.core.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)  # one pipeline for every command
 
 
 @main.command()
@@ -36,8 +98,11 @@ def serve(workers: int) -> None:
     from service.core.auth import make_token
     from service.embedded import DEMO_IMAGE_KEY, DEMO_USER, embedded_stack, seed_demo
 
+    settings = _settings(check=True)
+    _require_models(settings)
+    _warn_if_hs256_refused(settings)
+
     async def run() -> None:
-        settings = _settings()
         async with embedded_stack(settings, workers=workers) as stack:
             if settings.storage_url.startswith("file:"):
                 await seed_demo(stack.settings, credits=10 * 750)
@@ -66,24 +131,17 @@ def api() -> None:
     import uvicorn
 
     from service.app import create_app
-    from service.core import db
 
-    settings = _settings()
+    settings = _settings(check=False)
+    _require_models(settings)
     app = create_app(settings)
-
-    async def check() -> None:  # refuse plainly here rather than inside the server's lifespan
-        await db.connect(settings.database_url, pool_size=1)
-        try:
-            await db.require_migrated()
-        finally:
-            await db.disconnect()
-
-    asyncio.run(check())
+    asyncio.run(_open_database(settings))  # refuse plainly here rather than inside the server's lifespan
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_config=None,  # uvicorn's records go through our pipeline (service.core.logging)
+        access_log=False,  # one access line per request: service.core.request_context writes it
         loop="uvloop" if settings.event_loop == "uvloop" else "asyncio",
         http=settings.http_parser,
     )
@@ -94,7 +152,8 @@ def worker() -> None:
     """Run one worker process (up to WORKER_CONCURRENCY jobs at once; needs REDIS_URL)."""
     from workers.main import run_worker
 
-    settings = _settings()
+    settings = _settings(check=False)
+    _require_models(settings)
     settings.run(run_worker(settings))
 
 
@@ -103,20 +162,22 @@ def demo() -> None:
     """Run one image-to-video request through the embedded stack and print the answer."""
     from service.demo import run_demo
 
+    _settings(check=True)  # the environment's other settings must still make sense
     sys.exit(asyncio.run(run_demo()))
 
 
 @main.command()
 def migrate() -> None:
     """Apply pending database migrations (DATABASE_URL)."""
-    from service.core import db
+    from service.core.checks import check_database_url
 
-    async def run() -> None:
-        settings = _settings()
-        await db.migrate(settings.database_url, quiet=False)
-        click.echo(f"migrated {settings.database_url}")
-
-    asyncio.run(run())
+    settings = _settings()
+    try:
+        check_database_url(settings.database_url)
+    except SettingsError as exc:
+        refuse(str(exc))
+    asyncio.run(_open_database(settings, migrate=True))
+    click.echo(f"migrated {settings.database_url}")
 
 
 @main.command()
@@ -124,12 +185,28 @@ def migrate() -> None:
 @click.option("--admin", is_flag=True, help="Add the admin role.")
 @click.option("--hours", default=24, show_default=True)
 def token(user_id: str, admin: bool, hours: int) -> None:
-    """Print a JWT for USER_ID signed with JWT_SECRET."""
+    """Print a JWT for USER_ID signed with JWT_SECRET (HS256, for the embedded stack and tests)."""
     from service.core.auth import make_token
 
-    click.echo(
-        make_token(_settings().jwt_secret, user_id, roles=["admin"] if admin else [], ttl=timedelta(hours=hours))
-    )
+    settings = _settings()
+    _warn_if_hs256_refused(settings)
+    click.echo(make_token(settings.jwt_secret, user_id, roles=["admin"] if admin else [], ttl=timedelta(hours=hours)))
+
+
+def _warn_if_hs256_refused(settings: Settings) -> None:
+    """With an identity provider configured, HS256 is accepted only when JWT_ALGORITHMS lists it."""
+    from service.core.tokens import TokenVerifier
+
+    try:
+        algorithms = TokenVerifier(settings).algorithms
+    except SettingsError as exc:
+        refuse(str(exc))
+    if "HS256" not in algorithms:
+        click.echo(
+            f"warning: this API accepts {', '.join(algorithms)} only; HS256 tokens from here are refused "
+            "unless JWT_ALGORITHMS lists HS256",
+            err=True,
+        )
 
 
 @main.command()
@@ -138,10 +215,24 @@ def models() -> None:
     from models_registry.registry import ModelRegistry
 
     for entry in ModelRegistry.load().catalogue():
+        state = f"unavailable ({entry.unavailable_reason})" if entry.unavailable_reason else "available"
+        options = ",".join(o.name for o in entry.options) or "none"
         click.echo(
-            f"{entry.name:12} durations={','.join(entry.durations)} default={entry.default_duration} "
-            f"cost={entry.cost} from {entry.package}"
+            f"{entry.name:12} {state} durations={','.join(entry.durations)} default={entry.default_duration} "
+            f"cost={entry.cost} options={options} from {entry.package}"
         )
+
+
+@main.command()
+@click.argument("role", type=click.Choice(["api", "worker"]))
+def probe(role: str) -> None:
+    """Health check of this host's API or worker (exit 0 healthy, 1 not): containers' HEALTHCHECK."""
+    from service.health.probe import probe_api, probe_worker
+
+    settings = _settings()
+    ok, detail = probe_api(settings) if role == "api" else asyncio.run(probe_worker(settings))
+    click.echo(f"{role} {'healthy' if ok else 'UNHEALTHY'}: {detail}")
+    sys.exit(0 if ok else 1)
 
 
 def _add_operator_commands() -> None:

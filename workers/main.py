@@ -26,14 +26,21 @@ import structlog
 from models_registry import cpu
 from models_registry.registry import ModelRegistry
 from service.core import db
+from service.core.checks import describe_connect_error, is_permanent_refusal
 from service.core.keys import Keys
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
+from service.core.tracing import configure_tracing
+from service.generations.notify import WebhookNotifier
 from service.generations.task import GenerationTask
 from service.jobs.stream import JobStream
 from service.storage.base import Storage
 from service.storage.factory import storage_from_settings
+from service.webhooks.queue import WebhookQueue
+from service.webhooks.sender import Sender
+from service.webhooks.service import WebhookDispatcher
 from workers.faults import crash_point
+from workers.metrics_server import start_metrics_server
 from workers.scheduler import Scheduler
 from workers.slots import model_limits
 
@@ -51,6 +58,7 @@ async def run_worker(
     """Run until ``stop`` is set (or SIGTERM/SIGINT when run as a process), then shut down gracefully."""
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
+    configure_tracing("video-gen-worker")
     hurry = asyncio.Event()
     stop = stop or _signal_event(hurry)
     if not await _connect_database(settings, stop):
@@ -80,6 +88,14 @@ async def run_worker(
             idempotency_ttl=settings.idempotency_ttl_seconds,
             dead_letter_maxlen=settings.dead_letter_maxlen,
         )
+        webhooks = WebhookQueue(redis, keys, retention_seconds=settings.webhook_retention_seconds)
+        dispatcher = webhook_dispatcher(settings, webhooks)
+        notifier = WebhookNotifier(
+            webhooks,
+            store,
+            download_seconds=settings.download_url_seconds,
+            on_queued=dispatcher.wake if dispatcher else lambda: None,
+        )
         scheduler = Scheduler(
             stream,
             GenerationTask(settings, registry, store, fault=crash_point),
@@ -87,11 +103,19 @@ async def run_worker(
             name=name,
             concurrency=settings.worker_concurrency,
             lease_seconds=settings.job_lease_seconds,
+            notify=notifier.job_ended,
             limits=limits,
             prefetch=settings.worker_prefetch,
         )
         log.info("worker.capacity", model_slots=limits, cpu_processes=processes, db_pool=settings.database_pool_size)
-        await _serve(scheduler, settings, stop, hurry)
+        sending = asyncio.create_task(dispatcher.run(), name="webhooks") if dispatcher else None
+        try:
+            await _serve(scheduler, settings, stop, hurry)
+        finally:
+            if dispatcher and sending:
+                await dispatcher.stop(grace=min(settings.shutdown_grace_seconds, settings.webhook_timeout_seconds))
+                await sending
+                await dispatcher.sender.close()
     finally:
         cpu.stop()
         if owned[0]:
@@ -103,10 +127,37 @@ async def run_worker(
         await db.disconnect()
 
 
+def webhook_dispatcher(settings: Settings, queue: WebhookQueue) -> WebhookDispatcher | None:
+    """The process's webhook sender; None without ``WEBHOOK_SECRET`` (deliveries then wait, queued,
+    for a worker that has it)."""
+    if not settings.webhook_keys:
+        return None
+    sender = Sender(
+        settings.webhook_keys, timeout=settings.webhook_timeout_seconds, allow_private=settings.webhook_allow_private
+    )
+    return WebhookDispatcher(
+        queue,
+        sender,
+        delays=settings.webhook_retry_delays,
+        concurrency=settings.webhook_concurrency,
+        poll_seconds=settings.webhook_poll_seconds,
+        per_host=settings.webhook_per_host,
+    )
+
+
 async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, hurry: asyncio.Event) -> None:
     """Schedule jobs until ``stop``; then give running jobs the grace period (cut short by ``hurry``)."""
     runner = asyncio.create_task(scheduler.run(), name="scheduler")
-    log.info("worker.started", consumer=scheduler.name)
+    server = None
+    if settings.metrics_port:
+        server = await start_metrics_server(
+            settings.host, settings.metrics_port, token=settings.metrics_token, alive=lambda: not runner.done()
+        )
+    log.info(
+        "worker.started",
+        consumer=scheduler.name,
+        metrics_port=settings.metrics_port or None,
+    )
     try:
         await stop.wait()
         log.info(
@@ -128,6 +179,8 @@ async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, 
         hurried.cancel()
         log.info("worker.stopped", consumer=scheduler.name)
     finally:
+        if server is not None:
+            server.close()
         if not runner.done():
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -151,7 +204,9 @@ async def _connect_database(settings: Settings, stop: asyncio.Event) -> bool:
                 await db.disconnect()
             raise
         except Exception as exc:
-            log.warning("worker.database_unavailable", error=str(exc) or type(exc).__name__)
+            if is_permanent_refusal(exc):  # no such database or role: waiting will not mend it
+                raise SystemExit(f"video-gen: {describe_connect_error(settings.database_url, exc)}") from None
+            log.warning("worker.database_unavailable", error=describe_connect_error(settings.database_url, exc))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
     if connected:

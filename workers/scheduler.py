@@ -30,16 +30,18 @@ from redis.exceptions import RedisError, ResponseError
 
 from service.core.errors import GenerationFailed, ValidationFailed
 from service.core.redis import BLOCK_MS
+from service.core.tracing import job_span
 from service.core.transient import is_transient
 from service.generations.outcomes import error_reply
 from service.generations.task import GenerationTask
 from service.jobs.lease import LeaseLost, Leases
-from service.jobs.messages import Delivery, JobReply
+from service.jobs.messages import Delivery, JobMessage, JobReply
 from service.jobs.stream import JobStream
 from workers.faults import crash_point
 from workers.slots import ModelSlots
 
 log = structlog.get_logger(__name__)
+Notify = Callable[[JobMessage, JobReply], Awaitable[None]]
 
 PRUNE_EVERY = 5.0  # seconds between trims of acknowledged entries
 STALE_CONSUMER_MS = 3_600_000  # a consumer silent this long, with nothing pending, is removed
@@ -56,12 +58,14 @@ class Scheduler:
         name: str,
         concurrency: int,
         lease_seconds: float,
+        notify: Notify | None = None,
         limits: Mapping[str, int] | None = None,
         prefetch: int | None = None,
     ) -> None:
         """``limits``: slots per model (``workers.slots.model_limits``); a model without one gets
         ``concurrency``. ``prefetch``: jobs claimed at a time (default: ``concurrency``)."""
         self.stream, self.task, self._reader, self.name = stream, task, reader, name
+        self.notify = notify or _nobody
         self.lease_ms = int(lease_seconds * 1000)
         if limits is None:
             limits = dict.fromkeys(task.registry.names(), concurrency)
@@ -166,6 +170,18 @@ class Scheduler:
             task.cancel()
 
     async def _handle(self, entry: Delivery, turn: asyncio.Future[None] | None = None) -> None:
+        # This task's own context: every line of this job, the scheduler's and the task's, says which.
+        if entry.job is None:
+            await self._handle_traced(entry, turn)
+            return
+        job = entry.job
+        structlog.contextvars.bind_contextvars(
+            job_id=job.job_id, user_id=job.user_id, model=job.model, request_id=job.request_id
+        )
+        with job_span(job.trace_context, job.submitted_at, job_id=job.job_id, model=job.model, delivery=entry.count):
+            await self._handle_traced(entry, turn)
+
+    async def _handle_traced(self, entry: Delivery, turn: asyncio.Future[None] | None) -> None:
         try:
             if turn is not None:  # its model's slots are full: wait for one (the lease is renewed meanwhile)
                 await turn
@@ -184,16 +200,22 @@ class Scheduler:
     async def _reject(self, entry: Delivery, error: ValidationFailed) -> None:
         assert entry.job is not None
         reply = await self.task.reject(entry.job, error)
+        await self.notify(entry.job, reply)
         await self.stream.dead_letter(entry, f"unknown model {entry.job.model!r}", reply)
 
     async def _attempt(self, entry: Delivery) -> None:
         job = entry.job
         assert job is not None
         if entry.count > 1 and (earlier := await self.stream.reply_of(job.job_id)) is not None:
+            await self.notify(job, earlier)  # queued already, unless the reply came from elsewhere: once
             await self.stream.complete(entry.message_id, job, earlier)  # only the ack was missing
             return
         reply = await self.task.run(job, entry.count, lambda: self.leases.check(entry.message_id))
         self.leases.release(entry.message_id)  # answered: past the point where a takeover matters
+        crash_point("before_webhook", job.job_id)
+        # The webhook is queued before the job is acknowledged: a crash in between redelivers the
+        # job, which queues the same event again (kept once).
+        await self.notify(job, reply)
         crash_point("before_ack", job.job_id)
         await self.stream.complete(entry.message_id, job, reply)
         log.info("job.done", job_id=job.job_id, model=job.model, status=reply.status_code, delivery=entry.count)
@@ -254,6 +276,10 @@ class Scheduler:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+async def _nobody(job: JobMessage, reply: JobReply) -> None:
+    return None
 
 
 def _salvage_reply(entry: Delivery) -> JobReply | None:

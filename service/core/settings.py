@@ -7,31 +7,50 @@ one list to read (the README's Configuration section and `.env.example` mirror i
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import os
+import types
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import msgspec
 
 T = TypeVar("T")
+# The secret printed in the README and `.env.example`: fine for `serve`/`demo`, refused elsewhere.
+DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
+MIN_SECRET_BYTES = 32
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work: one line naming the variable and the expected form."""
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Runtime configuration. Field names map to upper-case environment variables."""
 
-    jwt_secret: str = "dev-secret-change-me-0123456789abcdef"
+    jwt_secret: str = DEV_JWT_SECRET
+    # A customer's identity provider (README "Tokens from your identity provider"): its keys, by
+    # JWKS URL or one PEM, and what its tokens must say. Empty: HS256 tokens signed with JWT_SECRET.
+    jwt_jwks_url: str = ""
+    jwt_public_key: str = ""  # a PEM, or the path of a PEM file
+    jwt_algorithms: str = ""  # comma-separated; empty: derived from the key sources configured
+    jwt_issuer: str = ""
+    jwt_audience: str = ""  # comma-separated when several are accepted
+    jwt_leeway_seconds: float = 5.0  # clock skew allowed on exp, nbf and iat
+    jwt_user_claim: str = "sub"  # a claim name or a dotted path
+    jwt_roles_claim: str = "roles"
+    jwt_admin_role: str = "admin"
+    jwt_jwks_cache_seconds: float = 300.0  # keys are refetched this often
+    jwt_jwks_cooldown_seconds: float = 10.0  # least time between refetches for unknown kids, and between retries
     database_url: str = "sqlite:///var/video-gen.sqlite"
     redis_url: str | None = None  # None: spawn an embedded redis-server
     storage_url: str = "file://./var/storage"
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_path_style: bool = False
-    fal_key: str | None = None
-    fal_endpoint: str = "fal-ai/veo3/image-to-video"
-    fal_poll_seconds: float = 3.0
-    fal_send_image_url: bool = False
-    default_model: str | None = None  # None: veo3 when FAL_KEY is set, else local
+    default_model: str | None = None  # None: the registry's choice (veo3 when FAL_KEY is set, else local)
     host: str = "127.0.0.1"
     port: int = 8000
     worker_concurrency: int = 4  # the default slots of a model that declares no max_concurrency
@@ -52,21 +71,39 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     dead_letter_maxlen: int = 10_000  # approximate cap of the dead-letter stream
     source_key_prefix: str = "images/{user_id}/"
     max_source_bytes: int = 8 * 1024 * 1024
+    max_source_pixels: int = 40_000_000  # width x height of a source image; decoding is bounded by it
+    max_prompt_chars: int = 2000
     download_url_seconds: int = 900
     redis_max_connections: int = 16
     redis_key_prefix: str = "video-gen"
-    log_level: str = "INFO"
     event_loop: str = "uvloop"  # uvloop (and httptools for HTTP), or asyncio (and h11): the standard ones
     rate_limit_per_minute: int = 120
-    local_model_width: int = 1024
-    local_model_height: int = 576
-    local_model_fps: int = 24
+    job_status_rate_limit_per_minute: int = 600  # GET /video-gen/jobs/{id}: polling has its own budget
+    cors_allow_origins: str = ""  # comma-separated origins browsers may call from; empty: none
+    # Observability (README: Observability)
+    log_level: str = "INFO"
+    log_format: str = "auto"  # auto: JSON lines, or console lines on a terminal; json; console
+    metrics_token: str | None = None  # set: /metrics (API and workers) wants "Authorization: Bearer <token>"
+    metrics_port: int = 0  # a worker serves /metrics and /health on HOST:METRICS_PORT; 0: not served
+    webhook_secret: str | None = None  # whsec_<base64>; None: requests naming a webhookUrl are refused
+    webhook_previous_secrets: str = ""  # comma-separated whsec_ secrets that still sign beside the new one
+    webhook_allow_http: bool = False  # accept http:// webhook URLs (development)
+    webhook_allow_private: bool = False  # deliver to loopback/private/link-local addresses (development, tests)
+    webhook_timeout_seconds: float = 10.0  # one attempt, connect to last byte read
+    webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"  # waits before each retry (jittered +-10 %)
+    webhook_concurrency: int = 50  # deliveries one worker process sends at once
+    webhook_per_host: int = 8  # of those, at most this many to one host (a dead receiver cannot take them all)
+    webhook_poll_seconds: float = 1.0  # how often a worker looks for due deliveries
+    webhook_retention_seconds: int = 30 * 86400  # how long a finished delivery's record is kept
+    # Where clients reach this deployment (issue 15): links handed out must resolve from outside.
+    public_url: str | None = None  # base of local download links; None: http://HOST:PORT
+    s3_public_endpoint_url: str | None = None  # endpoint presigned links name; None: S3_ENDPOINT_URL
 
     def __post_init__(self) -> None:
         self.model_slots  # noqa: B018  (MODEL_CONCURRENCY is checked at start, not at the first job)
         for name in ("worker_concurrency", "worker_prefetch", "database_pool_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name.upper()} must be at least 1")
+                raise SettingsError(f"{name.upper()} must be at least 1, got {getattr(self, name)}")
 
     @property
     def model_slots(self) -> dict[str, int]:
@@ -75,16 +112,11 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         for part in filter(None, (p.strip() for p in self.model_concurrency.split(","))):
             name, _, value = part.partition("=")
             if not name.strip() or not value.strip().isdigit() or int(value) < 1:
-                raise ValueError(f"MODEL_CONCURRENCY: {part!r} is not model=N with N >= 1 (e.g. veo3=500,local=2)")
+                raise SettingsError(
+                    f"MODEL_CONCURRENCY must be model=N,... with N >= 1 (e.g. veo3=500,local=2), got {part!r}"
+                )
             slots[name.strip()] = int(value)
         return slots
-
-    @property
-    def model_default(self) -> str:
-        """The model used when a request names none (the spec's callers never do)."""
-        if self.default_model:
-            return self.default_model
-        return "veo3" if self.fal_key else "local"
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
         """Run ``main`` on the configured event loop (``EVENT_LOOP``)."""
@@ -100,6 +132,30 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         return "httptools" if self.event_loop == "uvloop" else "h11"
 
     @property
+    def public_base_url(self) -> str:
+        """The base of every link this service hands out: ``PUBLIC_URL``, else where the API listens
+        (a wildcard listen address is not somewhere a client can go, so loopback stands in)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://{host}:{self.port}"
+
+    @property
+    def webhook_keys(self) -> list[bytes]:
+        """The HMAC keys that sign webhooks: ``WEBHOOK_SECRET``'s first, then the previous ones."""
+        if self.webhook_secret is None:
+            return []
+        previous = [s.strip() for s in self.webhook_previous_secrets.split(",") if s.strip()]
+        return [parse_webhook_secret(self.webhook_secret, "WEBHOOK_SECRET")] + [
+            parse_webhook_secret(s, "WEBHOOK_PREVIOUS_SECRETS") for s in previous
+        ]
+
+    @property
+    def webhook_retry_delays(self) -> list[float]:
+        """Seconds to wait before each retry of a webhook delivery."""
+        return parse_schedule(self.webhook_retry_schedule, "WEBHOOK_RETRY_SCHEDULE")
+
+    @property
     def embedded_redis(self) -> bool:
         return not self.redis_url
 
@@ -107,13 +163,61 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from environment variables (``JWT_SECRET``, ``DATABASE_URL`` ...)."""
         env = dict(os.environ if env is None else env)
+        hints = get_type_hints(cls)
         raw: dict[str, Any] = {}
         for name in cls.__struct_fields__:
             value = env.get(name.upper())
             if value is not None and value != "":
-                raw[name] = value
+                raw[name] = _convert(name, value, hints[name])
         raw.update(overrides)
-        return msgspec.convert(raw, cls, strict=False)
+        return cls(**raw)
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _convert(name: str, value: str, hint: Any) -> Any:
+    """``value`` as the field's type, or a SettingsError in words (never a msgspec path)."""
+    if get_origin(hint) in (Union, types.UnionType):
+        hint = next(arg for arg in get_args(hint) if arg is not type(None))
+    if hint is str:
+        return value
+    try:
+        return msgspec.convert(value, hint, strict=False)
+    except msgspec.ValidationError:
+        raise SettingsError(f"{name.upper()} must be {_TYPE_WORDS.get(hint, hint)}, got {value!r}") from None
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_schedule(text: str, name: str) -> list[float]:
+    """``"5s,5m,2h"`` as seconds; a SettingsError naming ``name`` when it is not one."""
+    delays = []
+    for part in (p.strip() for p in text.split(",")):
+        number = part.rstrip("smhd")
+        try:
+            value = float(number) * _UNITS[part[len(number) :] or "s"]
+        except (ValueError, KeyError):
+            raise SettingsError(f"{name} must be durations like 5s,5m,2h, got {part!r}") from None
+        if value < 0:
+            raise SettingsError(f"{name} must not have negative durations, got {part!r}")
+        delays.append(value)
+    return delays
+
+
+def parse_webhook_secret(secret: str, name: str) -> bytes:
+    """The key of a Standard Webhooks secret (``whsec_`` and base64 of 24 to 64 bytes)."""
+    hint = "(e.g. python -c \"import base64,os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())\")"
+    if not secret.startswith("whsec_"):
+        raise SettingsError(f"{name} must start with whsec_ (a Standard Webhooks secret) {hint}")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_") + "==", validate=False)
+    except (binascii.Error, ValueError):
+        raise SettingsError(f"{name} must be whsec_ followed by base64 {hint}") from None
+    if not 24 <= len(key) <= 64:
+        raise SettingsError(f"{name} must encode 24 to 64 random bytes, got {len(key)} {hint}")
+    return key
 
 
 def project_root() -> Path:

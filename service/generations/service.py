@@ -21,11 +21,15 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import msgspec
+
 from models_registry.errors import ModelError
 from models_registry.registry import ModelRegistry
+from service.core import metrics, tracing
 from service.core.auth import Principal
 from service.core.db import health as database
 from service.core.errors import QUEUE_FULL, TOO_MANY_WAITING, ServiceUnavailable, ShuttingDown, from_model_error
+from service.core.request_context import current_request_id
 from service.core.settings import Settings
 from service.generations.schemas import ImageToVideoRequest, JobAccepted
 from service.generations.status import JobStatus
@@ -59,23 +63,28 @@ class GenerationService:
     def build_job(self, sub: Submission, job_id: str) -> JobMessage:
         """The job message for a valid request; spec-shaped 400s for what the model does not offer."""
         req = sub.request
+        name = req.model or self.registry.default_model(self.settings.default_model)
         try:
-            plugin, duration = self.registry.resolve(req.model or self.settings.model_default, req.duration)
+            resolved = self.registry.resolve(name, req.duration, req.options)
         except ModelError as exc:
             raise from_model_error(exc) from None
         check_source_key(req.id, sub.principal.user_id, self.settings.source_key_prefix)
         return JobMessage(
             job_id=job_id,
             user_id=sub.principal.user_id,
-            model=plugin.name,
+            model=resolved.plugin.name,
             prompt=req.prompt,
             source_key=req.id,
-            duration=duration,
+            duration=resolved.duration,
             project_id=req.project_id,
-            options=req.options or {},
+            options=msgspec.to_builtins(resolved.options),
             inbox=None if sub.respond_async else self.inbox.name,
             submitted_at=time.time(),
             idempotency_key=sub.idempotency_key,
+            request_id=current_request_id(),
+            trace_context=tracing.current_context(),
+            webhook_url=req.webhook_url,
+            webhook_events=req.webhook_events,
         )
 
     async def request_video(self, sub: Submission) -> Outcome:
@@ -103,6 +112,8 @@ class GenerationService:
                 self.inbox.forget(job.job_id, waiter)
             raise
         self.inbox.backlog += 1  # counted at once; the next read of the stream corrects it
+        if submitted.earlier is None:
+            metrics.JOBS_SUBMITTED.labels(job.model).inc()
         if submitted.earlier is not None:  # a concurrent request with the same key won the race
             if waiter is not None:
                 self.inbox.forget(job.job_id, waiter)

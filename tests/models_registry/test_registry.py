@@ -14,13 +14,14 @@ from collections.abc import Callable
 from importlib.metadata import EntryPoint, PathDistribution, entry_points
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import pytest
 
 import models_registry.registry as registry_module
 from models_registry.base import ENTRY_POINT_GROUP, GeneratedVideo, GenerationJob, ModelPlugin
-from models_registry.errors import UnknownModel, UnsupportedDuration
+from models_registry.errors import InvalidOptions, UnknownModel, UnsupportedDuration
 from models_registry.local.plugin import LocalPanZoomModel
 from models_registry.registry import ModelRegistry, PluginError
 from models_registry.veo3.plugin import Veo3Model
@@ -47,7 +48,7 @@ def plugin_class(name: str = "good", *, drop: tuple[str, ...] = (), **overrides:
         "generate": _generate,
     }
     cost = overrides.pop("cost", lambda d: 10 * int(d[:-1]))
-    attrs["cost"] = (lambda self, d: cost(d)) if callable(cost) else (lambda self, d: cost)
+    attrs["cost"] = (lambda self, d, options: cost(d)) if callable(cost) else (lambda self, d, options: cost)
     attrs.update(overrides)
     for attr in drop:
         attrs.pop(attr)
@@ -94,7 +95,7 @@ def only_entry_points(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
 def test_the_built_in_models_come_from_video_gens_own_entry_points() -> None:
     ours = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.dist and ep.dist.name == "video-gen"}
-    assert set(ours) == {"local", "veo3"}
+    assert set(ours) == {"local", "veo3", "veo3-fast", "veo3.1", "veo3.1-fast"}
     registry = ModelRegistry.load()  # no extra: only entry points
     assert isinstance(registry.get("local"), LocalPanZoomModel)
     assert isinstance(registry.get("veo3"), Veo3Model)
@@ -213,7 +214,7 @@ def test_a_subclass_must_implement_generate() -> None:
         durations = ("5s",)
         default_duration = "5s"
 
-        def cost(self, duration: str) -> int:
+        def cost(self, duration: str, options: object) -> int:
             return 1
 
     assert refusal(Lazy) == f"model plugin 'lazy' from {origin_of(Lazy)}: generate is not implemented"
@@ -222,7 +223,7 @@ def test_a_subclass_must_implement_generate() -> None:
 @pytest.mark.parametrize("cost", [-1, 1.5, 750.0, "750", True, None])
 def test_cost_must_be_a_non_negative_int_for_every_duration(cost: object) -> None:
     cls = plugin_class("pricey", cost=lambda d: 100 if d == "5s" else cost)
-    assert refusal(cls) == f"model plugin 'pricey' from {origin_of(cls)}: cost('8s') must be an int >= 0"
+    assert refusal(cls) == f"model plugin 'pricey' from {origin_of(cls)}: cost('8s', {{}}) must be an int >= 0"
 
 
 def test_a_free_model_is_allowed() -> None:
@@ -237,7 +238,9 @@ def test_a_cost_rule_that_raises_names_the_plugin() -> None:
         async def generate(self, job: GenerationJob) -> GeneratedVideo:
             raise NotImplementedError
 
-    message = f"model plugin 'unpriced' from {origin_of(Unpriced)}: cost('5s') failed: NotImplementedError()"
+    message = (
+        f"model plugin 'unpriced' from {origin_of(Unpriced)}: cost(duration, options) failed: NotImplementedError()"
+    )
     assert refusal(Unpriced) == message
 
 
@@ -332,7 +335,57 @@ def test_resolve_refuses_a_duration_the_model_lacks(registry: ModelRegistry) -> 
 
 
 def test_resolve_uses_the_models_default_when_no_duration_is_given(registry: ModelRegistry) -> None:
-    plugin, duration = registry.resolve("good", None)
+    resolved = registry.resolve("good", None)
+    plugin, duration = resolved.plugin, resolved.duration
     assert (plugin.name, duration) == ("good", "5s")
-    assert registry.resolve("good", "8s")[1] == "8s"
-    assert registry.resolve("other", None)[1] == "4s"
+    assert registry.resolve("good", "8s").duration == "8s"
+    assert registry.resolve("other", None).duration == "4s"
+
+
+class LooseOptions(msgspec.Struct):
+    quality: str = "high"
+
+
+class TypedOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    quality: Literal["draft", "high"] = "high"
+    note: str | None = None
+
+
+def test_options_must_forbid_unknown_fields() -> None:
+    cls = plugin_class("loose", Options=LooseOptions)
+    assert refusal(cls) == (
+        f"model plugin 'loose' from {origin_of(cls)}: Options: Options must forbid unknown fields "
+        "(forbid_unknown_fields=True): a typo must not be charged"
+    )
+
+
+def test_a_price_option_must_be_an_enumeration() -> None:
+    cls = plugin_class("priced", Options=TypedOptions, price_options=("note",))
+    assert "must be a Literal or a bool" in refusal(cls)
+
+
+def test_cost_depends_on_the_options_and_the_catalogue_prices_every_value() -> None:
+    cls = plugin_class(
+        "tiers",
+        Options=TypedOptions,
+        price_options=("quality",),
+        cost=None,
+    )
+    cls.cost = lambda self, d, options: (10 if options.quality == "draft" else 30) * int(d[:-1])
+    registry = ModelRegistry.load(extra=[cls], group="video_gen.no_such_group")
+    [entry] = registry.catalogue()
+    assert entry.cost == {"5s": 150, "8s": 240}  # the default options
+    assert {(p.duration, p.options["quality"]): p.cost for p in entry.prices} == {
+        ("5s", "draft"): 50,
+        ("8s", "draft"): 80,
+        ("5s", "high"): 150,
+        ("8s", "high"): 240,
+    }
+    assert registry.resolve("tiers", "8s", {"quality": "draft"}).cost == 80
+    with pytest.raises(InvalidOptions) as caught:
+        registry.resolve("tiers", "8s", {"quality": "ultra", "notes": "x"})
+    assert caught.value.messages == [
+        "options.property notes should not exist",
+        "options.quality must be one of the following values: draft, high",
+    ]
+    assert from_model_error(caught.value).status_code == 400
