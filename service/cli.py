@@ -126,6 +126,7 @@ def api() -> None:
     import uvicorn
 
     from service.app import create_app
+    from service.core.http import json_error_protocol
 
     settings = _settings(check=False)
     _require_models(settings)
@@ -137,7 +138,7 @@ def api() -> None:
         port=settings.port,
         log_level="info",
         loop="uvloop" if settings.event_loop == "uvloop" else "asyncio",
-        http=settings.http_parser,
+        http=json_error_protocol(settings.http_parser),
     )
 
 

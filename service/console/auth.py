@@ -23,7 +23,7 @@ from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import Cookie
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
-from litestar.security.jwt import JWTCookieAuth, Token
+from litestar.security.jwt import JWTCookieAuth
 
 from service.core.auth import Principal, jwt_auth
 
@@ -41,6 +41,7 @@ def _cookie_auth(secret: str) -> JWTCookieAuth[Principal]:
         retrieve_user_handler=api.retrieve_user_handler,
         require_claims=api.require_claims,
         verify_expiry=api.verify_expiry,
+        token_cls=api.token_cls,
         key=SESSION_COOKIE,
         path=PATH,
         samesite="strict",
@@ -71,7 +72,7 @@ class ConsoleAuth:
         """The principal a pasted token names and its expiry; ``NotAuthorizedException`` when the
         API would refuse it."""
         auth = self.cookie_auth
-        decoded = Token.decode(
+        decoded = auth.token_cls.decode(
             token.strip(),
             secret=auth.token_secret,
             algorithm=auth.algorithm,
