@@ -34,7 +34,6 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     **dict.fromkeys(
         (
             "job_lease_seconds",
-            "fal_poll_seconds",
             "reply_ttl_seconds",
             "jobs_stream_maxlen",
             "job_meta_ttl_seconds",
@@ -44,9 +43,6 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
             "max_source_pixels",
             "max_prompt_chars",
             "download_url_seconds",
-            "local_model_width",
-            "local_model_height",
-            "local_model_fps",
         ),
         (lambda v: v > 0, _POSITIVE),
     ),
@@ -114,13 +110,12 @@ def _check_source_prefix(template: str) -> None:
 
 
 def check_default_model(settings: Settings, installed: Iterable[str]) -> None:
-    """``DEFAULT_MODEL`` (or the implied ``veo3``/``local``) must name an installed model."""
+    """``DEFAULT_MODEL``, when set, must name an installed model (unset: the registry chooses)."""
     names = sorted(installed)
-    if settings.model_default not in names:
-        which = "DEFAULT_MODEL" if settings.default_model else "the default model (DEFAULT_MODEL unset)"
+    if settings.default_model and settings.default_model not in names:
         raise SettingsError(
-            f"{which} must name an installed model ({', '.join(names) or 'none installed'}), "
-            f"got {settings.model_default!r}"
+            f"DEFAULT_MODEL must name an installed model ({', '.join(names) or 'none installed'}), "
+            f"got {settings.default_model!r}"
         )
 
 

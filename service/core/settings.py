@@ -35,11 +35,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_path_style: bool = False
-    fal_key: str | None = None
-    fal_endpoint: str = "fal-ai/veo3/image-to-video"
-    fal_poll_seconds: float = 3.0
-    fal_send_image_url: bool = False
-    default_model: str | None = None  # None: veo3 when FAL_KEY is set, else local
+    default_model: str | None = None  # None: the registry's choice (veo3 when FAL_KEY is set, else local)
     host: str = "127.0.0.1"
     port: int = 8000
     worker_concurrency: int = 4
@@ -64,16 +60,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     rate_limit_per_minute: int = 120
     job_status_rate_limit_per_minute: int = 600  # GET /video-gen/jobs/{id}: polling has its own budget
     cors_allow_origins: str = ""  # comma-separated origins browsers may call from; empty: none
-    local_model_width: int = 1024
-    local_model_height: int = 576
-    local_model_fps: int = 24
-
-    @property
-    def model_default(self) -> str:
-        """The model used when a request names none (the spec's callers never do)."""
-        if self.default_model:
-            return self.default_model
-        return "veo3" if self.fal_key else "local"
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
         """Run ``main`` on the configured event loop (``EVENT_LOOP``)."""

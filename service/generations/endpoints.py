@@ -34,7 +34,10 @@ def _check_body(request: Request[Any, Any, Any], body: Any) -> list[str]:
     state = request.app.state
     settings = state.settings
     return image_to_video_messages(
-        body, state.registry, settings.model_default, max_prompt_chars=settings.max_prompt_chars
+        body,
+        state.registry,
+        state.registry.default_model(settings.default_model),
+        max_prompt_chars=settings.max_prompt_chars,
     )
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from models_registry.registry import ModelRegistry
+from models_registry.options import option_messages
+from models_registry.registry import ModelRegistry, options_type
 from service.core.validation import required_string
 
 ALLOWED = ("id", "prompt", "duration", "projectId", "model", "options")
@@ -60,20 +61,26 @@ def _optional_string(body: dict[str, Any], name: str) -> list[str]:
     return []
 
 
-def _model_and_duration(body: dict[str, Any], registry: ModelRegistry, default_model: str) -> list[str]:
+def _model_duration_options(body: dict[str, Any], registry: ModelRegistry, default_model: str) -> list[str]:
     messages = _optional_string(body, "model")
     model = body.get("model")
     if isinstance(model, str) and model not in registry:
         return [*messages, f"model must be one of the following values: {', '.join(registry.names())}"]
     name = model if isinstance(model, str) else default_model
-    duration = body.get("duration")
-    if duration is None or name not in registry:
+    if name not in registry:
         return messages
-    allowed = registry.get(name).durations
-    if not isinstance(duration, str):
-        messages.append("duration must be a string")
-    if duration not in allowed:
-        messages.append(f"duration must be one of the following values: {', '.join(allowed)}")
+    plugin = registry.get(name)
+    duration = body.get("duration")
+    if duration is not None:
+        if not isinstance(duration, str):
+            messages.append("duration must be a string")
+        if duration not in plugin.durations:
+            messages.append(f"duration must be one of the following values: {', '.join(plugin.durations)}")
+    options = body.get("options")
+    if isinstance(options, dict):
+        messages += option_messages(options_type(plugin), options)
+    if (reason := registry.unavailable_reason(name)) is not None:
+        messages.append(f"model {name} is not available here: {reason}")
     return messages
 
 
@@ -87,7 +94,7 @@ def image_to_video_messages(
     messages += required_string(body, "id")
     messages += required_string(body, "prompt")
     messages += _max_length(body, "prompt", max_prompt_chars)
-    messages += _model_and_duration(body, registry, default_model)
+    messages += _model_duration_options(body, registry, default_model)
     messages += _optional_string(body, "projectId")
     messages += _max_length(body, "projectId", MAX_PROJECT_ID_CHARS)
     messages += _clean_strings(body)

@@ -43,7 +43,7 @@ class ScriptedModel(ModelPlugin):
         cls.generations.clear()
         cls.gates.clear()
 
-    def cost(self, duration: str) -> int:
+    def cost(self, duration: str, options: object) -> int:
         return 750
 
     async def generate(self, job: GenerationJob) -> GeneratedVideo:
