@@ -28,6 +28,7 @@ from service.core.auth import Principal, jwt_auth
 from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.keys import Keys
 from service.core.logging import structlog_plugin
+from service.core.openapi import truthful
 from service.core.ratelimit import rate_limits
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
@@ -127,7 +128,7 @@ def create_app(
     keys = Keys(settings.redis_key_prefix)
     stores, install_rate_limits = rate_limits(settings, keys)
     prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
-    return Litestar(
+    app = Litestar(
         route_handlers=[*(controllers or CONTROLLERS), PrometheusController, *console_routes(settings)],
         lifespan=[_lifespan(settings, keys, registry, storage)],
         dependencies={
@@ -150,6 +151,8 @@ def create_app(
         ),
         debug=False,
     )
+    truthful(app.openapi_schema, max_prompt_chars=settings.max_prompt_chars)
+    return app
 
 
 __all__ = ["create_app"]
