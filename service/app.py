@@ -1,7 +1,7 @@
 """The Litestar application factory: its lifespan, and the parts handlers receive by injection.
 
 Handlers declare what they use (``registry``, ``stream``, ``storage``, ``settings``, ``redis``,
-``generations``, ``principal``) as typed parameters; each is provided once, here, from what the
+``generations``, ``verifier``, ``principal``) as typed parameters; each is provided once, here, from what the
 lifespan opened. No handler reads ``app.state``.
 """
 
@@ -16,7 +16,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 
 from models_registry.registry import ModelRegistry
 from service.admin.endpoints import AdminController
@@ -31,11 +31,15 @@ from service.core.logging import structlog_plugin
 from service.core.openapi import truthful
 from service.core.ratelimit import rate_limits
 from service.core.redis import make_dedicated_redis, make_redis
+from service.core.request_context import RequestContextMiddleware
 from service.core.settings import Settings
+from service.core.tokens import TokenVerifier
+from service.core.tracing import configure_tracing
 from service.core.validation import strict_body
 from service.generations.endpoints import GenerationController
 from service.generations.service import GenerationService
 from service.health.endpoints import HealthController
+from service.health.metrics import metrics_controller
 from service.jobs.inbox import ReplyInbox
 from service.jobs.shutdown import install_shutdown_hook
 from service.jobs.stream import JobStream
@@ -53,7 +57,7 @@ CONTROLLERS: list[Any] = [
     AdminController,
     QueueAdminController,
 ]
-SHARED = ("settings", "registry", "storage", "stream", "redis", "generations")
+SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "verifier")
 
 
 def _shared(name: str) -> Provide:
@@ -63,12 +67,22 @@ def _shared(name: str) -> Provide:
     return Provide(provide, sync_to_thread=False)
 
 
+def _tracing_plugins() -> list[Any]:
+    """Litestar's own OpenTelemetry plugin when ``OTEL_*`` asks for traces (``service.core.tracing``)."""
+    provider = configure_tracing("video-gen-api")
+    if provider is None:
+        return []
+    from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+
+    return [OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=provider, exclude=["^/health", "^/metrics"]))]
+
+
 def _principal(request: Request[Principal, Any, Any]) -> Principal:
     return request.user
 
 
 def _lifespan(
-    settings: Settings, keys: Keys, registry: ModelRegistry | None, storage: Storage | None
+    settings: Settings, keys: Keys, verifier: TokenVerifier, registry: ModelRegistry | None, storage: Storage | None
 ) -> Callable[[Litestar], Any]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -98,12 +112,17 @@ def _lifespan(
             redis=redis,
             inbox=inbox,
             generations=GenerationService(registry=models, stream=stream, inbox=inbox, settings=settings),
+            verifier=verifier,
         )
         # Graceful shutdown: on SIGTERM, refuse new jobs (503) and answer waiting requests (202 + job id).
         uninstall_shutdown_hook = install_shutdown_hook(inbox)
+        if verifier.jwks is not None:  # the identity provider's keys, kept fresh in the background
+            await verifier.jwks.start()
         try:
             yield
         finally:
+            if verifier.jwks is not None:
+                await verifier.jwks.stop()
             uninstall_shutdown_hook()
             inbox.release_all()
             await inbox.stop()
@@ -122,25 +141,31 @@ def create_app(
     storage: Storage | None = None,
     controllers: list[Any] | None = None,
 ) -> Litestar:
-    """Build the API. ``REDIS_URL`` must be set (``video-gen serve`` sets it for the embedded stack)."""
+    """Build the API. ``REDIS_URL`` must be set (``video-gen serve`` sets it for the embedded stack).
+    A token configuration that cannot work raises ``SettingsError`` (one line)."""
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
+    verifier = TokenVerifier(settings)
     keys = Keys(settings.redis_key_prefix)
-    stores, install_rate_limits = rate_limits(settings, keys)
+    stores, install_rate_limits = rate_limits(settings, keys, verifier)
     prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
     app = Litestar(
-        route_handlers=[*(controllers or CONTROLLERS), PrometheusController, *console_routes(settings)],
-        lifespan=[_lifespan(settings, keys, registry, storage)],
+        route_handlers=[
+            *(controllers or CONTROLLERS),
+            metrics_controller(settings.metrics_token),
+            *console_routes(settings, verifier),
+        ],
+        lifespan=[_lifespan(settings, keys, verifier, registry, storage)],
         dependencies={
             **{name: _shared(name) for name in SHARED},
             "principal": Provide(_principal, sync_to_thread=False),
         },
         before_request=strict_body,
-        on_app_init=[jwt_auth(settings.jwt_secret).on_app_init, install_rate_limits],
+        on_app_init=[jwt_auth(verifier).on_app_init, install_rate_limits],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware],
         stores=stores,
-        plugins=[structlog_plugin(settings.log_level)],
+        plugins=[structlog_plugin(settings.log_level, settings.log_format), *_tracing_plugins()],
         template_config=console_templates(),
         openapi_config=OpenAPIConfig(
             title="video-gen",
@@ -152,6 +177,9 @@ def create_app(
         debug=False,
     )
     truthful(app.openapi_schema, max_prompt_chars=settings.max_prompt_chars)
+    # Outside Litestar's exception handling, so that a 401 from the auth middleware or a 404 from
+    # the router also gets the request id and its access line (app middleware runs inside it).
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
     return app
 
 

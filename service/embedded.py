@@ -83,16 +83,19 @@ async def embedded_stack(
             app,
             host=settings.host,
             port=settings.port,
-            log_level="warning",
+            log_config=None,
+            access_log=False,
             http=json_error_protocol(settings.http_parser),
         )
         server = uvicorn.Server(config)
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the CLI owns signals
         stop = asyncio.Event()
         tasks = [asyncio.create_task(server.serve(), name="api")]
+        # One process: the API's /metrics already shows the workers' metrics (one registry).
+        in_process = msgspec.structs.replace(settings, metrics_port=0)
         tasks += [
             asyncio.create_task(
-                run_worker(settings, stop=stop, name=f"embedded-{i}", registry=registry, storage=storage),
+                run_worker(in_process, stop=stop, name=f"embedded-{i}", registry=registry, storage=storage),
                 name=f"worker-{i}",
             )
             for i in range(workers)

@@ -25,11 +25,13 @@ from service.core.checks import describe_connect_error, is_permanent_refusal
 from service.core.keys import Keys
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
+from service.core.tracing import configure_tracing
 from service.generations.task import GenerationTask
 from service.jobs.stream import JobStream
 from service.storage.base import Storage
 from service.storage.factory import storage_from_settings
 from workers.faults import crash_point
+from workers.metrics_server import start_metrics_server
 from workers.scheduler import Scheduler
 
 log = structlog.get_logger(__name__)
@@ -46,6 +48,7 @@ async def run_worker(
     """Run until ``stop`` is set (or SIGTERM/SIGINT when run as a process), then shut down gracefully."""
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
+    configure_tracing("video-gen-worker")
     hurry = asyncio.Event()
     stop = stop or _signal_event(hurry)
     if not await _connect_database(settings, stop):
@@ -95,7 +98,17 @@ async def run_worker(
 async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, hurry: asyncio.Event) -> None:
     """Schedule jobs until ``stop``; then give running jobs the grace period (cut short by ``hurry``)."""
     runner = asyncio.create_task(scheduler.run(), name="scheduler")
-    log.info("worker.started", consumer=scheduler.name, concurrency=settings.worker_concurrency)
+    server = None
+    if settings.metrics_port:
+        server = await start_metrics_server(
+            settings.host, settings.metrics_port, token=settings.metrics_token, alive=lambda: not runner.done()
+        )
+    log.info(
+        "worker.started",
+        consumer=scheduler.name,
+        concurrency=settings.worker_concurrency,
+        metrics_port=settings.metrics_port or None,
+    )
     try:
         await stop.wait()
         log.info(
@@ -117,6 +130,8 @@ async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, 
         hurried.cancel()
         log.info("worker.stopped", consumer=scheduler.name)
     finally:
+        if server is not None:
+            server.close()
         if not runner.done():
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from service.core.errors import GenerationFailed, ValidationFailed
 from service.core.redis import BLOCK_MS
+from service.core.tracing import job_span
 from service.core.transient import is_transient
 from service.generations.outcomes import error_reply
 from service.generations.task import GenerationTask
@@ -154,6 +155,18 @@ class Scheduler:
             task.cancel()
 
     async def _handle(self, entry: Delivery) -> None:
+        # This task's own context: every line of this job, the scheduler's and the task's, says which.
+        if entry.job is None:
+            await self._handle_traced(entry)
+            return
+        job = entry.job
+        structlog.contextvars.bind_contextvars(
+            job_id=job.job_id, user_id=job.user_id, model=job.model, request_id=job.request_id
+        )
+        with job_span(job.trace_context, job.submitted_at, job_id=job.job_id, model=job.model, delivery=entry.count):
+            await self._handle_traced(entry)
+
+    async def _handle_traced(self, entry: Delivery) -> None:
         try:
             if entry.job is None:
                 reply = _salvage_reply(entry)

@@ -8,22 +8,27 @@ cannot say: URL schemes, ranges, the JWT secret, the default model.
 from __future__ import annotations
 
 import getpass
+import logging
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
 from service.core.settings import DEV_JWT_SECRET, MIN_SECRET_BYTES, Settings, SettingsError
+from service.core.tokens import TokenVerifier
 
 _DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _STORAGE_SCHEMES = ("file://", "s3://")
 _EVENT_LOOPS = ("uvloop", "asyncio")
+_LOG_FORMATS = ("auto", "json", "console")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # name -> (rule, the expected form): each must hold for the value the settings carry.
 _POSITIVE = "must be greater than 0"
 _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "port": (lambda v: 0 <= v <= 65535, "must be between 0 and 65535"),
+    "metrics_port": (lambda v: 0 <= v <= 65535, "must be between 0 and 65535 (0: workers serve no /metrics)"),
     "worker_concurrency": (lambda v: v >= 1, "must be at least 1"),
     "job_max_attempts": (lambda v: v >= 1, "must be at least 1"),
     "redis_max_connections": (lambda v: v >= 2, "must be at least 2"),
@@ -70,15 +75,36 @@ def check_settings(settings: Settings, *, embedded: bool = False) -> None:
     if settings.event_loop not in _EVENT_LOOPS:
         raise SettingsError(f"EVENT_LOOP must be one of {', '.join(_EVENT_LOOPS)}, got {settings.event_loop!r}")
     _check_source_prefix(settings.source_key_prefix)
+    _check_logging(settings)
+    algorithms = token_algorithms(settings)
     if not embedded:
         if not settings.redis_url:
             raise SettingsError("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
-        _require_key_source(settings)
+        _require_key_source(settings, algorithms)
 
 
-def _require_key_source(settings: Settings) -> None:
+def token_algorithms(settings: Settings) -> list[str]:
+    """The token algorithms the API will accept; SettingsError for a token configuration that
+    cannot work (JWKS URL, PEM, JWT_ALGORITHMS: see ``tokens.py``)."""
+    return TokenVerifier(settings).algorithms
+
+
+def _check_logging(settings: Settings) -> None:
+    if settings.log_format not in _LOG_FORMATS:
+        raise SettingsError(f"LOG_FORMAT must be one of {', '.join(_LOG_FORMATS)}, got {settings.log_format!r}")
+    if not isinstance(logging.getLevelName(settings.log_level.upper()), int):
+        raise SettingsError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {settings.log_level!r}")
+
+
+def _require_key_source(settings: Settings, algorithms: list[str]) -> None:
     """Tokens must be verifiable with a key nobody else knows: a JWT_SECRET of 32 bytes or more that
-    is not the public development value (an identity provider's keys would also do)."""
+    is not the public development value. Waived when an identity provider's keys are configured, no
+    HMAC algorithm is accepted and storage is S3: then JWT_SECRET verifies no token and signs no
+    download link (local storage's links are signed with it)."""
+    provider = bool(settings.jwt_jwks_url or settings.jwt_public_key)
+    local_links = settings.storage_url.strip().startswith("file://")
+    if provider and not local_links and not any(a.startswith("HS") for a in algorithms):
+        return
     secret = settings.jwt_secret
     if secret == DEV_JWT_SECRET:
         raise SettingsError(

@@ -25,9 +25,11 @@ import msgspec
 
 from models_registry.errors import ModelError
 from models_registry.registry import ModelRegistry
+from service.core import metrics, tracing
 from service.core.auth import Principal
 from service.core.db import health as database
 from service.core.errors import QUEUE_FULL, ServiceUnavailable, ShuttingDown, from_model_error
+from service.core.request_context import current_request_id
 from service.core.settings import Settings
 from service.generations.schemas import ImageToVideoRequest, JobAccepted
 from service.generations.status import JobStatus
@@ -79,6 +81,8 @@ class GenerationService:
             inbox=None if sub.respond_async else self.inbox.name,
             submitted_at=time.time(),
             idempotency_key=sub.idempotency_key,
+            request_id=current_request_id(),
+            trace_context=tracing.current_context(),
         )
 
     async def request_video(self, sub: Submission) -> Outcome:
@@ -104,6 +108,8 @@ class GenerationService:
                 self.inbox.forget(job.job_id, waiter)
             raise
         self.inbox.backlog += 1  # counted at once; the next read of the stream corrects it
+        if submitted.earlier is None:
+            metrics.JOBS_SUBMITTED.labels(job.model).inc()
         if submitted.earlier is not None:  # a concurrent request with the same key won the race
             if waiter is not None:
                 self.inbox.forget(job.job_id, waiter)

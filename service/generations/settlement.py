@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from service.core import metrics, tracing
 from service.core.db import write_transaction
 from service.core.errors import AppError, Conflict, NotFound
 from service.generations import repository
@@ -35,6 +36,11 @@ async def charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
     ``InsufficientCredits`` (nothing written) or ``AlreadyExists`` (the record is already there:
     resume it, never charge again; the insert comes first so that is what a retry sees).
     """
+    with tracing.tracer.start_as_current_span("generation.charge", attributes={"model": new.model, "credits": cost}):
+        return await _charge(new, cost=cost, attempts=attempts)
+
+
+async def _charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
     async with write_transaction():
         record = await repository.create_running(new, cost=cost, attempts=attempts)
         if record is None:
@@ -44,6 +50,7 @@ async def charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
             if cost
             else await ledger.balance_of(new.user_id)
         )
+    metrics.CREDITS_DEBITED.labels(new.model).inc(cost)
     return Charged(record, balance)
 
 
@@ -64,6 +71,8 @@ async def fail(record: GenerationRecord, error: AppError) -> GenerationRecord:
             failed = await repository.fail(record.id, error=message, error_status=error.status_code, refunded=refunded)
             if failed is None:
                 raise _NotRunning
+        if refunded:
+            metrics.CREDITS_REFUNDED.labels(record.model, "failure").inc(refunded)
     except ledger.AlreadyRefunded:  # an admin refunded it while it ran: fail it without a second refund
         failed = await repository.fail(
             record.id, error=message, error_status=error.status_code, refunded=record.credits_charged
@@ -85,8 +94,10 @@ async def refund_by_admin(generation_id: str, *, admin_id: str, reason: str) -> 
     """Refund a charged, unrefunded generation in full (409 otherwise, 404 when unknown).
     Call it inside the transaction that records the admin action."""
     async with write_transaction():
-        if await repository.get(generation_id) is None:
+        record = await repository.get(generation_id)
+        if record is None:
             raise NotFound(f"Generation {generation_id} not found")
         refund = await ledger.refund(generation_id, actor=admin_id, reason=reason)
         await repository.record_refund(generation_id, refund.amount)
+    metrics.CREDITS_REFUNDED.labels(record.model, "admin").inc(refund.amount)
     return refund

@@ -30,11 +30,12 @@ import structlog
 from models_registry.base import ModelPlugin, SourceImage
 from models_registry.errors import ModelError
 from models_registry.registry import ModelRegistry
+from service.core import metrics
 from service.core.errors import AppError, GenerationFailed, InsufficientCredits, Transient, from_model_error
 from service.core.settings import Settings
 from service.core.transient import is_transient
 from service.generations import repository, settlement
-from service.generations.outcomes import error_reply, reply_from_record, success_reply
+from service.generations.outcomes import error_reply, outcome_of, reply_from_record, success_reply
 from service.generations.production import Fault, Production
 from service.generations.records import GenerationRecord
 from service.generations.repository import NewGeneration
@@ -70,6 +71,13 @@ class GenerationTask:
 
     async def run(self, job: JobMessage, delivery: int, check_lease: CheckLease = _held) -> JobReply:
         """The reply of ``job``'s ``delivery``-th delivery, doing whatever is left to do."""
+        if delivery == 1:
+            metrics.QUEUE_WAIT_SECONDS.labels(job.model).observe(max(time.time() - job.submitted_at, 0.0))
+        reply = await self._run(job, delivery, check_lease)
+        metrics.JOBS_FINISHED.labels(job.model, *outcome_of(reply)).inc()
+        return reply
+
+    async def _run(self, job: JobMessage, delivery: int, check_lease: CheckLease) -> JobReply:
         if delivery == 1:  # the happy path: the record cannot exist unless the job was queued twice
             try:
                 return await self._start(job, 1, check_lease)

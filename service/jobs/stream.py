@@ -24,7 +24,7 @@ from redis.exceptions import ResponseError
 from service.core.keys import Keys
 from service.jobs import idempotency, scripts
 from service.jobs.idempotency import IdempotencyRecord
-from service.jobs.inspection import DeadLetterEntry, QueueState, WorkerInfo, dead_letter_entry, queued
+from service.jobs.inspection import DeadLetterEntry, QueueCounts, QueueState, WorkerInfo, dead_letter_entry, queued
 from service.jobs.messages import DATA_FIELD, DeadLetter, Delivery, JobMessage, JobReply, decode_reply, delivery, encode
 
 INBOX_MAXLEN = 10_000  # replies an inbox keeps (approximately); its reader consumes them at once
@@ -291,6 +291,28 @@ class JobStream:
             running_jobs=running_jobs,
             workers=workers,
             dead_letters=dead,
+        )
+
+    async def queue_counts(self) -> QueueCounts:
+        """Waiting, running and dead-letter counts and the oldest waiting job's age (4 commands)."""
+        stream, group = self.keys.jobs_stream, self.keys.jobs_group
+        dead = int(await self.redis.xlen(self.keys.dead_letter_stream))
+        try:
+            info = next((g for g in await self.redis.xinfo_groups(stream) if _text(g["name"]) == group), None)
+        except ResponseError:  # no jobs stream yet
+            info = None
+        if info is None:
+            return QueueCounts(waiting=0, running=0, dead_letters=dead, oldest_waiting_seconds=0.0)
+        first = await self.redis.xrange(stream, min=f"({_text(info['last-delivered-id'])}", max="+", count=1)
+        oldest = 0.0
+        if first:
+            oldest = max(time.time() - int(_text(first[0][0]).split("-")[0]) / 1000, 0.0)
+        lag = info.get("lag")
+        return QueueCounts(
+            waiting=(1 if first else 0) if lag is None else int(lag),  # lag unknown after deletions: a floor
+            running=int(info["pending"]),
+            dead_letters=dead,
+            oldest_waiting_seconds=oldest,
         )
 
     async def dead_letters(self, *, limit: int, before: str | None = None) -> tuple[list[DeadLetterEntry], str | None]:

@@ -185,6 +185,9 @@ class S3Storage:
             metadata=dict(head.get("Metadata") or {}),
         )
 
+    async def check(self) -> None:
+        await self.client.head_bucket(Bucket=self.bucket)
+
     async def delete(self, key: str) -> None:
         await self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key))
 

@@ -182,3 +182,17 @@ async def test_close_is_idempotent_and_client_requires_open(moto_server: str, s3
     assert store.client is client
     await store.close()
     await store.close()
+
+
+async def test_check_reaches_the_bucket(moto_server: str, s3_bucket: str):
+    store = S3Storage(s3_bucket, endpoint_url=moto_server, region="us-east-1", path_style=True)
+    missing = S3Storage("no-such-bucket-here", endpoint_url=moto_server, region="us-east-1", path_style=True)
+    await store.open()
+    await missing.open()
+    try:
+        await store.check()
+        with pytest.raises(Exception, match="404|Not Found|NoSuchBucket"):
+            await missing.check()
+    finally:
+        await store.close()
+        await missing.close()
