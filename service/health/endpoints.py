@@ -36,8 +36,8 @@ class Health(msgspec.Struct, rename="camel"):
     models: str = "unknown"
     """``ok`` when at least one installed model can run here."""
     usable_models: list[str] = []
-    keys: str | None = None
-    """With ``JWT_JWKS_URL``: the identity provider's signing keys, ``ok`` once loaded."""
+    keys: str | msgspec.UnsetType = msgspec.UNSET
+    """With ``JWT_JWKS_URL`` only: the identity provider's signing keys, ``ok`` once loaded."""
 
 
 async def _check(part: str, probe: Callable[[], Awaitable[object]]) -> str:
