@@ -99,12 +99,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     public_url: str | None = None  # base of local download links; None: http://HOST:PORT
     s3_public_endpoint_url: str | None = None  # endpoint presigned links name; None: S3_ENDPOINT_URL
 
-    def __post_init__(self) -> None:
-        self.model_slots  # noqa: B018  (MODEL_CONCURRENCY is checked at start, not at the first job)
-        for name in ("worker_concurrency", "worker_prefetch", "database_pool_size"):
-            if getattr(self, name) < 1:
-                raise SettingsError(f"{name.upper()} must be at least 1, got {getattr(self, name)}")
-
     @property
     def model_slots(self) -> dict[str, int]:
         """``MODEL_CONCURRENCY`` parsed: model name -> jobs of it one worker process runs at once."""
