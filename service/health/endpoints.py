@@ -1,10 +1,11 @@
 """Liveness and readiness probes.
 
 ``/health/ready`` answers 200 when Redis and the database answer, the storage's bucket (or
-directory) can be reached, and at least one installed model can run here; else 503. The body says
-which part is ``unavailable``, never why: exception text can carry hosts, users and paths, so the
-reason goes to the log (``health.unavailable``), not to the public body. Each check is bounded
-by ``CHECK_SECONDS`` so that a hung dependency fails the probe instead of hanging it.
+directory) can be reached, at least one installed model can run here, and (with ``JWT_JWKS_URL``)
+the identity provider's signing keys are loaded; else 503. The body says which part is
+``unavailable``, never why: exception text can carry hosts, users and paths, so the reason goes to
+the log (``health.unavailable``), not to the public body. Each check is bounded by
+``CHECK_SECONDS`` so that a hung dependency fails the probe instead of hanging it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from redis.asyncio import Redis
 
 from models_registry.registry import ModelRegistry
 from service.core.db import current_engine
+from service.core.tokens import TokenVerifier
 from service.storage.base import Storage
 
 log = structlog.get_logger(__name__)
@@ -27,7 +29,7 @@ CHECK_SECONDS = 3.0
 OK, UNAVAILABLE = "ok", "unavailable"
 
 
-class Health(msgspec.Struct, rename="camel"):
+class Health(msgspec.Struct, rename="camel", omit_defaults=True):
     status: str
     redis: str = "unknown"
     database: str = "unknown"
@@ -35,6 +37,8 @@ class Health(msgspec.Struct, rename="camel"):
     models: str = "unknown"
     """``ok`` when at least one installed model can run here."""
     usable_models: list[str] = []
+    keys: str | None = None
+    """With ``JWT_JWKS_URL``: the identity provider's signing keys, ``ok`` once loaded."""
 
 
 async def _check(part: str, probe: Callable[[], Awaitable[object]]) -> str:
@@ -46,6 +50,15 @@ async def _check(part: str, probe: Callable[[], Awaitable[object]]) -> str:
         return UNAVAILABLE
 
 
+def _keys(verifier: TokenVerifier) -> str | None:
+    if verifier.jwks is None:
+        return None
+    if verifier.ready:
+        return OK
+    log.warning("health.unavailable", part="keys", error=verifier.jwks.error or "fetching")
+    return UNAVAILABLE
+
+
 class HealthController(Controller):
     path = "/health"
     tags = ["health"]
@@ -54,9 +67,13 @@ class HealthController(Controller):
     async def live(self) -> Health:
         return Health(status="ok")
 
-    @get("/ready", summary="Redis, the database and the storage answer, and a model can run")
+    @get("/ready", summary="Redis, the database and the storage answer, a model can run, token keys are loaded")
     async def ready(
-        self, redis: NamedDependency[Redis], storage: NamedDependency[Storage], registry: NamedDependency[ModelRegistry]
+        self,
+        redis: NamedDependency[Redis],
+        storage: NamedDependency[Storage],
+        registry: NamedDependency[ModelRegistry],
+        verifier: NamedDependency[TokenVerifier],
     ) -> Response[Health]:
         redis_state, database, store = await asyncio.gather(
             _check("redis", redis.ping),
@@ -71,7 +88,8 @@ class HealthController(Controller):
             storage=store,
             models=OK if usable else UNAVAILABLE,
             usable_models=usable,
+            keys=_keys(verifier),
         )
-        if UNAVAILABLE in (health.redis, health.database, health.storage, health.models):
+        if UNAVAILABLE in (health.redis, health.database, health.storage, health.models, health.keys):
             health.status = UNAVAILABLE
         return Response(health, status_code=200 if health.status == OK else 503)

@@ -68,7 +68,7 @@ async def test_a_crash_at_each_stage_is_resumed_without_a_second_charge(
 
 async def test_a_known_provider_request_is_resumed_never_resubmitted(task: GenerationTask, seeded) -> None:
     await grant("u1", 1000)
-    job = make_job(seeded, options={"crash": [1]})
+    job = make_job(seeded, options={"crash": "1"})
     with pytest.raises(SimulatedCrash):
         await task.run(job, 1)
     assert (await generations.get("job-1")).provider_request_id == "req-job-1-1"

@@ -61,7 +61,6 @@ async def test_ready_wants_one_usable_model(database_url: str, redis_prefix: str
         "database": "ok",
         "storage": "ok",
         "models": "unavailable",
-        "usableModels": [],
-    }
+    }  # and no usableModels
     assert "UNREADY_KEY" not in down.text
     assert live.status_code == 200
