@@ -17,6 +17,6 @@ RUN uv sync --frozen --no-dev
 
 RUN useradd --create-home --uid 10001 videogen
 USER videogen
-EXPOSE 8000
+EXPOSE 8000 9100
 ENTRYPOINT ["video-gen"]
 CMD ["api"]
