@@ -24,6 +24,7 @@ from litestar.stores.redis import RedisStore
 from models_registry.registry import ModelRegistry
 from service.admin.endpoints import AdminController
 from service.admin.queue_endpoints import QueueAdminController
+from service.admin.webhook_endpoints import WebhookAdminController
 from service.catalog.endpoints import CatalogueController
 from service.console import console_routes, console_templates
 from service.core import db
@@ -48,6 +49,7 @@ from service.ledger.endpoints import CreditsController
 from service.storage.base import Storage
 from service.storage.endpoints import FilesController
 from service.storage.factory import storage_from_settings
+from service.webhooks.queue import WebhookQueue
 
 CONTROLLERS: list[Any] = [
     GenerationController,
@@ -57,8 +59,9 @@ CONTROLLERS: list[Any] = [
     CreditsController,
     AdminController,
     QueueAdminController,
+    WebhookAdminController,
 ]
-SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "verifier")
+SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "webhooks", "verifier")
 
 
 def _rate_limit_identity(request: Request[Any, Any, Any]) -> str:
@@ -118,6 +121,7 @@ def _lifespan(
             stream=stream,
             redis=redis,
             inbox=inbox,
+            webhooks=WebhookQueue(redis, keys, retention_seconds=settings.webhook_retention_seconds),
             generations=GenerationService(registry=models, stream=stream, inbox=inbox, settings=settings),
             verifier=verifier,
         )

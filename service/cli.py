@@ -38,12 +38,12 @@ def _settings(*, check: bool | None = None) -> Settings:
 
 
 def _require_models(settings: Settings) -> None:
-    from models_registry.registry import ModelRegistry
+    from models_registry.registry import ModelRegistry, PluginError
     from service.core.checks import check_default_model
 
-    try:
+    try:  # a plugin's own settings (FAL_*, LOCAL_MODEL_*) are read as the registry creates it
         check_default_model(settings, ModelRegistry.load().names())
-    except SettingsError as exc:
+    except (SettingsError, PluginError) as exc:
         refuse(str(exc))
 
 

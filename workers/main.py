@@ -26,10 +26,14 @@ from service.core.keys import Keys
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
 from service.core.tracing import configure_tracing
+from service.generations.notify import WebhookNotifier
 from service.generations.task import GenerationTask
 from service.jobs.stream import JobStream
 from service.storage.base import Storage
 from service.storage.factory import storage_from_settings
+from service.webhooks.queue import WebhookQueue
+from service.webhooks.sender import Sender
+from service.webhooks.service import WebhookDispatcher
 from workers.faults import crash_point
 from workers.metrics_server import start_metrics_server
 from workers.scheduler import Scheduler
@@ -76,6 +80,14 @@ async def run_worker(
             idempotency_ttl=settings.idempotency_ttl_seconds,
             dead_letter_maxlen=settings.dead_letter_maxlen,
         )
+        webhooks = WebhookQueue(redis, keys, retention_seconds=settings.webhook_retention_seconds)
+        dispatcher = webhook_dispatcher(settings, webhooks)
+        notifier = WebhookNotifier(
+            webhooks,
+            store,
+            download_seconds=settings.download_url_seconds,
+            on_queued=dispatcher.wake if dispatcher else lambda: None,
+        )
         scheduler = Scheduler(
             stream,
             GenerationTask(settings, registry, store, fault=crash_point),
@@ -83,8 +95,16 @@ async def run_worker(
             name=name,
             concurrency=settings.worker_concurrency,
             lease_seconds=settings.job_lease_seconds,
+            notify=notifier.job_ended,
         )
-        await _serve(scheduler, settings, stop, hurry)
+        sending = asyncio.create_task(dispatcher.run(), name="webhooks") if dispatcher else None
+        try:
+            await _serve(scheduler, settings, stop, hurry)
+        finally:
+            if dispatcher and sending:
+                await dispatcher.stop(grace=min(settings.shutdown_grace_seconds, settings.webhook_timeout_seconds))
+                await sending
+                await dispatcher.sender.close()
     finally:
         if owned[0]:
             await registry.close_all()
@@ -93,6 +113,24 @@ async def run_worker(
         await reader.aclose()
         await redis.aclose()
         await db.disconnect()
+
+
+def webhook_dispatcher(settings: Settings, queue: WebhookQueue) -> WebhookDispatcher | None:
+    """The process's webhook sender; None without ``WEBHOOK_SECRET`` (deliveries then wait, queued,
+    for a worker that has it)."""
+    if not settings.webhook_keys:
+        return None
+    sender = Sender(
+        settings.webhook_keys, timeout=settings.webhook_timeout_seconds, allow_private=settings.webhook_allow_private
+    )
+    return WebhookDispatcher(
+        queue,
+        sender,
+        delays=settings.webhook_retry_delays,
+        concurrency=settings.webhook_concurrency,
+        poll_seconds=settings.webhook_poll_seconds,
+        per_host=settings.webhook_per_host,
+    )
 
 
 async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, hurry: asyncio.Event) -> None:

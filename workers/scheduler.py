@@ -35,11 +35,12 @@ from service.core.transient import is_transient
 from service.generations.outcomes import error_reply
 from service.generations.task import GenerationTask
 from service.jobs.lease import LeaseLost, Leases
-from service.jobs.messages import Delivery, JobReply
+from service.jobs.messages import Delivery, JobMessage, JobReply
 from service.jobs.stream import JobStream
 from workers.faults import crash_point
 
 log = structlog.get_logger(__name__)
+Notify = Callable[[JobMessage, JobReply], Awaitable[None]]
 
 PRUNE_EVERY = 5.0  # seconds between trims of acknowledged entries
 STALE_CONSUMER_MS = 3_600_000  # a consumer silent this long, with nothing pending, is removed
@@ -56,8 +57,10 @@ class Scheduler:
         name: str,
         concurrency: int,
         lease_seconds: float,
+        notify: Notify | None = None,
     ) -> None:
         self.stream, self.task, self._reader, self.name = stream, task, reader, name
+        self.notify = notify or _nobody
         self.concurrency, self.lease_ms = concurrency, int(lease_seconds * 1000)
         self.leases = Leases(stream, name, lease_seconds, on_lost=self._lost)
         self.reclaim_every = min(self.leases.every, 5.0)
@@ -183,16 +186,22 @@ class Scheduler:
     async def _reject(self, entry: Delivery, error: ValidationFailed) -> None:
         assert entry.job is not None
         reply = await self.task.reject(entry.job, error)
+        await self.notify(entry.job, reply)
         await self.stream.dead_letter(entry, f"unknown model {entry.job.model!r}", reply)
 
     async def _attempt(self, entry: Delivery) -> None:
         job = entry.job
         assert job is not None
         if entry.count > 1 and (earlier := await self.stream.reply_of(job.job_id)) is not None:
+            await self.notify(job, earlier)  # queued already, unless the reply came from elsewhere: once
             await self.stream.complete(entry.message_id, job, earlier)  # only the ack was missing
             return
         reply = await self.task.run(job, entry.count, lambda: self.leases.check(entry.message_id))
         self.leases.release(entry.message_id)  # answered: past the point where a takeover matters
+        crash_point("before_webhook", job.job_id)
+        # The webhook is queued before the job is acknowledged: a crash in between redelivers the
+        # job, which queues the same event again (kept once).
+        await self.notify(job, reply)
         crash_point("before_ack", job.job_id)
         await self.stream.complete(entry.message_id, job, reply)
         log.info("job.done", job_id=job.job_id, model=job.model, status=reply.status_code, delivery=entry.count)
@@ -253,6 +262,10 @@ class Scheduler:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+async def _nobody(job: JobMessage, reply: JobReply) -> None:
+    return None
 
 
 def _salvage_reply(entry: Delivery) -> JobReply | None:

@@ -36,6 +36,8 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "shutdown_grace_seconds": (lambda v: v >= 0, "must not be negative"),
     "rate_limit_per_minute": (lambda v: v >= 0, "must not be negative (0 disables it)"),
     "job_status_rate_limit_per_minute": (lambda v: v >= 0, "must not be negative (0 disables it)"),
+    "webhook_concurrency": (lambda v: v >= 1, "must be at least 1"),
+    "webhook_per_host": (lambda v: v >= 1, "must be at least 1"),
     **dict.fromkeys(
         (
             "job_lease_seconds",
@@ -48,6 +50,9 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
             "max_source_pixels",
             "max_prompt_chars",
             "download_url_seconds",
+            "webhook_timeout_seconds",
+            "webhook_poll_seconds",
+            "webhook_retention_seconds",
         ),
         (lambda v: v > 0, _POSITIVE),
     ),
@@ -76,6 +81,8 @@ def check_settings(settings: Settings, *, embedded: bool = False) -> None:
         raise SettingsError(f"EVENT_LOOP must be one of {', '.join(_EVENT_LOOPS)}, got {settings.event_loop!r}")
     _check_source_prefix(settings.source_key_prefix)
     _check_logging(settings)
+    settings.webhook_keys  # noqa: B018  (a bad secret is refused at start, not at the first delivery)
+    settings.webhook_retry_delays  # noqa: B018
     algorithms = token_algorithms(settings)
     if not embedded:
         if not settings.redis_url:
@@ -83,17 +90,17 @@ def check_settings(settings: Settings, *, embedded: bool = False) -> None:
         _require_key_source(settings, algorithms)
 
 
+def token_algorithms(settings: Settings) -> list[str]:
+    """The token algorithms the API will accept; SettingsError for a token configuration that
+    cannot work (JWKS URL, PEM, JWT_ALGORITHMS: see ``tokens.py``)."""
+    return TokenVerifier(settings).algorithms
+
+
 def _check_logging(settings: Settings) -> None:
     if settings.log_format not in _LOG_FORMATS:
         raise SettingsError(f"LOG_FORMAT must be one of {', '.join(_LOG_FORMATS)}, got {settings.log_format!r}")
     if not isinstance(logging.getLevelName(settings.log_level.upper()), int):
         raise SettingsError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {settings.log_level!r}")
-
-
-def token_algorithms(settings: Settings) -> list[str]:
-    """The token algorithms the API will accept; SettingsError for a token configuration that
-    cannot work (JWKS URL, PEM, JWT_ALGORITHMS: see ``tokens.py``)."""
-    return TokenVerifier(settings).algorithms
 
 
 def _require_key_source(settings: Settings, algorithms: list[str]) -> None:

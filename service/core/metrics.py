@@ -58,6 +58,11 @@ QUEUE_OLDEST_WAITING_SECONDS = Gauge(
     "video_gen_queue_oldest_waiting_seconds", "Age of the oldest job no worker has claimed; 0 when none waits."
 )
 DEAD_LETTERS = Gauge("video_gen_dead_letters", "Entries on the dead-letter stream (read at scrape).")
+WEBHOOK_ATTEMPTS = Counter(
+    "video_gen_webhook_attempts",
+    "Webhook delivery attempts, by outcome: delivered, retry (tried again later), failed (given up or refused).",
+    ["outcome"],
+)
 LEDGER_VERIFICATIONS = Counter(
     "video_gen_ledger_verifications", "Ledger verifications run in this process, by result (ok, failed).", ["result"]
 )

@@ -7,6 +7,8 @@ one list to read (the README's Configuration section and `.env.example` mirror i
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import os
 import types
 from collections.abc import Coroutine
@@ -77,6 +79,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     log_format: str = "auto"  # auto: JSON lines, or console lines on a terminal; json; console
     metrics_token: str | None = None  # set: /metrics (API and workers) wants "Authorization: Bearer <token>"
     metrics_port: int = 0  # a worker serves /metrics and /health on HOST:METRICS_PORT; 0: not served
+    webhook_secret: str | None = None  # whsec_<base64>; None: requests naming a webhookUrl are refused
+    webhook_previous_secrets: str = ""  # comma-separated whsec_ secrets that still sign beside the new one
+    webhook_allow_http: bool = False  # accept http:// webhook URLs (development)
+    webhook_allow_private: bool = False  # deliver to loopback/private/link-local addresses (development, tests)
+    webhook_timeout_seconds: float = 10.0  # one attempt, connect to last byte read
+    webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"  # waits before each retry (jittered +-10 %)
+    webhook_concurrency: int = 50  # deliveries one worker process sends at once
+    webhook_per_host: int = 8  # of those, at most this many to one host (a dead receiver cannot take them all)
+    webhook_poll_seconds: float = 1.0  # how often a worker looks for due deliveries
+    webhook_retention_seconds: int = 30 * 86400  # how long a finished delivery's record is kept
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
         """Run ``main`` on the configured event loop (``EVENT_LOOP``)."""
@@ -90,6 +102,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def http_parser(self) -> str:
         """uvicorn's HTTP implementation that goes with ``EVENT_LOOP``."""
         return "httptools" if self.event_loop == "uvloop" else "h11"
+
+    @property
+    def webhook_keys(self) -> list[bytes]:
+        """The HMAC keys that sign webhooks: ``WEBHOOK_SECRET``'s first, then the previous ones."""
+        if self.webhook_secret is None:
+            return []
+        previous = [s.strip() for s in self.webhook_previous_secrets.split(",") if s.strip()]
+        return [parse_webhook_secret(self.webhook_secret, "WEBHOOK_SECRET")] + [
+            parse_webhook_secret(s, "WEBHOOK_PREVIOUS_SECRETS") for s in previous
+        ]
+
+    @property
+    def webhook_retry_delays(self) -> list[float]:
+        """Seconds to wait before each retry of a webhook delivery."""
+        return parse_schedule(self.webhook_retry_schedule, "WEBHOOK_RETRY_SCHEDULE")
 
     @property
     def embedded_redis(self) -> bool:
@@ -122,6 +149,38 @@ def _convert(name: str, value: str, hint: Any) -> Any:
         return msgspec.convert(value, hint, strict=False)
     except msgspec.ValidationError:
         raise SettingsError(f"{name.upper()} must be {_TYPE_WORDS.get(hint, hint)}, got {value!r}") from None
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_schedule(text: str, name: str) -> list[float]:
+    """``"5s,5m,2h"`` as seconds; a SettingsError naming ``name`` when it is not one."""
+    delays = []
+    for part in (p.strip() for p in text.split(",")):
+        number = part.rstrip("smhd")
+        try:
+            value = float(number) * _UNITS[part[len(number) :] or "s"]
+        except (ValueError, KeyError):
+            raise SettingsError(f"{name} must be durations like 5s,5m,2h, got {part!r}") from None
+        if value < 0:
+            raise SettingsError(f"{name} must not have negative durations, got {part!r}")
+        delays.append(value)
+    return delays
+
+
+def parse_webhook_secret(secret: str, name: str) -> bytes:
+    """The key of a Standard Webhooks secret (``whsec_`` and base64 of 24 to 64 bytes)."""
+    hint = "(e.g. python -c \"import base64,os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())\")"
+    if not secret.startswith("whsec_"):
+        raise SettingsError(f"{name} must start with whsec_ (a Standard Webhooks secret) {hint}")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_") + "==", validate=False)
+    except (binascii.Error, ValueError):
+        raise SettingsError(f"{name} must be whsec_ followed by base64 {hint}") from None
+    if not 24 <= len(key) <= 64:
+        raise SettingsError(f"{name} must encode 24 to 64 random bytes, got {len(key)} {hint}")
+    return key
 
 
 def project_root() -> Path:

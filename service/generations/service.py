@@ -83,6 +83,8 @@ class GenerationService:
             idempotency_key=sub.idempotency_key,
             request_id=current_request_id(),
             trace_context=tracing.current_context(),
+            webhook_url=req.webhook_url,
+            webhook_events=req.webhook_events,
         )
 
     async def request_video(self, sub: Submission) -> Outcome:

@@ -29,7 +29,7 @@ CHECK_SECONDS = 3.0
 OK, UNAVAILABLE = "ok", "unavailable"
 
 
-class Health(msgspec.Struct, rename="camel", omit_defaults=True):
+class Health(msgspec.Struct, rename="camel"):
     status: str
     redis: str = "unknown"
     database: str = "unknown"
@@ -37,8 +37,8 @@ class Health(msgspec.Struct, rename="camel", omit_defaults=True):
     models: str = "unknown"
     """``ok`` when at least one installed model can run here."""
     usable_models: list[str] = []
-    keys: str | None = None
-    """With ``JWT_JWKS_URL``: the identity provider's signing keys, ``ok`` once loaded."""
+    keys: str | msgspec.UnsetType = msgspec.UNSET
+    """With ``JWT_JWKS_URL`` only: the identity provider's signing keys, ``ok`` once loaded."""
 
 
 async def _check(part: str, probe: Callable[[], Awaitable[object]]) -> str:
@@ -50,9 +50,9 @@ async def _check(part: str, probe: Callable[[], Awaitable[object]]) -> str:
         return UNAVAILABLE
 
 
-def _keys(verifier: TokenVerifier) -> str | None:
+def _keys(verifier: TokenVerifier) -> str | msgspec.UnsetType:
     if verifier.jwks is None:
-        return None
+        return msgspec.UNSET
     if verifier.ready:
         return OK
     log.warning("health.unavailable", part="keys", error=verifier.jwks.error or "fetching")

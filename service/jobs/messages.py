@@ -51,6 +51,10 @@ class JobMessage(msgspec.Struct, kw_only=True, frozen=True):
     trace_context: dict[str, str] = {}
     """The W3C trace context (``traceparent``, ``tracestate``) of the request that queued the job:
     the worker's spans join that request's trace. Empty when tracing is off."""
+    webhook_url: str | None = None
+    """Where the job's outcome is POSTed (checked by the API); None: no webhook."""
+    webhook_events: list[str] | None = None
+    """The events the client subscribed to; None: all of them."""
 
 
 class JobReply(msgspec.Struct, kw_only=True, frozen=True):

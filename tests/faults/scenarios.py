@@ -442,6 +442,80 @@ async def provider_errors(env: Env) -> Result:
             await client.close()
 
 
+# -- 7. a worker killed around its webhook: the event still arrives, as one logical delivery ----
+
+
+def webhook_kill(point: str) -> Callable[[Env], Awaitable[Result]]:
+    """SIGKILL the worker at ``point`` (``before_webhook``: the outcome is recorded, the event not
+    queued; ``before_ack``: queued, the job not acknowledged); another worker takes the job over.
+    The receiver verifies with ``standardwebhooks``; every request it got must carry one
+    ``webhook-id`` and one body, and Redis must hold exactly one delivery, delivered."""
+
+    async def scenario(env: Env) -> Result:
+        from tests.fakes.webhook_receiver import Receiver
+        from tests.webhooks.conftest import new_secret
+
+        result = Result(f"SIGKILL worker {point}, webhook subscribed")
+        secret = new_secret()
+        receiver = Receiver(secret)
+        url = await receiver.start() + "/hooks"
+        hooks = {"WEBHOOK_SECRET": secret, "WEBHOOK_ALLOW_HTTP": "true", "WEBHOOK_ALLOW_PRIVATE": "true"}
+        try:
+            async with cluster(f"webhook-{point}", env.dbs, WEBHOOK_POLL_SECONDS="0.1", **hooks) as c:
+                api = asyncio.create_task(c.start_api())
+                victim = await c.start_worker(crash_at=point)
+                await api
+                client = Client(c)
+                try:
+                    await client.setup_user("u1", 2 * COST)
+                    job = client.new_job("u1")
+                    job.body["webhookUrl"] = url
+                    await client.submit(job)
+                    code = await c.wait_exit(victim, f"the worker to kill itself at {point}")
+                    extra = [] if code == -signal.SIGKILL else [f"the victim exited {code}, not by SIGKILL"]
+                    status = await _rows(c, "SELECT status FROM generations WHERE id = $1", job.job_id)
+                    if [r["status"] for r in status] != ["succeeded"] or receiver.received:
+                        extra.append(f"before the takeover: status {status}, {len(receiver.received)} webhook(s)")
+                    await c.start_worker()
+                    await client.resolve_all()
+                    await receiver.wait_for(1, timeout=60)
+                    extra += await _one_delivery(c, receiver, f"msg_{job.job_id}_succeeded")
+                    report = await _audit(c, client)
+                    result.events = (
+                        f"victim exit {code}; webhook: {len(receiver.received)} request(s), "
+                        f"ids {sorted({r.headers['webhook-id'] for r in receiver.received})}"
+                    )
+                    return _finish(result, client, report, c, extra)
+                finally:
+                    await client.close()
+        finally:
+            await receiver.stop()
+
+    return scenario
+
+
+async def _one_delivery(c: Cluster, receiver: Any, expected_id: str) -> list[str]:
+    """Problems unless every request carried ``expected_id`` and one verified body, and Redis holds
+    that one delivery, delivered, with no attempt left due."""
+    problems = []
+    if {r.headers["webhook-id"] for r in receiver.received} != {expected_id}:
+        problems.append(f"webhook ids {[r.headers['webhook-id'] for r in receiver.received]}, not {expected_id}")
+    if len({r.body for r in receiver.received}) != 1 or any(r.payload is None for r in receiver.received):
+        problems.append("the webhook requests differ or do not verify")
+    redis = aioredis.Redis.from_url(c.redis.url)
+    try:
+        stored = [k async for k in redis.scan_iter(match=c.keys.webhook("*"))]
+        async with asyncio.timeout(30):
+            while (raw := await redis.get(c.keys.webhook(expected_id))) and b'"status":"pending"' in raw:
+                await asyncio.sleep(0.1)
+        due = await redis.zcard(c.keys.webhooks_due)
+    finally:
+        await redis.aclose()
+    if len(stored) != 1 or not raw or b'"status":"delivered"' not in raw or due:
+        problems.append(f"Redis holds {len(stored)} deliveries ({raw!r}), {due} due")
+    return problems
+
+
 SCENARIOS: dict[str, Callable[[Env], Awaitable[Result]]] = {
     "kill-after-debit": kill_at("after_debit"),
     "kill-during-generation": kill_at("during_generation", model="veo3"),
@@ -453,6 +527,8 @@ SCENARIOS: dict[str, Callable[[Env], Awaitable[Result]]] = {
     "redis-restart": redis_restart,
     "postgres-loss": postgres_connection_loss,
     "provider-errors": provider_errors,
+    "webhook-kill-before-webhook": webhook_kill("before_webhook"),
+    "webhook-kill-before-ack": webhook_kill("before_ack"),
 }
 
 FAST = ("kill-after-debit", "redis-restart")

@@ -61,6 +61,7 @@ async def test_ready_wants_one_usable_model(database_url: str, redis_prefix: str
         "database": "ok",
         "storage": "ok",
         "models": "unavailable",
-    }  # and no usableModels
+        "usableModels": [],
+    }
     assert "UNREADY_KEY" not in down.text
     assert live.status_code == 200

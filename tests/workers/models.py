@@ -30,10 +30,10 @@ class SimulatedCrash(BaseException):
 
 
 class ScriptedOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
-    crash: str = ""  # comma-separated attempt numbers, e.g. "1,2"
-    fail: str | None = None
-    gate: str | None = None
+    crash: list[int] = []
     sleep: float = 0.0
+    gate: str | None = None
+    fail: str | None = None
 
 
 class ScriptedModel(ModelPlugin):
@@ -64,7 +64,7 @@ class ScriptedModel(ModelPlugin):
             await job.save_provider_request_id(f"req-{job.job_id}-{attempt}")
         await job.report_progress(Progress("working", fraction=0.1))
         options: ScriptedOptions = job.options
-        if str(attempt) in options.crash.split(","):
+        if attempt in options.crash:
             raise SimulatedCrash(f"crash on attempt {attempt}")
         if options.fail is not None:
             raise GenerationFailed(options.fail)
