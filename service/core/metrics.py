@@ -58,16 +58,31 @@ QUEUE_OLDEST_WAITING_SECONDS = Gauge(
     "video_gen_queue_oldest_waiting_seconds", "Age of the oldest job no worker has claimed; 0 when none waits."
 )
 DEAD_LETTERS = Gauge("video_gen_dead_letters", "Entries on the dead-letter stream (read at scrape).")
-WEBHOOK_ATTEMPTS = Counter(
-    "video_gen_webhook_attempts",
-    "Webhook delivery attempts, by outcome: delivered, retry (tried again later), failed (given up or refused).",
-    ["outcome"],
-)
 LEDGER_VERIFICATIONS = Counter(
     "video_gen_ledger_verifications", "Ledger verifications run in this process, by result (ok, failed).", ["result"]
 )
 LEDGER_VIOLATIONS = Gauge(
     "video_gen_ledger_violations", "Violations the last ledger verification in this process found (0: balanced)."
+)
+
+WEBHOOK_ATTEMPTS = Counter(
+    "video_gen_webhook_attempts",
+    "Webhook attempts, by event and result: delivered (2xx), http_error (another status), timeout, error "
+    "(connection, TLS, DNS), refused (an internal address).",
+    ["event", "result"],
+)
+WEBHOOK_DELIVERIES_FINISHED = Counter(
+    "video_gen_webhook_deliveries_finished",
+    "Webhook deliveries that ended, by event and outcome (delivered, failed: its retries spent or refused).",
+    ["event", "outcome"],
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "video_gen_webhook_attempt_seconds",
+    "Time one webhook attempt took, from resolving the host to the last byte read.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WEBHOOKS_PENDING = Gauge(
+    "video_gen_webhooks_pending", "Webhook deliveries queued or waiting for a retry (read at scrape)."
 )
 
 

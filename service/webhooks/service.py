@@ -51,6 +51,25 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
 
 
+def _result(result: Result) -> str:
+    attempt = result.attempt
+    if result.delivered:
+        return "delivered"
+    if result.refused:
+        return "refused"
+    if attempt.status_code is not None:
+        return "http_error"
+    return "timeout" if (attempt.error or "").startswith("timed out") else "error"
+
+
+def _count(delivery: WebhookDelivery, result: Result) -> None:
+    event = delivery.event.value
+    metrics.WEBHOOK_ATTEMPTS.labels(event, _result(result)).inc()
+    metrics.WEBHOOK_ATTEMPT_SECONDS.observe(result.attempt.duration_ms / 1000)
+    if delivery.status is not DeliveryStatus.PENDING:
+        metrics.WEBHOOK_DELIVERIES_FINISHED.labels(event, delivery.status.value).inc()
+
+
 class WebhookDispatcher:
     def __init__(
         self,
@@ -153,10 +172,9 @@ class WebhookDispatcher:
         result = await self.sender.send(delivery)
         next_state(delivery, result, self.delays, time.time())
         attempt = result.attempt
-        outcome = delivery.status.value if delivery.status is not DeliveryStatus.PENDING else "retry"
-        metrics.WEBHOOK_ATTEMPTS.labels(outcome).inc()
+        _count(delivery, result)
         log.info(
-            f"webhook.{outcome}",
+            f"webhook.{delivery.status.value if delivery.status is not DeliveryStatus.PENDING else 'retry'}",
             delivery_id=delivery.id,
             job_id=delivery.job_id,
             status_code=attempt.status_code,
