@@ -183,6 +183,11 @@ def parse_webhook_secret(secret: str, name: str) -> bytes:
     return key
 
 
+def cors_origins(settings: Settings) -> list[str]:
+    """``CORS_ALLOW_ORIGINS`` as a list (comma-separated in the environment)."""
+    return [origin.strip().rstrip("/") for origin in settings.cors_allow_origins.split(",") if origin.strip()]
+
+
 def project_root() -> Path:
     """Repository root: where `var/`, the sample image and `migrations/` are found."""
     return Path(__file__).resolve().parents[2]

@@ -111,3 +111,33 @@ async def test_polling_a_job_has_its_own_higher_budget(limited: Api) -> None:
     for _ in range(POLLING):  # three jobs once a second for four seconds, after the budget ran out
         _spec(await limited.client.get("/video-gen/jobs/some-job", headers=headers), 404)
     _spec(await limited.client.get("/video-gen/jobs/some-job", headers=headers), 429)
+
+
+@pytest.fixture
+async def cors(sqlite_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Api]:
+    settings = make_settings(sqlite_url, redis_prefix, tmp_path, cors_allow_origins="https://app.example.com")
+    async with embedded_stack(settings, registry=TestModels.registry()) as stack:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
+            yield Api(stack, client)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_browsers_may_call_only_from_the_allowed_origins(cors: Api, api: Api) -> None:
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    allowed = await cors.client.options(
+        "/video-gen/image-to-video", headers={"Origin": "https://app.example.com", **preflight}
+    )
+    assert allowed.status_code in (200, 204)
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    other = await cors.client.options(
+        "/video-gen/image-to-video", headers={"Origin": "https://evil.example", **preflight}
+    )
+    assert "access-control-allow-origin" not in other.headers
+    r = await cors.client.get("/video-gen/credits", headers={"Origin": "https://app.example.com", **cors.auth()})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example.com"
+    default = await api.client.get("/video-gen/credits", headers={"Origin": "https://app.example.com", **api.auth()})
+    assert "access-control-allow-origin" not in default.headers  # empty by default: no origin is allowed
