@@ -16,7 +16,6 @@ from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
 
 from models_registry.registry import ModelRegistry
@@ -27,6 +26,7 @@ from service.catalog.endpoints import CatalogueController
 from service.console import console_routes, console_templates
 from service.core import db
 from service.core.auth import Principal, jwt_auth
+from service.core.docs import docs_assets, render_plugins
 from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.keys import Keys
 from service.core.logging import structlog_plugin
@@ -173,6 +173,7 @@ def create_app(
             *(controllers or CONTROLLERS),
             metrics_controller(settings.metrics_token),
             *console_routes(settings, verifier),
+            docs_assets(),
         ],
         lifespan=[_lifespan(settings, keys, verifier, registry, storage)],
         dependencies={
@@ -191,7 +192,7 @@ def create_app(
             version="0.1.0",
             path="/schema",
             description="Image-to-video generation: the spec's endpoint plus jobs, models, credits and admin.",
-            render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin()],
+            render_plugins=render_plugins(),
         ),
         cors_config=_cors(settings),
         debug=False,
