@@ -87,7 +87,8 @@ async def embedded_stack(
             port=settings.port,
             log_config=None,
             access_log=False,
-            http=json_error_protocol(settings.http_parser),
+            http=json_error_protocol(settings.http_parser, settings.http_read_timeout_seconds),
+            timeout_keep_alive=settings.http_keep_alive_seconds,
         )
         server = uvicorn.Server(config)
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the CLI owns signals
