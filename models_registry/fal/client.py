@@ -15,8 +15,6 @@ struct (sent to fal as they are, ``None`` fields left out) and its cost rule.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -24,16 +22,16 @@ from typing import Any, ClassVar, TypeVar
 import fal_client
 import httpx
 import msgspec
-from fal_client import AsyncRequestHandle, Completed, InProgress, Queued, Status
+from fal_client import AsyncRequestHandle, Completed
 
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, Progress
 from models_registry.errors import GenerationFailed, ProviderRejected
 from models_registry.fal.durations import DurationPlan, Plans, finish_video, plan_for
 from models_registry.fal.errors import with_retries
+from models_registry.fal.queue import cancel, progress_of, video_url
 from models_registry.fal.settings import FalSettings, fal_settings
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 # Credits are sold at 500 to the US dollar fal charges (one credit = $0.002), rounded up per clip.
 CREDITS_PER_USD = 500
@@ -114,13 +112,13 @@ class FalVideoModel(ModelPlugin):
             async with deadline:
                 handle = await self._start(self._fal, job, plan)
                 result = await self._wait(handle, job)
-                await self._download(_video_url(result), raw)
+                await self._download(video_url(result), raw)
                 await job.report_progress(Progress(f"Finishing the {plan.requested} video", fraction=0.95))
                 info = await asyncio.to_thread(finish_video, plan, raw, out)
         except TimeoutError:
             if not deadline.expired():
                 raise
-            await _cancel(handle)
+            await cancel(handle)
             which = f" (fal request {handle.request_id})" if handle else ""
             raise GenerationFailed(f"{self.name} did not finish within {budget:g} s{which}") from None
         return GeneratedVideo(path=out, duration_seconds=info.duration_seconds)
@@ -165,7 +163,7 @@ class FalVideoModel(ModelPlugin):
             status = await self._retry(lambda: handle.status(with_logs=True), "polling fal.ai")
             if isinstance(status, Completed):
                 break
-            progress, seen_logs = _progress(status, seen_logs)
+            progress, seen_logs = progress_of(status, seen_logs)
             if progress is not None and progress != last:
                 await job.report_progress(progress)
                 last = progress
@@ -208,36 +206,3 @@ class FalVideoModel(ModelPlugin):
             budget_seconds=self.settings.retry_seconds,
             provider=self.provider_name,
         )
-
-
-def _progress(status: Status, seen_logs: int) -> tuple[Progress | None, int]:
-    """The report for a non-final status (queue position, newest log line) and logs seen so far."""
-    if isinstance(status, Queued):
-        return Progress(
-            f"Waiting in fal.ai's queue (position {status.position})", queue_position=status.position
-        ), seen_logs
-    if isinstance(status, InProgress):
-        logs = status.logs or []
-        if len(logs) > seen_logs:
-            return Progress(str(logs[-1].get("message", "")).strip() or "Generating on fal.ai"), len(logs)
-        return (Progress("Generating on fal.ai") if not seen_logs else None), seen_logs
-    return None, seen_logs
-
-
-def _video_url(result: Any) -> str:
-    video = result.get("video") if isinstance(result, dict) else None
-    url = video.get("url") if isinstance(video, dict) else None
-    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-        raise GenerationFailed(f"fal.ai's result has no video URL: {json.dumps(result)[:200]}")
-    return url
-
-
-async def _cancel(handle: AsyncRequestHandle | None) -> None:
-    """Best effort: stop fal working (and billing) on a request nobody waits for any more."""
-    if handle is None:
-        return
-    try:
-        async with asyncio.timeout(5):
-            await handle.cancel()
-    except Exception as exc:  # the job fails with the timeout either way
-        log.warning("could not cancel fal request %s: %s", handle.request_id, exc)

@@ -89,6 +89,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     webhook_per_host: int = 8  # of those, at most this many to one host (a dead receiver cannot take them all)
     webhook_poll_seconds: float = 1.0  # how often a worker looks for due deliveries
     webhook_retention_seconds: int = 30 * 86400  # how long a finished delivery's record is kept
+    # Where clients reach this deployment (issue 15): links handed out must resolve from outside.
+    public_url: str | None = None  # base of local download links; None: http://HOST:PORT
+    s3_public_endpoint_url: str | None = None  # endpoint presigned links name; None: S3_ENDPOINT_URL
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
         """Run ``main`` on the configured event loop (``EVENT_LOOP``)."""
@@ -102,6 +105,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def http_parser(self) -> str:
         """uvicorn's HTTP implementation that goes with ``EVENT_LOOP``."""
         return "httptools" if self.event_loop == "uvloop" else "h11"
+
+    @property
+    def public_base_url(self) -> str:
+        """The base of every link this service hands out: ``PUBLIC_URL``, else where the API listens
+        (a wildcard listen address is not somewhere a client can go, so loopback stands in)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://{host}:{self.port}"
 
     @property
     def webhook_keys(self) -> list[bytes]:

@@ -88,3 +88,14 @@ def test_a_server_that_is_down_is_one_line(tmp_path: Path) -> None:
 def test_a_plugins_own_setting_is_checked_at_start(variable: str, value: str, expected: str, tmp_path: Path) -> None:
     line = _refused(_run("worker", {"JWT_SECRET": SECRET, variable: value}, tmp_path))
     assert line.endswith(expected)
+
+
+def test_models_lists_each_model_with_its_availability_and_options(tmp_path: Path) -> None:
+    result = _run("models", {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert set(lines) >= {"local", "veo3", "veo3-fast", "veo3.1", "veo3.1-fast"}
+    assert " available " in lines["local"] and "options=none" in lines["local"]
+    assert "unavailable (FAL_KEY is not set)" in lines["veo3.1"] and "resolution" in lines["veo3.1"]
+    with_key = _run("models", {"FAL_KEY": "k"}, tmp_path)
+    assert " available " in with_key.stdout.splitlines()[1]
