@@ -7,7 +7,6 @@ lifespan opened. No handler reads ``app.state``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -15,11 +14,9 @@ from typing import Any
 from litestar import Litestar, Request
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
-from litestar.stores.redis import RedisStore
 
 from models_registry.registry import ModelRegistry
 from service.admin.endpoints import AdminController
@@ -32,6 +29,8 @@ from service.core.auth import Principal, jwt_auth
 from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.keys import Keys
 from service.core.logging import structlog_plugin
+from service.core.openapi import truthful
+from service.core.ratelimit import rate_limits
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.request_context import RequestContextMiddleware
 from service.core.settings import Settings
@@ -62,12 +61,6 @@ CONTROLLERS: list[Any] = [
     WebhookAdminController,
 ]
 SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "webhooks", "verifier")
-
-
-def _rate_limit_identity(request: Request[Any, Any, Any]) -> str:
-    # Per caller (its token) rather than per IP: product teams call from a few shared egress IPs.
-    auth = request.headers.get("authorization")
-    return hashlib.sha256(auth.encode()).hexdigest()[:32] if auth else get_remote_address(request)
 
 
 def _shared(name: str) -> Provide:
@@ -158,18 +151,7 @@ def create_app(
         raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
     verifier = TokenVerifier(settings)
     keys = Keys(settings.redis_key_prefix)
-    rate_store = "rate_limit"
-    stores = {rate_store: RedisStore.with_client(url=settings.redis_url, namespace=keys.rate_limit)}
-    middleware = []
-    if settings.rate_limit_per_minute > 0:
-        middleware.append(
-            RateLimitConfig(
-                rate_limit=("minute", settings.rate_limit_per_minute),
-                store=rate_store,
-                exclude=["^/health", "^/metrics", "^/schema", "^/console"],
-                identifier_for_request=_rate_limit_identity,
-            ).middleware
-        )
+    stores, install_rate_limits = rate_limits(settings, keys, verifier)
     prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
     app = Litestar(
         route_handlers=[
@@ -183,9 +165,9 @@ def create_app(
             "principal": Provide(_principal, sync_to_thread=False),
         },
         before_request=strict_body,
-        on_app_init=[jwt_auth(verifier).on_app_init],
+        on_app_init=[jwt_auth(verifier).on_app_init, install_rate_limits],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[prometheus.middleware, *middleware],
+        middleware=[prometheus.middleware],
         stores=stores,
         plugins=[structlog_plugin(settings.log_level, settings.log_format), *_tracing_plugins()],
         template_config=console_templates(),
@@ -198,6 +180,7 @@ def create_app(
         ),
         debug=False,
     )
+    truthful(app.openapi_schema, max_prompt_chars=settings.max_prompt_chars)
     # Outside Litestar's exception handling, so that a 401 from the auth middleware or a 404 from
     # the router also gets the request id and its access line (app middleware runs inside it).
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)

@@ -66,6 +66,27 @@ async def _open_database(settings: Settings, *, migrate: bool = False) -> None:
         await db.disconnect()
 
 
+async def _check_storage(settings: Settings) -> None:
+    """A missing bucket is found at start (one line, exit); a store that does not answer yet is
+    only reported, since a process manager may start us before it (``/health/ready`` says so)."""
+    from service.storage.factory import storage_from_settings
+    from service.storage.s3 import BucketMissing
+
+    store = storage_from_settings(settings)
+    try:
+        await store.open()
+        await asyncio.wait_for(store.check(), 15)
+    except BucketMissing as exc:
+        refuse(
+            f"STORAGE_URL names the bucket {exc.bucket!r}, which does not exist: create it, or fix STORAGE_URL "
+            "(and S3_ENDPOINT_URL)"
+        )
+    except Exception as exc:
+        click.echo(f"video-gen: warning: the storage does not answer yet: {str(exc) or type(exc).__name__}", err=True)
+    finally:
+        await store.close()
+
+
 def _database_errors() -> tuple[type[BaseException], ...]:
     import sqlite3
 
@@ -131,11 +152,13 @@ def api() -> None:
     import uvicorn
 
     from service.app import create_app
+    from service.core.http import json_error_protocol
 
     settings = _settings(check=False)
     _require_models(settings)
     app = create_app(settings)
     asyncio.run(_open_database(settings))  # refuse plainly here rather than inside the server's lifespan
+    asyncio.run(_check_storage(settings))
     uvicorn.run(
         app,
         host=settings.host,
@@ -143,7 +166,7 @@ def api() -> None:
         log_config=None,  # uvicorn's records go through our pipeline (service.core.logging)
         access_log=False,  # one access line per request: service.core.request_context writes it
         loop="uvloop" if settings.event_loop == "uvloop" else "asyncio",
-        http=settings.http_parser,
+        http=json_error_protocol(settings.http_parser),
     )
 
 
@@ -154,6 +177,7 @@ def worker() -> None:
 
     settings = _settings(check=False)
     _require_models(settings)
+    asyncio.run(_check_storage(settings))
     settings.run(run_worker(settings))
 
 

@@ -18,6 +18,7 @@ from models_registry.registry import ModelRegistry
 from service.app import create_app
 from service.core import db
 from service.core.embedded_redis import EmbeddedRedis
+from service.core.http import json_error_protocol
 from service.core.settings import Settings
 from service.ledger import service as ledger
 from service.storage.base import Storage
@@ -78,9 +79,15 @@ async def embedded_stack(
         await storage.open()
         await registry.open_all(settings)
         app = create_app(settings, registry=registry, storage=storage)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host=settings.host, port=settings.port, log_config=None, access_log=False)
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            http=json_error_protocol(settings.http_parser),
         )
+        server = uvicorn.Server(config)
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the CLI owns signals
         stop = asyncio.Event()
         tasks = [asyncio.create_task(server.serve(), name="api")]

@@ -17,6 +17,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
+from service.core.errors import ServiceUnavailable
 from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge
 from service.storage.local import validate_key
 
@@ -27,8 +28,20 @@ _READ_CHUNK = 1024 * 1024
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 
 
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+class BucketMissing(ServiceUnavailable):
+    """The configured bucket does not exist: the operator's problem, never the caller's 404."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__("Service temporarily unavailable: the storage bucket does not exist")
+        self.bucket = bucket
+
+
 def _is_not_found(error: ClientError) -> bool:
-    code = str(error.response.get("Error", {}).get("Code", ""))
+    code = _code(error)
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return code in _NOT_FOUND_CODES or status == 404
 
@@ -114,7 +127,11 @@ class S3Storage:
                 raise ObjectTooLarge(key, size, max_bytes)
             response = await self.client.get_object(Bucket=self.bucket, Key=full)
         except ClientError as exc:
+            if _code(exc) == "NoSuchBucket":
+                raise BucketMissing(self.bucket) from None
             if _is_not_found(exc):
+                # a HEAD's 404 has no body: a missing bucket looks like a missing key until asked
+                await self.check()
                 raise ObjectNotFound(key) from None
             raise
         async with response["Body"] as body:
@@ -199,7 +216,13 @@ class S3Storage:
         )
 
     async def check(self) -> None:
-        await self.client.head_bucket(Bucket=self.bucket)
+        """The bucket exists and these credentials reach it (start-up and ``/health/ready``)."""
+        try:
+            await self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                raise BucketMissing(self.bucket) from None
+            raise
 
     async def delete(self, key: str) -> None:
         await self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key))
