@@ -13,10 +13,10 @@ from typing import Any
 
 import structlog
 from litestar import Litestar, Request
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
 
 from models_registry.registry import ModelRegistry
@@ -27,6 +27,7 @@ from service.catalog.endpoints import CatalogueController
 from service.console import console_routes, console_templates
 from service.core import db
 from service.core.auth import Principal, jwt_auth
+from service.core.docs import docs_assets, render_plugins
 from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.keys import Keys
 from service.core.limits import raise_fd_limit, waiting_capacity
@@ -35,7 +36,7 @@ from service.core.openapi import truthful
 from service.core.ratelimit import rate_limits
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.request_context import RequestContextMiddleware
-from service.core.settings import Settings
+from service.core.settings import Settings, cors_origins
 from service.core.tokens import TokenVerifier
 from service.core.tracing import configure_tracing
 from service.core.validation import strict_body
@@ -64,6 +65,20 @@ CONTROLLERS: list[Any] = [
 ]
 log = structlog.get_logger(__name__)
 SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "webhooks", "verifier")
+
+
+def _cors(settings: Settings) -> CORSConfig | None:
+    """Browsers may call the API from ``CORS_ALLOW_ORIGINS`` only; none when it is empty."""
+    origins = cors_origins(settings)
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
+        expose_headers=["Location", "Retry-After", "Preference-Applied"],
+        max_age=600,
+    )
 
 
 def _shared(name: str) -> Provide:
@@ -165,6 +180,7 @@ def create_app(
             *(controllers or CONTROLLERS),
             metrics_controller(settings.metrics_token),
             *console_routes(settings, verifier),
+            docs_assets(),
         ],
         lifespan=[_lifespan(settings, keys, verifier, registry, storage)],
         dependencies={
@@ -183,8 +199,9 @@ def create_app(
             version="0.1.0",
             path="/schema",
             description="Image-to-video generation: the spec's endpoint plus jobs, models, credits and admin.",
-            render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin()],
+            render_plugins=render_plugins(),
         ),
+        cors_config=_cors(settings),
         debug=False,
     )
     truthful(app.openapi_schema, max_prompt_chars=settings.max_prompt_chars)

@@ -98,7 +98,7 @@ async def run_worker(
         )
         scheduler = Scheduler(
             stream,
-            GenerationTask(settings, registry, store, fault=crash_point),
+            GenerationTask(settings, registry, store, fault=crash_point, on_started=notifier.job_started),
             reader,
             name=name,
             concurrency=settings.worker_concurrency,

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
-from service.core.settings import DEV_JWT_SECRET, MIN_SECRET_BYTES, Settings, SettingsError
+from service.core.settings import DEV_JWT_SECRET, MIN_SECRET_BYTES, Settings, SettingsError, cors_origins
 from service.core.tokens import TokenVerifier
 
 _DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
@@ -54,6 +54,8 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
             "max_source_pixels",
             "max_prompt_chars",
             "download_url_seconds",
+            "http_keep_alive_seconds",
+            "http_read_timeout_seconds",
             "webhook_timeout_seconds",
             "webhook_poll_seconds",
             "webhook_retention_seconds",
@@ -84,6 +86,12 @@ def check_settings(settings: Settings, *, embedded: bool = False) -> None:
     if settings.event_loop not in _EVENT_LOOPS:
         raise SettingsError(f"EVENT_LOOP must be one of {', '.join(_EVENT_LOOPS)}, got {settings.event_loop!r}")
     _check_source_prefix(settings.source_key_prefix)
+    for origin in cors_origins(settings):
+        if origin != "*" and (not origin.startswith(("http://", "https://")) or origin.count("/") != 2):
+            raise SettingsError(
+                f"CORS_ALLOW_ORIGINS must be a comma-separated list of origins like https://app.example.com "
+                f"(or *), got {origin!r}"
+            )
     _check_logging(settings)
     settings.model_slots  # noqa: B018  (MODEL_CONCURRENCY's form; its names are checked with the models)
     settings.webhook_keys  # noqa: B018  (a bad secret is refused at start, not at the first delivery)

@@ -79,6 +79,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     event_loop: str = "uvloop"  # uvloop (and httptools for HTTP), or asyncio (and h11): the standard ones
     rate_limit_per_minute: int = 120
     job_status_rate_limit_per_minute: int = 600  # GET /video-gen/jobs/{id}: polling has its own budget
+    http_keep_alive_seconds: int = 5  # an idle connection between requests is closed after this
+    http_read_timeout_seconds: float = 30.0  # a request (line, headers, body) must arrive within this
     cors_allow_origins: str = ""  # comma-separated origins browsers may call from; empty: none
     # Observability (README: Observability)
     log_level: str = "INFO"
@@ -212,6 +214,11 @@ def parse_webhook_secret(secret: str, name: str) -> bytes:
     if not 24 <= len(key) <= 64:
         raise SettingsError(f"{name} must encode 24 to 64 random bytes, got {len(key)} {hint}")
     return key
+
+
+def cors_origins(settings: Settings) -> list[str]:
+    """``CORS_ALLOW_ORIGINS`` as a list (comma-separated in the environment)."""
+    return [origin.strip().rstrip("/") for origin in settings.cors_allow_origins.split(",") if origin.strip()]
 
 
 def project_root() -> Path:

@@ -97,3 +97,15 @@ def test_healthcheck_and_entrypoint() -> None:
 def test_dockerignore_keeps_secrets_and_state_out() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".env", ".venv", "var", ".git"} <= ignored
+
+
+def test_the_image_gets_every_package_the_wheel_ships() -> None:
+    import tomllib
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    packages = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
+    copied = {args.split()[0] for word, args in instructions() if word == "COPY" and "--from=" not in args}
+    assert set(packages) <= copied, f"the Dockerfile does not copy {set(packages) - copied}"
+    assert {"pyproject.toml", "uv.lock", "README.md"} <= set(
+        next(args for word, args in instructions() if word == "COPY" and "uv.lock" in args).split()[:-1]
+    )

@@ -193,3 +193,9 @@ def test_the_migration_is_a_job() -> None:
     spec = job["spec"]["template"]["spec"]
     assert spec["containers"][0]["args"] == ["migrate"]
     assert spec["restartPolicy"] in ("OnFailure", "Never")
+
+
+def test_workers_expose_their_metrics_port() -> None:
+    [container] = pod("video-gen-worker")["containers"]
+    ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
+    assert str(ports["metrics"]) == config()["METRICS_PORT"]
