@@ -145,6 +145,8 @@ class Scheduler:
         if since >= self._reclaim_at:
             self._reclaim_at = since + self.reclaim_every
             self._cursor, stale = await self.stream.reclaim(self.name, free, self.lease_ms, self._cursor)
+            if len(stale) == free:  # a dead worker left more: take the next batch at once, not next period
+                self._reclaim_at = since
             if stale:
                 return stale
         return await self.stream.claim(self._reader, self.name, free, BLOCK_MS)

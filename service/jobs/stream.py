@@ -166,12 +166,16 @@ class JobStream:
             self.keys.jobs_stream, self.keys.jobs_group, consumer, min_idle_time=idle_ms, start_id=cursor, count=count
         )
         claimed = [(_text(m), f) for m, f in stale if f]
-        out = []
-        for message_id, fields in claimed:
-            info = await self.redis.xpending_range(
-                self.keys.jobs_stream, self.keys.jobs_group, min=message_id, max=message_id, count=1
-            )
-            out.append(delivery(message_id, fields, int(info[0]["times_delivered"]) if info else 1))
+        async with self.redis.pipeline(transaction=False) as pipe:  # their delivery counts: one round trip
+            for message_id, _ in claimed:
+                pipe.xpending_range(
+                    self.keys.jobs_stream, self.keys.jobs_group, min=message_id, max=message_id, count=1
+                )
+            infos = await pipe.execute() if claimed else []
+        out = [
+            delivery(message_id, fields, int(info[0]["times_delivered"]) if info else 1)
+            for (message_id, fields), info in zip(claimed, infos, strict=True)
+        ]
         return _text(cursor), out
 
     async def renew(self, consumer: str, message_ids: Iterable[str]) -> set[str]:
