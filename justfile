@@ -33,7 +33,7 @@ browser *args:
 faults *names:
     uv run python -m tests.faults.run {{names}}
 
-# Benchmarks, all or by name (pipeline, waiting, render); each prints ratios against a baseline
+# Benchmarks, all or by name (pipeline, waiting, inflight, open, render, unreachable, webhooks, stream); each prints ratios against a baseline
 # measured in the same run.
 bench *names:
     uv run python -m bench {{names}}
