@@ -77,7 +77,7 @@ class JobStream:
         self.dead_letter_maxlen = dead_letter_maxlen
         self._scripts = {
             name: redis.register_script(getattr(scripts, name))
-            for name in ("SUBMIT_IDEMPOTENT", "COPY_REPLY", "RENEW", "HAND_OVER", "PRUNE")
+            for name in ("SUBMIT_IDEMPOTENT", "COPY_REPLY", "RENEW", "HAND_OVER", "HAND_BACK", "PRUNE")
         }
         self._scripts["REQUEUE"] = redis.register_script(scripts.REQUEUE)
 
@@ -235,6 +235,13 @@ class JobStream:
                 keys=[self.keys.jobs_stream], args=[self.keys.jobs_group, consumer, idle_ms]
             )
         )
+
+    async def hand_back(self, consumer: str, idle_ms: int, message_ids: list[str]) -> int:
+        """Make these jobs of ``consumer`` reclaimable now by any worker, without counting a delivery."""
+        if not message_ids:
+            return 0
+        args = [self.keys.jobs_group, consumer, idle_ms, *message_ids]
+        return int(await self._scripts["HAND_BACK"](keys=[self.keys.jobs_stream], args=args))
 
     async def prune(self, stale_consumer_ms: int) -> tuple[int, int]:
         """Trim acknowledged entries and remove dead consumers; returns how many of each."""
