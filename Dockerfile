@@ -38,7 +38,7 @@ RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home v
 USER 10001:10001
 VOLUME ["/app/var"]
 
-EXPOSE 8000
+EXPOSE 8000 9100
 # The API's readiness; compose and Kubernetes run `video-gen probe worker` for workers instead.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=5 CMD ["video-gen", "probe", "api"]
 ENTRYPOINT ["video-gen"]

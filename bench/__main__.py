@@ -10,7 +10,8 @@ import sys
 
 BENCHMARKS = {
     "pipeline": "bench.pipeline",  # the hot path of one job against the peer-bench prototype
-    "waiting": "bench.waiting_requests",  # many requests waiting on one API process
+    "waiting": "bench.waiting_requests",  # many requests waiting on one API process, against the prototype
+    "inflight": "bench.inflight",  # 1,000 provider jobs in flight in one worker (fake fal)
     "render": "bench.local_render",  # the local model's render against a plain encode
     "unreachable": "bench.fal_unreachable",  # time to fail with fal unreachable, bounded vs unbounded
     "webhooks": "bench.webhooks",  # webhook deliveries through the queue against bare signed POSTs

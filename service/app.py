@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from litestar import Litestar, Request
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.prometheus import PrometheusConfig
 
 from models_registry.registry import ModelRegistry
@@ -26,14 +27,16 @@ from service.catalog.endpoints import CatalogueController
 from service.console import console_routes, console_templates
 from service.core import db
 from service.core.auth import Principal, jwt_auth
+from service.core.docs import docs_assets, render_plugins
 from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.keys import Keys
+from service.core.limits import raise_fd_limit, waiting_capacity
 from service.core.logging import structlog_plugin
 from service.core.openapi import truthful
 from service.core.ratelimit import rate_limits
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.request_context import RequestContextMiddleware
-from service.core.settings import Settings
+from service.core.settings import Settings, cors_origins
 from service.core.tokens import TokenVerifier
 from service.core.tracing import configure_tracing
 from service.core.validation import strict_body
@@ -60,7 +63,22 @@ CONTROLLERS: list[Any] = [
     QueueAdminController,
     WebhookAdminController,
 ]
+log = structlog.get_logger(__name__)
 SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "webhooks", "verifier")
+
+
+def _cors(settings: Settings) -> CORSConfig | None:
+    """Browsers may call the API from ``CORS_ALLOW_ORIGINS`` only; none when it is empty."""
+    origins = cors_origins(settings)
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
+        expose_headers=["Location", "Retry-After", "Preference-Applied"],
+        max_age=600,
+    )
 
 
 def _shared(name: str) -> Provide:
@@ -89,7 +107,7 @@ def _lifespan(
 ) -> Callable[[Litestar], Any]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await db.connect(settings.database_url, name="video-gen-api")
+        await db.connect(settings.database_url, pool_size=settings.database_pool_size, name="video-gen-api")
         await db.require_migrated()
         redis = make_redis(
             settings.redis_url, max_connections=settings.redis_max_connections, name=f"{keys.prefix}:api"
@@ -101,7 +119,11 @@ def _lifespan(
             meta_ttl=settings.job_meta_ttl_seconds,
             idempotency_ttl=settings.idempotency_ttl_seconds,
         )
-        inbox = ReplyInbox(stream, make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:inbox"))
+        soft, hard = raise_fd_limit()
+        capacity = waiting_capacity(settings.max_waiting_requests, soft)
+        log.info("api.capacity", fd_soft_limit=soft, fd_hard_limit=hard, max_waiting_requests=capacity)
+        reader = make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:inbox")
+        inbox = ReplyInbox(stream, reader, capacity=capacity)
         store = storage or storage_from_settings(settings)
         if storage is None:  # a storage passed in is opened and closed by its owner
             await store.open()
@@ -158,6 +180,7 @@ def create_app(
             *(controllers or CONTROLLERS),
             metrics_controller(settings.metrics_token),
             *console_routes(settings, verifier),
+            docs_assets(),
         ],
         lifespan=[_lifespan(settings, keys, verifier, registry, storage)],
         dependencies={
@@ -176,8 +199,9 @@ def create_app(
             version="0.1.0",
             path="/schema",
             description="Image-to-video generation: the spec's endpoint plus jobs, models, credits and admin.",
-            render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin()],
+            render_plugins=render_plugins(),
         ),
+        cors_config=_cors(settings),
         debug=False,
     )
     truthful(app.openapi_schema, max_prompt_chars=settings.max_prompt_chars)

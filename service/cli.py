@@ -166,7 +166,8 @@ def api() -> None:
         log_config=None,  # uvicorn's records go through our pipeline (service.core.logging)
         access_log=False,  # one access line per request: service.core.request_context writes it
         loop="uvloop" if settings.event_loop == "uvloop" else "asyncio",
-        http=json_error_protocol(settings.http_parser),
+        http=json_error_protocol(settings.http_parser, settings.http_read_timeout_seconds),
+        timeout_keep_alive=settings.http_keep_alive_seconds,
     )
 
 

@@ -145,3 +145,14 @@ def test_what_the_document_says(api_schema: schemathesis.BaseSchema, served: Ser
     assert text.count("'examples'") == 1  # no invented example strings
     request = raw["components"]["schemas"]["ImageToVideoRequest"]
     assert request["properties"]["prompt"]["maxLength"] == 2000 and request["additionalProperties"] is False
+
+
+def test_swagger_works_offline(served: Served) -> None:
+    page = httpx.get(f"{served.url}/schema/swagger")
+    assert page.status_code == 200 and "cdn." not in page.text and "unpkg" not in page.text
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "swagger-ui-standalone-preset.js", "favicon-32x32.png"):
+        assert f"/docs-assets/swagger/{asset}" in page.text
+        r = httpx.get(f"{served.url}/docs-assets/swagger/{asset}")  # no token: public like the schema
+        assert r.status_code == 200 and len(r.content) > 500, asset
+    bundle = httpx.get(f"{served.url}/docs-assets/swagger/swagger-ui-bundle.js").text
+    assert 'PACKAGE_VERSION:"5.' in bundle  # Swagger UI 5 renders OpenAPI 3.1 (4 does not)

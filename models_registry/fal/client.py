@@ -15,6 +15,7 @@ struct (sent to fal as they are, ``None`` fields left out) and its cost rule.
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -25,6 +26,7 @@ import msgspec
 from fal_client import AsyncRequestHandle, Completed
 
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, Progress
+from models_registry.cpu import run_cpu
 from models_registry.errors import GenerationFailed, ProviderRejected
 from models_registry.fal.durations import DurationPlan, Plans, finish_video, plan_for
 from models_registry.fal.errors import with_retries
@@ -37,6 +39,10 @@ T = TypeVar("T")
 CREDITS_PER_USD = 500
 
 
+POLL_BACKOFF = 1.5  # each status poll of a running request waits this much longer than the last ...
+POLL_JITTER = 0.2  # ... give or take this fraction
+
+
 class FalVideoModel(ModelPlugin):
     """Base class of the image-to-video models on fal.ai (not a plugin itself: no ``name``)."""
 
@@ -44,6 +50,8 @@ class FalVideoModel(ModelPlugin):
     plans: ClassVar[Plans]
     provider_name: ClassVar[str] = "Veo"  # as fal's refusals are reported: "Veo3 rejected the request: ..."
     timeout_seconds = 600.0
+    # A generation mostly waits on fal: one worker process polls hundreds (MODEL_CONCURRENCY overrides).
+    max_concurrency = 500
     # The worker cancels generate() at timeout_seconds; stopping this much earlier leaves time to
     # cancel the fal request and to fail with a message that names it.
     cleanup_seconds: ClassVar[float] = 10.0
@@ -114,7 +122,7 @@ class FalVideoModel(ModelPlugin):
                 result = await self._wait(handle, job)
                 await self._download(video_url(result), raw)
                 await job.report_progress(Progress(f"Finishing the {plan.requested} video", fraction=0.95))
-                info = await asyncio.to_thread(finish_video, plan, raw, out)
+                info = await run_cpu(finish_video, plan, raw, out)
         except TimeoutError:
             if not deadline.expired():
                 raise
@@ -159,6 +167,7 @@ class FalVideoModel(ModelPlugin):
     async def _wait(self, handle: AsyncRequestHandle, job: GenerationJob) -> Any:
         """Poll until COMPLETED, reporting progress; a completed request with an error fails."""
         seen_logs, last = 0, None
+        interval = self.settings.poll_seconds
         while True:
             status = await self._retry(lambda: handle.status(with_logs=True), "polling fal.ai")
             if isinstance(status, Completed):
@@ -167,7 +176,10 @@ class FalVideoModel(ModelPlugin):
             if progress is not None and progress != last:
                 await job.report_progress(progress)
                 last = progress
-            await asyncio.sleep(self.settings.poll_seconds)
+            # Backoff with jitter: a long generation is polled less often, and jobs submitted
+            # together do not poll together (1,000 of them: see the README's benchmarks).
+            await asyncio.sleep(interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER))
+            interval = min(interval * POLL_BACKOFF, max(self.settings.poll_max_seconds, self.settings.poll_seconds))
         if status.error:
             kind = f" ({status.error_type})" if status.error_type else ""
             raise GenerationFailed(f"fal request {handle.request_id} failed{kind}: {status.error}")

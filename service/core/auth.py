@@ -28,7 +28,7 @@ from service.core.tokens import TokenVerifier
 ALGORITHM = "HS256"
 MAX_AUTHORIZATION_BYTES = 8192  # a JWT is a few hundred bytes to a few kB; a larger header is abuse (431)
 # Paths served without a token: health, metrics, the schema, and signed download links.
-PUBLIC_PATHS = ["^/health", "^/metrics", "^/schema", "^/video-gen/files/"]
+PUBLIC_PATHS = ["^/health", "^/metrics", "^/schema", "^/docs-assets/", "^/video-gen/files/"]
 
 
 async def _never(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:

@@ -8,6 +8,10 @@ state is read from Redis by the API when it is scraped (``video_gen_queue_*``).
 
 Labels stay bounded: a model name (installed plugins), an outcome, a reason class, an error type.
 Never a user, a job or a prompt.
+
+``jobs_finished_total`` counts the replies workers compute: a job whose reply was lost after it
+finished (its worker died before acknowledging, and the reply expired) is answered again from its
+record on redelivery and counted again. That is rare; the ledger, not this counter, is the record.
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ from service.core.tokens import TokenVerifier
 
 JOB_STATUS_PATH = "/video-gen/jobs/"
 JOB_STATUS = f"^{JOB_STATUS_PATH}"
-NOT_LIMITED = ["^/health", "^/metrics", "^/schema", "^/console"]
+NOT_LIMITED = ["^/health", "^/metrics", "^/schema", "^/docs-assets/", "^/console"]
 GENERAL_STORE, POLLING_STORE = "rate_limit", "rate_limit_polling"
 CALLER = "video_gen.caller"  # scope key: the verified user id, set before the limiters run
 

@@ -53,7 +53,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     default_model: str | None = None  # None: the registry's choice (veo3 when FAL_KEY is set, else local)
     host: str = "127.0.0.1"
     port: int = 8000
-    worker_concurrency: int = 4
+    worker_concurrency: int = 4  # the default slots of a model that declares no max_concurrency
+    # Per-model slots in one worker process, overriding the plugins' max_concurrency: "veo3=500,local=2".
+    model_concurrency: str = ""
+    worker_prefetch: int = 16  # jobs claimed at a time, and the most that wait in a worker for their model's slot
+    cpu_processes: int = 0  # the worker's process pool for CPU-bound work (render, probe, trim); 0: the cores
+    database_pool_size: int = 10  # connections per process; a job holds one only while it reads or writes
+    max_waiting_requests: int = 0  # requests one API process holds open; 0: what its descriptors allow
     sync_wait_seconds: float = 120.0
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 3
@@ -73,6 +79,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     event_loop: str = "uvloop"  # uvloop (and httptools for HTTP), or asyncio (and h11): the standard ones
     rate_limit_per_minute: int = 120
     job_status_rate_limit_per_minute: int = 600  # GET /video-gen/jobs/{id}: polling has its own budget
+    http_keep_alive_seconds: int = 5  # an idle connection between requests is closed after this
+    http_read_timeout_seconds: float = 30.0  # a request (line, headers, body) must arrive within this
     cors_allow_origins: str = ""  # comma-separated origins browsers may call from; empty: none
     # Observability (README: Observability)
     log_level: str = "INFO"
@@ -92,6 +100,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Where clients reach this deployment (issue 15): links handed out must resolve from outside.
     public_url: str | None = None  # base of local download links; None: http://HOST:PORT
     s3_public_endpoint_url: str | None = None  # endpoint presigned links name; None: S3_ENDPOINT_URL
+
+    @property
+    def model_slots(self) -> dict[str, int]:
+        """``MODEL_CONCURRENCY`` parsed: model name -> jobs of it one worker process runs at once."""
+        slots: dict[str, int] = {}
+        for part in filter(None, (p.strip() for p in self.model_concurrency.split(","))):
+            name, _, value = part.partition("=")
+            if not name.strip() or not value.strip().isdigit() or int(value) < 1:
+                raise SettingsError(
+                    f"MODEL_CONCURRENCY must be model=N,... with N >= 1 (e.g. veo3=500,local=2), got {part!r}"
+                )
+            slots[name.strip()] = int(value)
+        return slots
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
         """Run ``main`` on the configured event loop (``EVENT_LOOP``)."""
@@ -193,6 +214,11 @@ def parse_webhook_secret(secret: str, name: str) -> bytes:
     if not 24 <= len(key) <= 64:
         raise SettingsError(f"{name} must encode 24 to 64 random bytes, got {len(key)} {hint}")
     return key
+
+
+def cors_origins(settings: Settings) -> list[str]:
+    """``CORS_ALLOW_ORIGINS`` as a list (comma-separated in the environment)."""
+    return [origin.strip().rstrip("/") for origin in settings.cors_allow_origins.split(",") if origin.strip()]
 
 
 def project_root() -> Path:

@@ -4,6 +4,8 @@ header; Bearer only; tokens with clock skew; headers the parser or the app refus
 from __future__ import annotations
 
 import asyncio
+import select
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -111,3 +113,85 @@ async def test_polling_a_job_has_its_own_higher_budget(limited: Api) -> None:
     for _ in range(POLLING):  # three jobs once a second for four seconds, after the budget ran out
         _spec(await limited.client.get("/video-gen/jobs/some-job", headers=headers), 404)
     _spec(await limited.client.get("/video-gen/jobs/some-job", headers=headers), 429)
+
+
+@pytest.fixture
+async def cors(sqlite_url: str, redis_prefix: str, tmp_path: Path) -> AsyncIterator[Api]:
+    settings = make_settings(sqlite_url, redis_prefix, tmp_path, cors_allow_origins="https://app.example.com")
+    async with embedded_stack(settings, registry=TestModels.registry()) as stack:
+        async with httpx.AsyncClient(base_url=stack.url, timeout=30) as client:
+            yield Api(stack, client)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_browsers_may_call_only_from_the_allowed_origins(cors: Api, api: Api) -> None:
+    preflight = {
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    allowed = await cors.client.options(
+        "/video-gen/image-to-video", headers={"Origin": "https://app.example.com", **preflight}
+    )
+    assert allowed.status_code in (200, 204)
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "authorization" in allowed.headers["access-control-allow-headers"].lower()
+    other = await cors.client.options(
+        "/video-gen/image-to-video", headers={"Origin": "https://evil.example", **preflight}
+    )
+    assert "access-control-allow-origin" not in other.headers
+    r = await cors.client.get("/video-gen/credits", headers={"Origin": "https://app.example.com", **cors.auth()})
+    assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example.com"
+    default = await api.client.get("/video-gen/credits", headers={"Origin": "https://app.example.com", **api.auth()})
+    assert "access-control-allow-origin" not in default.headers  # empty by default: no origin is allowed
+
+
+@pytest.fixture(params=["httptools", "h11"])
+async def impatient(request: pytest.FixtureRequest, sqlite_url: str, redis_prefix: str, tmp_path: Path):
+    loop = "uvloop" if request.param == "httptools" else "asyncio"  # EVENT_LOOP picks the HTTP parser
+    settings = make_settings(
+        sqlite_url, redis_prefix, tmp_path, http_keep_alive_seconds=1, http_read_timeout_seconds=1.5, event_loop=loop
+    )
+    async with embedded_stack(settings, registry=TestModels.registry()) as stack:
+        yield stack.settings
+
+
+def _talk(host: str, port: int, chunks: list[bytes], pause: float = 0.0) -> tuple[bytes, float]:
+    """Send ``chunks`` with ``pause`` between them (stopping once the server answers), then read
+    until the server closes; what it answered and how long the connection lived."""
+    started = time.monotonic()
+    with socket.create_connection((host, port), timeout=15) as sock:
+        for chunk in chunks:
+            if select.select([sock], [], [], pause)[0]:
+                break  # the server answered (or closed): stop sending
+            try:
+                sock.sendall(chunk)
+            except OSError:
+                break
+        received = b""
+        while True:
+            try:
+                data = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not data:
+                break
+            received += data
+    return received, time.monotonic() - started
+
+
+async def test_idle_and_slow_connections_are_closed(impatient: Settings) -> None:
+    host, port = impatient.host, impatient.port
+    # connected, sends nothing: a JSON 408 and closed after the read timeout
+    answer, lived = await asyncio.to_thread(_talk, host, port, [])
+    assert answer.startswith(b"HTTP/1.1 408") and b'"statusCode":408' in answer and lived < 8
+    # headers a byte at a time (slowloris): closed once the read timeout passes, however busy it is
+    slow = [bytes([b]) for b in b"GET /health/live HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 400]
+    answer, lived = await asyncio.to_thread(_talk, host, port, slow, 0.05)
+    assert answer.startswith(b"HTTP/1.1 408") and b'"statusCode":408' in answer and lived < 8
+    # a body that never comes
+    head = b"POST /video-gen/image-to-video HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    answer, lived = await asyncio.to_thread(_talk, host, port, [head + b"Content-Length: 100\r\n\r\n{"])
+    assert answer.startswith((b"HTTP/1.1 408", b"HTTP/1.1 401")) and lived < 8
+    # kept alive after a response, then idle: closed after the keep-alive time, the answer intact
+    answer, lived = await asyncio.to_thread(_talk, host, port, [b"GET /health/live HTTP/1.1\r\nHost: x\r\n\r\n"])
+    assert answer.startswith(b"HTTP/1.1 200") and answer.count(b"HTTP/1.1") == 1 and lived < 8

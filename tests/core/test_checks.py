@@ -37,6 +37,8 @@ def _check(env: dict[str, str], *, embedded: bool = False) -> Settings:
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'loud'"),
         ({"METRICS_PORT": "-1"}, "METRICS_PORT must be between 0 and 65535"),
         ({"SOURCE_KEY_PREFIX": "images/{user}/"}, "SOURCE_KEY_PREFIX may only use {user_id}"),
+        ({"CORS_ALLOW_ORIGINS": "app.example.com"}, "CORS_ALLOW_ORIGINS must be a comma-separated list of origins"),
+        ({"CORS_ALLOW_ORIGINS": "https://a.example/path"}, "got 'https://a.example/path'"),
         ({"JWT_SECRET": DEV_JWT_SECRET}, "JWT_SECRET is the public development value"),
         ({"JWT_SECRET": "too-short"}, "JWT_SECRET must be at least 32 bytes, got 9"),
         ({"WEBHOOK_SECRET": "hunter2"}, "WEBHOOK_SECRET must start with whsec_ (a Standard Webhooks secret)"),
