@@ -521,7 +521,8 @@ async def _one_delivery(c: Cluster, receiver: Any, expected_id: str) -> list[str
 # -- 1b. a worker killed with 1,000 provider jobs in flight -----------------------------------
 
 INFLIGHT = int(os.environ.get("FAULTS_INFLIGHT", "1000"))  # jobs running on fal when the worker dies
-INFLIGHT_MODEL_SECONDS = float(os.environ.get("FAULTS_INFLIGHT_SECONDS", "60"))  # each one's time on fal
+# Each one's time on fal: longer than submitting them all takes, so that all are running at the kill.
+INFLIGHT_MODEL_SECONDS = float(os.environ.get("FAULTS_INFLIGHT_SECONDS", "150"))
 
 
 async def kill_inflight(env: Env) -> Result:
@@ -550,15 +551,20 @@ async def kill_inflight(env: Env) -> Result:
                     await client.submit(job)
 
             await asyncio.gather(*(submit(j) for j in jobs))
-            sql = "SELECT count(*) AS n FROM generations WHERE provider_request_id IS NOT NULL AND status = 'running'"
+            submitted = "SELECT count(*) AS n FROM generations WHERE provider_request_id IS NOT NULL"
+            running = f"{submitted} AND status = 'running'"
 
             async def all_on_fal() -> bool:
-                return (await _rows(c, sql))[0]["n"] >= n
+                return (await _rows(c, submitted))[0]["n"] >= n
 
-            await until(all_on_fal, f"all {n} jobs to be running on fal", every=1.0)
+            await until(all_on_fal, f"all {n} jobs to be submitted to fal", timeout=600, every=1.0)
             victim.signal(signal.SIGKILL)
             code = await c.wait_exit(victim, "the worker to die")
-            held = (await _rows(c, sql))[0]["n"]
+            held = (await _rows(c, running))[0]["n"]
+            if held < n:
+                extra_note = [f"only {held} of {n} were still running at the kill: raise FAULTS_INFLIGHT_SECONDS"]
+            else:
+                extra_note = []
             await c.start_worker(**slots)
             done = "SELECT count(*) AS n FROM generations WHERE status IN ('succeeded', 'failed')"
 
@@ -568,6 +574,7 @@ async def kill_inflight(env: Env) -> Result:
             await until(all_done, f"all {n} jobs to finish", timeout=INFLIGHT_MODEL_SECONDS * 3 + 600, every=1.0)
             await client.resolve_all()
             extra = [] if code == -signal.SIGKILL else [f"the victim exited {code}, not by SIGKILL"]
+            extra += extra_note
             if any(j.status != 200 for j in client.jobs):
                 extra.append(f"{sum(j.status != 200 for j in client.jobs)} job(s) did not succeed")
             attempts = Counter(r["attempts"] for r in await _rows(c, "SELECT attempts FROM generations"))
