@@ -60,6 +60,8 @@ def summary(results: dict[str, Path]) -> str:
             for key in ("overhead_p50_ms", "overhead_p99_ms"):
                 name = f"{rate:g}/s Poisson, 2 s model: overhead {key.split('_')[1]} ms"
                 lines.append(_line(name, ours and ours[key], proto and proto[key]))
+            failed = [r and r["errors"] + r["unanswered_after_drain"] for r in (ours, proto)]
+            lines.append(_line(f"{rate:g}/s Poisson: errors or unanswered", *failed, "{:.0f}"))
     if "inflight" in results:
         (row,) = _rows(results["inflight"])
         n = row["jobs"]
