@@ -146,6 +146,10 @@ class FalVideoModel(ModelPlugin):
         if job.provider_request_id:
             # An earlier delivery already submitted (and paid for) this request: never resubmit.
             await job.report_progress(Progress(f"Resuming fal request {job.provider_request_id}"))
+            # A worker that died leaves hundreds of requests, all resumed at once by another: spread
+            # their first polls over the longest poll interval instead of sending them together.
+            first, cap = self.settings.poll_seconds, self.settings.poll_max_seconds
+            await asyncio.sleep(random.uniform(0, min(max(cap, first), 4 * first)))
             return await fal.get_handle(self.endpoint, job.provider_request_id)
         arguments = self.arguments(job, plan)
         handle = await self._retry(lambda: fal.submit(self.endpoint, arguments), "submitting to fal.ai")
