@@ -78,6 +78,7 @@ class FalVideoModel(ModelPlugin):
         self._transport = transport  # for the video download only; tests route it to a fake
         self._fal: fal_client.AsyncClient | None = None
         self._http: httpx.AsyncClient | None = None
+        self._calls: asyncio.Semaphore | None = None  # fal calls in flight (FAL_MAX_CALLS)
 
     @property
     def wants_image_url(self) -> bool:  # type: ignore[override]
@@ -219,7 +220,16 @@ class FalVideoModel(ModelPlugin):
         )
 
     async def _retry(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
-        """A call to fal's queue API: bounded per attempt and in all (``FalSettings``)."""
+        """A call to fal's queue API: bounded per attempt and in all (``FalSettings``). At most
+        ``FAL_MAX_CALLS`` are in flight per model and process: a burst (a worker resuming a dead
+        one's hundreds of jobs, a thousand submits at once) queues here, outside the time limits,
+        instead of timing out in the HTTP client's connection pool."""
+        if self._calls is None:
+            self._calls = asyncio.Semaphore(self.settings.max_calls)
+        async with self._calls:
+            return await self._retry_now(operation, what)
+
+    async def _retry_now(self, operation: Callable[[], Awaitable[T]], what: str) -> T:
         return await with_retries(
             operation,
             what=what,

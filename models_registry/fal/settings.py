@@ -17,6 +17,8 @@ class FalSettings(msgspec.Struct, kw_only=True, frozen=True):
     poll_seconds: float = 3.0
     """The wait after the first status poll of a running request (made at once); each later wait is
     1.5 times longer (give or take 20 %), up to ``poll_max_seconds``."""
+    max_calls: int = 50
+    """Calls to fal (submit, status poll, result) one process has in flight per model; more wait."""
     poll_max_seconds: float = 10.0
     """The longest wait between two status polls of one request."""
     send_image_url: bool = False
