@@ -14,7 +14,12 @@ The class is instantiated once per process with no arguments. It declares:
 - ``cost(duration) -> int``: credits charged for one generation (the cost rule);
 
 and implements ``async generate(job) -> GeneratedVideo``. Optional ``async open(settings)`` and
-``async close()`` run once per process lifespan (open clients, sessions...).
+``async close()`` run once per process lifespan (open clients, sessions...), and ``async
+cancel(request_id)`` asks the provider to stop a request a cancelled job left running.
+
+A job cancelled while ``generate`` runs is stopped by cancelling its asyncio task
+(``CancelledError`` at the current ``await``); work done in a thread must stop on its own (see
+the local model). Then, if the job saved a provider request id, ``cancel`` is called with it.
 """
 
 from __future__ import annotations
@@ -101,6 +106,10 @@ class ModelPlugin:
 
     async def generate(self, job: GenerationJob) -> GeneratedVideo:
         raise NotImplementedError
+
+    async def cancel(self, request_id: str) -> None:
+        """Ask the provider to stop ``request_id`` (saved by ``save_provider_request_id``) after its
+        job was cancelled; best effort, the job is cancelled and refunded either way. Default: nothing."""
 
 
 def parse_duration(value: str) -> int:

@@ -59,6 +59,7 @@ async def run_worker(
         settings.redis_url, max_connections=settings.redis_max_connections, name=f"{keys.prefix}:worker:{name}"
     )
     reader = make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:worker:{name}:claim")
+    cancels = make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:worker:{name}:cancels")
     try:
         if owned[1]:
             await store.open()
@@ -79,6 +80,7 @@ async def run_worker(
             name=name,
             concurrency=settings.worker_concurrency,
             lease_seconds=settings.job_lease_seconds,
+            cancel_reader=cancels,
         )
         await _serve(scheduler, settings, stop, hurry)
     finally:
@@ -87,6 +89,7 @@ async def run_worker(
         if owned[1]:
             await store.close()
         await reader.aclose()
+        await cancels.aclose()
         await redis.aclose()
         await db.disconnect()
 

@@ -11,6 +11,8 @@ generation's task (``service.generations.task``).
   and its run is retried with backoff; any other error leaves it for redelivery, which counts.
 - Poison: an unparseable entry, or a job naming a model this worker does not have, is
   dead-lettered with its reason and a reply, so it never blocks the group.
+- Cancels: with a ``cancel_reader`` (a connection of its own: it blocks), the cancels stream is
+  followed and a cancelled job this process runs has its model run stopped (``GenerationTask.cancel``).
 - Shutdown: stop claiming, give running jobs ``SHUTDOWN_GRACE_SECONDS``, then cancel the rest and
   hand them over (reclaimable at once, no delivery counted).
 """
@@ -55,8 +57,10 @@ class Scheduler:
         name: str,
         concurrency: int,
         lease_seconds: float,
+        cancel_reader: Redis | None = None,
     ) -> None:
         self.stream, self.task, self._reader, self.name = stream, task, reader, name
+        self._cancel_reader = cancel_reader
         self.concurrency, self.lease_ms = concurrency, int(lease_seconds * 1000)
         self.leases = Leases(stream, name, lease_seconds, on_lost=self._lost)
         self.reclaim_every = min(self.leases.every, 5.0)
@@ -77,6 +81,8 @@ class Scheduler:
                 asyncio.create_task(self.leases.run(), name="lease-renewal"),
                 asyncio.create_task(self._prune(), name="stream-prune"),
             ]
+            if self._cancel_reader is not None:
+                self._upkeep.append(asyncio.create_task(self._follow_cancels(), name="cancels"))
         while not self._stopping.is_set():
             try:
                 await self.stream.ensure_group()
@@ -236,6 +242,23 @@ class Scheduler:
                 await self.stream.prune(STALE_CONSUMER_MS)
             except (RedisError, OSError) as exc:
                 log.debug("worker.prune_failed", error=str(exc) or type(exc).__name__)
+
+    async def _follow_cancels(self) -> None:
+        """Stop the model run of every cancelled job this process runs, as the notices come."""
+        assert self._cancel_reader is not None
+        after: str | None = None
+        while True:
+            try:
+                if after is None:
+                    after = await self.stream.cancels_tail()
+                after, job_ids = await self.stream.read_cancels(self._cancel_reader, after, BLOCK_MS)
+            except (RedisError, OSError) as exc:
+                log.warning("worker.cancels_unavailable", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            for job_id in job_ids:
+                if self.task.cancel(job_id):
+                    log.info("job.cancel_requested", job_id=job_id)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any, ClassVar
 
 from models_registry.base import (
@@ -12,7 +13,7 @@ from models_registry.base import (
     Progress,
     parse_duration,
 )
-from models_registry.local.render import render_pan_zoom
+from models_registry.local.render import RenderStopped, render_pan_zoom
 from models_registry.video import probe_video
 
 
@@ -42,20 +43,34 @@ class LocalPanZoomModel(ModelPlugin):
         self.fps = getattr(settings, "local_model_fps", 24)
 
     async def generate(self, job: GenerationJob) -> GeneratedVideo:
-        """Render the clip in a worker thread and report the length probed from the file."""
+        """Render the clip in a worker thread, reporting the share of frames done, and report the
+        length probed from the file. Cancelled, the thread stops at its next frame."""
         seconds = parse_duration(job.duration)
         out_path = job.workdir / f"{job.job_id}.mp4"
         await job.report_progress(Progress("rendering pan-and-zoom", fraction=0.0))
-        await asyncio.to_thread(
-            render_pan_zoom,
-            job.image.data,
-            out_path,
-            seconds=seconds,
-            width=self.width,
-            height=self.height,
-            fps=self.fps,
-            seed=job.prompt,
-        )
+        loop, stop = asyncio.get_running_loop(), threading.Event()
+
+        def on_frame(done: int, count: int) -> None:
+            if stop.is_set():
+                raise RenderStopped(f"render of {job.job_id} stopped at frame {done} of {count}")
+            if done % self.fps == 0 and done < count:  # about once a second of video
+                report = Progress(f"rendering frame {done} of {count}", fraction=round(0.9 * done / count, 3))
+                asyncio.run_coroutine_threadsafe(job.report_progress(report), loop)
+
+        try:
+            await asyncio.to_thread(
+                render_pan_zoom,
+                job.image.data,
+                out_path,
+                seconds=seconds,
+                width=self.width,
+                height=self.height,
+                fps=self.fps,
+                seed=job.prompt,
+                on_frame=on_frame,
+            )
+        finally:
+            stop.set()  # cancelled (the job, its timeout, a shutdown): the thread stops too
         await job.report_progress(Progress("checking the video", fraction=0.9))
         info = await asyncio.to_thread(probe_video, out_path)
         await job.report_progress(Progress("done", fraction=1.0))

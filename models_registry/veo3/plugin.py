@@ -125,6 +125,11 @@ class Veo3Model(ModelPlugin):
             raise GenerationFailed(f"Veo3 did not finish within {budget:g} s{which}") from None
         return GeneratedVideo(path=out, duration_seconds=info.duration_seconds)
 
+    async def cancel(self, request_id: str) -> None:
+        """Cancel the fal request of a cancelled job (fal's ``PUT .../requests/{id}/cancel``)."""
+        if self._fal is not None:
+            await self._fal.cancel(self._endpoint, request_id)
+
     async def _start(self, fal: fal_client.AsyncClient, job: GenerationJob, plan: DurationPlan) -> AsyncRequestHandle:
         """Resume the job's fal request if it has one, else submit and persist the new id."""
         if job.provider_request_id:

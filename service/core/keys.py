@@ -7,6 +7,7 @@ deployments, or parallel test runs, can share one Redis without touching each ot
 | --------------------------- | ------ | ----------------- | ----------------------------------------- |
 | ``<p>:jobs``                | stream | API (XADD)        | entries trimmed once acknowledged         |
 | ``<p>:jobs:dead``           | stream | workers           | approximate MAXLEN ``DEAD_LETTER_MAXLEN`` |
+| ``<p>:cancels``             | stream | API (cancel)      | approximate MAXLEN 10,000                 |
 | ``<p>:inbox:<process>``     | stream | workers (notify)  | MAXLEN; expires an hour after its process |
 | ``<p>:reply:<job>``         | string | workers (SET NX)  | ``REPLY_TTL_SECONDS``                     |
 | ``<p>:job:<job>``           | string | API               | ``JOB_META_TTL_SECONDS``                  |
@@ -38,6 +39,11 @@ class Keys:
     def dead_letter_stream(self) -> str:
         """Jobs that could not be processed (unparseable, unknown model)."""
         return f"{self.prefix}:jobs:dead"
+
+    @property
+    def cancels_stream(self) -> str:
+        """Cancelled job ids (XADD by the API's cancel); every worker process reads them all."""
+        return f"{self.prefix}:cancels"
 
     def inbox(self, process: str) -> str:
         """An API process's inbox: workers notify it of the replies its waiting requests await."""

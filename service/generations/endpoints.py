@@ -14,6 +14,7 @@ from service.core.auth import Principal
 from service.core.errors import ErrorBody
 from service.core.settings import Settings
 from service.core.validation import strict
+from service.generations.cancel import cancel_job
 from service.generations.schemas import (
     GenerationFilter,
     GenerationPage,
@@ -107,6 +108,32 @@ class GenerationController(Controller):
         storage: NamedDependency[Storage],
         settings: NamedDependency[Settings],
     ) -> JobView:
+        return await describe_job(
+            job_id, principal, stream=stream, storage=storage, download_seconds=settings.download_url_seconds
+        )
+
+    @post(
+        "/jobs/{job_id:str}/cancel",
+        status_code=200,
+        summary="Cancel a generation job",
+        description="Stops the job and answers its view, `cancelled`: a job not started yet never runs (nothing "
+        "was charged); a running one is stopped (its provider request cancelled) and refunded once. A request "
+        "waiting on the job gets a 409 `Image-to-video generation cancelled`, and so do retries with its "
+        "Idempotency-Key. Cancelling a cancelled job answers it again. Owner or admin only; anyone else gets 404.",
+        responses={
+            404: ResponseSpec(ErrorBody, description="No such job (or not yours)"),
+            409: ResponseSpec(ErrorBody, description="`Job <id> already succeeded` (or `failed`): nothing changed"),
+        },
+    )
+    async def cancel(
+        self,
+        job_id: FromPath[str],
+        principal: NamedDependency[Principal],
+        stream: NamedDependency[JobStream],
+        storage: NamedDependency[Storage],
+        settings: NamedDependency[Settings],
+    ) -> JobView:
+        await cancel_job(job_id, principal, stream=stream)
         return await describe_job(
             job_id, principal, stream=stream, storage=storage, download_seconds=settings.download_url_seconds
         )

@@ -20,6 +20,7 @@ from models_registry.base import Progress as ModelProgress
 from service.core.errors import Transient
 from service.generations import repository
 from service.generations.records import GenerationRecord, Progress
+from service.generations.stops import Stops
 from service.jobs.messages import JobMessage
 from service.storage.base import Storage
 
@@ -34,6 +35,7 @@ class Production:
 
     def __init__(self, storage: Storage, fault: Fault) -> None:
         self.storage, self.fault = storage, fault
+        self.stops = Stops()
         # Provider request ids this process saw, in case the database missed one: a retry after an
         # outage then resumes the request instead of paying for a second one.
         self._request_ids: dict[str, str] = {}
@@ -41,10 +43,25 @@ class Production:
     async def generate(
         self, plugin: ModelPlugin, job: JobMessage, image: SourceImage, record: GenerationRecord, workdir: Path
     ) -> GeneratedVideo:
-        """Run the model, within its timeout (``TimeoutError`` past it)."""
+        """Run the model, within its timeout (``TimeoutError`` past it); ``Stopped`` when the job
+        is cancelled meanwhile."""
         task = self._job(job, image, record, workdir)
         async with asyncio.timeout(plugin.timeout_seconds):
-            return await plugin.generate(task)
+            return await self.stops.run(job.job_id, plugin.generate(task))
+
+    async def cancel_with_provider(self, plugin: ModelPlugin, record: GenerationRecord) -> None:
+        """Best effort: ask the provider to stop the job's request, if it has one and the plugin
+        can (the optional ``cancel`` hook); the job is cancelled and refunded either way."""
+        request_id = self._request_ids.get(record.id) or record.provider_request_id
+        cancel = getattr(plugin, "cancel", None)
+        if request_id is None or cancel is None:
+            return
+        try:
+            async with asyncio.timeout(10):
+                await cancel(request_id)
+            log.info("generation.provider_cancelled", job_id=record.id, request_id=request_id)
+        except Exception as exc:
+            log.warning("generation.provider_cancel_failed", job_id=record.id, error=str(exc) or type(exc).__name__)
 
     async def store(self, key: str, job: JobMessage, video: GeneratedVideo) -> None:
         metadata = {"generation-id": job.job_id, "model": job.model, DURATION_METADATA: repr(video.duration_seconds)}

@@ -10,7 +10,13 @@ first or one after a crash, ends the same way and moves money at most once:
 - RUNNING: resume. A stored video is recorded (no second generation or upload); a known provider
   request is resumed, never resubmitted; past ``JOB_MAX_ATTEMPTS``, or refunded by an admin
   meanwhile: FAILED, refunded once;
-- SUCCEEDED or FAILED: answer from the record.
+- SUCCEEDED, FAILED or CANCELLED: answer from the record (a cancelled one whose provider request
+  is known, left by a worker that died: that request is cancelled with the provider first).
+
+A job cancelled while it runs (``cancel.py``; the record already says CANCELLED) has its model run
+stopped (``stops.py``), its provider request cancelled, and is answered from its record; one
+cancelled while its video is being stored is answered the same way once the upload is done (the
+SUCCEEDED transition finds it cancelled).
 
 Only the model's own errors, the source image's, and a store refusing the upload fail a job;
 an outage (``is_transient``) propagates, and the worker runs the delivery again once it is over.
@@ -39,7 +45,9 @@ from service.generations.production import Fault, Production
 from service.generations.records import GenerationRecord
 from service.generations.repository import NewGeneration
 from service.generations.status import TERMINAL, GenerationStatus
+from service.generations.stops import Stopped
 from service.jobs.messages import JobMessage, JobReply
+from service.ledger import service as ledger
 from service.storage.base import Storage
 from service.storage.images import load_source_image, output_key
 
@@ -68,8 +76,16 @@ class GenerationTask:
         """Whether this worker has the job's model."""
         return job.model in self.registry
 
+    def cancel(self, job_id: str) -> bool:
+        """``job_id`` was cancelled: stop its model run if this process runs it (False otherwise)."""
+        return self.production.stops.request(job_id)
+
     async def run(self, job: JobMessage, delivery: int, check_lease: CheckLease = _held) -> JobReply:
         """The reply of ``job``'s ``delivery``-th delivery, doing whatever is left to do."""
+        with self.production.stops.tracking(job.job_id):
+            return await self._run(job, delivery, check_lease)
+
+    async def _run(self, job: JobMessage, delivery: int, check_lease: CheckLease) -> JobReply:
         if delivery == 1:  # the happy path: the record cannot exist unless the job was queued twice
             try:
                 return await self._start(job, 1, check_lease)
@@ -81,6 +97,8 @@ class GenerationTask:
                 return error_reply(job.job_id, self._given_up(delivery))
             return await self._start(job, delivery, check_lease)
         if record.status in TERMINAL:
+            if record.status is GenerationStatus.CANCELLED and job.model in self.registry:
+                await self.production.cancel_with_provider(self.registry.get(job.model), record)
             return await reply_from_record(record)
         if delivery > self.settings.job_max_attempts:
             return await self._fail(record, self._given_up(delivery))
@@ -151,11 +169,15 @@ class GenerationTask:
         with tempfile.TemporaryDirectory(prefix=f"video-gen-{job.job_id}-") as tmp:
             try:
                 video = await self.production.generate(plugin, job, image, record, Path(tmp))
+            except Stopped:
+                return await self._stopped(plugin, record)
             except Transient:
                 raise  # the provider's request id could not be recorded: retried, resumed
             except Exception as exc:  # whatever the model raises is a verdict on this generation
                 return await self._fail(record, _generation_error(exc, plugin))
             await check_lease()
+            if self.production.stops.requested(job.job_id):
+                return await self._stopped(plugin, record)
             try:
                 await self.production.store(key, job, video)
             except Exception as exc:
@@ -176,6 +198,16 @@ class GenerationTask:
         log.warning("generation.failed", job_id=record.id, error=str(exc), status=exc.status_code)
         self.production.forget(record.id)
         return await reply_from_record(await settlement.fail(record, exc))
+
+    async def _stopped(self, plugin: ModelPlugin, record: GenerationRecord) -> JobReply:
+        """The model run of a cancelled job was stopped: cancel its provider request, answer."""
+        log.info("generation.stopped", job_id=record.id)
+        await self.production.cancel_with_provider(plugin, record)
+        self.production.forget(record.id)
+        current = await self._current(record.id)
+        if current.status is GenerationStatus.RUNNING:  # never announced before the record says so
+            current = await settlement.cancel(current, actor=ledger.SYSTEM)
+        return await reply_from_record(current)
 
     async def _source(self, job: JobMessage) -> SourceImage:
         """The checked source image, read once; with ``FAL_SEND_IMAGE_URL`` also a presigned URL."""

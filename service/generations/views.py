@@ -28,7 +28,7 @@ from service.generations.status import GenerationStatus, JobStatus
 from service.jobs.stream import JobStream
 from service.storage.base import Storage
 
-_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _not_found(job_id: str) -> NotFound:
@@ -38,7 +38,7 @@ def _not_found(job_id: str) -> NotFound:
 async def describe_job(
     job_id: str, principal: Principal, *, stream: JobStream, storage: Storage, download_seconds: int
 ) -> JobView:
-    if not _JOB_ID.fullmatch(job_id):
+    if not JOB_ID.fullmatch(job_id):
         raise _not_found(job_id)
     record = await repository.get(job_id)
     if record is not None:
@@ -74,7 +74,7 @@ async def _from_record(record: GenerationRecord, stream: JobStream, storage: Sto
         started_at=iso(record.started_at),
         finished_at=iso(record.finished_at),
     )
-    if record.status is GenerationStatus.FAILED:
+    if record.status in (GenerationStatus.FAILED, GenerationStatus.CANCELLED):
         view.error = record_error(record).body()
     elif record.status is GenerationStatus.SUCCEEDED:
         reply = await stream.reply_of(record.id)  # the very body the POST answered, while Redis keeps it
@@ -124,4 +124,4 @@ async def list_generations(
 
 async def generation_of(generation_id: str) -> GenerationRecord | None:
     """One generation's whole record, for operators (the console shows its provider request id)."""
-    return await repository.get(generation_id) if _JOB_ID.fullmatch(generation_id) else None
+    return await repository.get(generation_id) if JOB_ID.fullmatch(generation_id) else None

@@ -7,6 +7,7 @@ Every stream entry carries one field, ``data``: the msgspec-JSON encoding of its
 | ``Keys.jobs_stream``           | ``JobMessage`` |
 | ``Keys.inbox(process)``        | ``JobReply``  (also the value of ``Keys.reply(job)``) |
 | ``Keys.dead_letter_stream``    | ``DeadLetter`` |
+| ``Keys.cancels_stream``        | none: ``data`` is the cancelled job's id, as text |
 
 ``Delivery`` is what a worker receives: one entry of the jobs stream with its delivery count.
 """
