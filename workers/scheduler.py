@@ -182,6 +182,7 @@ class Scheduler:
         job = entry.job
         assert job is not None
         if entry.count > 1 and (earlier := await self.stream.reply_of(job.job_id)) is not None:
+            await self.task.answered(job, earlier)  # cancelled while its worker was dead: stop the provider
             await self.stream.complete(entry.message_id, job, earlier)  # only the ack was missing
             return
         reply = await self.task.run(job, entry.count, lambda: self.leases.check(entry.message_id))

@@ -36,7 +36,7 @@ import structlog
 from models_registry.base import ModelPlugin, SourceImage
 from models_registry.errors import ModelError
 from models_registry.registry import ModelRegistry
-from service.core.errors import AppError, GenerationFailed, InsufficientCredits, Transient, from_model_error
+from service.core.errors import AppError, Cancelled, GenerationFailed, InsufficientCredits, Transient, from_model_error
 from service.core.settings import Settings
 from service.core.transient import is_transient
 from service.generations import repository, settlement
@@ -105,6 +105,16 @@ class GenerationTask:
         if record.credits_refunded:  # an admin refunded it while it ran: it is not made for free
             return await self._fail(record, GenerationFailed("the generation was refunded before it finished"))
         return await self._resume(job, record, delivery, check_lease)
+
+    async def answered(self, job: JobMessage, reply: JobReply) -> None:
+        """A redelivered job already has its reply (only the ack was missing, or the job was
+        cancelled while its worker was dead): a cancelled job's provider request, which the dead
+        worker may have left running, is cancelled with the provider."""
+        if reply.status_code != Cancelled.status_code or job.model not in self.registry:
+            return
+        record = await repository.get(job.job_id)
+        if record is not None and record.status is GenerationStatus.CANCELLED:
+            await self.production.cancel_with_provider(self.registry.get(job.model), record)
 
     async def reject(self, job: JobMessage, exc: AppError) -> JobReply:
         """Fail ``job`` without running it (its model is not installed here); refunded if charged."""

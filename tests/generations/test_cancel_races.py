@@ -162,3 +162,20 @@ async def test_a_job_cancelled_while_its_worker_is_dead_is_answered_on_redeliver
     assert not storage.uploads
     assert await refunds("job-1") == 1 and await ledger.balance_of("u1") == 1000
     await check_ledger()
+
+
+async def test_a_redelivered_job_already_answered_as_cancelled_cancels_its_provider_request(
+    task: GenerationTask, seeded
+) -> None:
+    from service.core.errors import Cancelled
+    from service.generations.outcomes import error_reply
+
+    await grant("u1", 1000)
+    job = make_job(seeded, options={"crash": [1]})
+    with pytest.raises(SimulatedCrash):
+        await task.run(job, 1)
+    await settlement.cancel(await generations.get("job-1"), actor="u1")
+    await task.answered(job, error_reply("job-1", Cancelled()))  # the scheduler found the API's reply
+    assert ScriptedModel.provider_cancels == ["req-job-1-1"]
+    await task.answered(job, error_reply("job-1", AppError("boom", 500)))  # any other reply: nothing
+    assert ScriptedModel.provider_cancels == ["req-job-1-1"]
