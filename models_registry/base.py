@@ -11,13 +11,20 @@ The class is instantiated once per process with no arguments. It declares:
 - ``durations``: the durations it offers, as the API spells them (``"5s"``, ``"8s"``...);
 - ``default_duration``: one of ``durations``, used when a request names none;
 - ``timeout_seconds``: how long one ``generate`` call may take before the job fails;
-- ``cost(duration) -> int``: credits charged for one generation (the cost rule);
+- ``Options``: a ``msgspec.Struct`` with ``forbid_unknown_fields=True`` (``models_registry.options``);
+  the request's ``options`` are converted into it before anything is queued or charged;
+- ``cost(duration, options) -> int``: credits charged for one generation (the cost rule), where
+  ``options`` is an ``Options`` instance; ``price_options`` names the options it depends on;
+- ``readiness() -> str | None``: ``None`` when the model can run here, else why not (a missing
+  key): such a model is shown as unavailable and refused before any charge.
 
 and implements ``async generate(job) -> GeneratedVideo``. Optional ``async open(settings)`` and
-``async close()`` run once per process lifespan (open clients, sessions...), and ``async
-cancel(request_id)`` asks the provider to stop a request a cancelled job left running.
+``async close()`` run once per process lifespan (open clients, sessions...). A plugin reads its own
+configuration from the environment (``models_registry.settings.read_settings``); it raises the
+errors of ``models_registry.errors`` and imports nothing from the service.
 
-A job cancelled while ``generate`` runs is stopped by cancelling its asyncio task
+Optional ``async cancel(request_id)`` asks the provider to stop a request a cancelled job left
+running. A job cancelled while ``generate`` runs is stopped by cancelling its asyncio task
 (``CancelledError`` at the current ``await``); work done in a thread must stop on its own (see
 the local model). Then, if the job saved a provider request id, ``cancel`` is called with it.
 """
@@ -28,6 +35,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+
+from models_registry.options import NoOptions
 
 ENTRY_POINT_GROUP = "video_gen.models"
 
@@ -68,7 +77,8 @@ class GenerationJob:
     duration: str
     image: SourceImage
     workdir: Path  # a private temporary directory; write the video here
-    options: dict[str, Any] = field(default_factory=dict)
+    # The model's ``Options`` instance, checked by the API before anything was charged.
+    options: Any = field(default_factory=NoOptions)
     # The provider's request id from an earlier delivery of this job: resume it, never resubmit.
     provider_request_id: str | None = None
     report_progress: Callable[[Progress], Awaitable[None]] = _ignore_progress
@@ -93,10 +103,21 @@ class ModelPlugin:
     default_duration: ClassVar[str]
     timeout_seconds: ClassVar[float] = 600.0
     description: ClassVar[str] = ""
+    Options: ClassVar[type] = NoOptions
+    # The options the cost depends on (Literals or booleans): the catalogue prices every combination.
+    price_options: ClassVar[tuple[str, ...]] = ()
+    # Without DEFAULT_MODEL, requests naming no model go to the available model ranked highest.
+    default_rank: ClassVar[int] = 0
+    # Whether generate() wants ``job.image.url`` (a presigned URL) besides the image's bytes.
+    wants_image_url: bool = False
 
-    def cost(self, duration: str) -> int:
-        """Credits charged for one generation of ``duration``."""
+    def cost(self, duration: str, options: Any) -> int:
+        """Credits charged for one generation of ``duration`` with ``options`` (an ``Options``)."""
         raise NotImplementedError
+
+    def readiness(self) -> str | None:
+        """``None`` when this model can run in this process; otherwise the reason it cannot."""
+        return None
 
     async def open(self, settings: Any) -> None:
         """Acquire per-process resources (HTTP clients...). Called once before any generate."""

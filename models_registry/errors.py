@@ -8,6 +8,8 @@ The service maps each to its HTTP answer in one place (``service.core.errors.fro
 | ``GenerationFailed``   | the spec's 500 ``Image-to-video generation failed: ...``, refunded |
 | ``UnknownModel``       | 400 ``model must be one of the following values: ...``    |
 | ``UnsupportedDuration``| 400 ``duration must be one of the following values: ...`` |
+| ``InvalidOptions``     | 400 listing every problem of ``options``                  |
+| ``ModelUnavailable``   | 400 ``model veo3 is not available here: FAL_KEY is not set`` |
 
 Any other exception from ``generate`` also fails the job with the spec's 500, refunded.
 """
@@ -45,3 +47,19 @@ class UnsupportedDuration(ModelError):
     def __init__(self, duration: str, offered: tuple[str, ...]) -> None:
         super().__init__(f"duration must be one of the following values: {', '.join(offered)}")
         self.duration, self.offered = duration, offered
+
+
+class InvalidOptions(ModelError):
+    """The request's ``options`` do not fit the model's ``Options``; ``messages`` lists every problem."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("; ".join(messages))
+        self.messages = messages
+
+
+class ModelUnavailable(ModelError):
+    """An installed model that cannot run here (a missing key...): refused before any charge."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(f"model {name} is not available here: {reason}")
+        self.name, self.reason = name, reason

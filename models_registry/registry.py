@@ -14,8 +14,12 @@ from importlib.metadata import EntryPoint, entry_points
 from types import MappingProxyType
 from typing import Any
 
+import msgspec
+
+from models_registry import options as opts
 from models_registry.base import ENTRY_POINT_GROUP, ModelPlugin, parse_duration
-from models_registry.errors import UnknownModel, UnsupportedDuration
+from models_registry.errors import InvalidOptions, ModelUnavailable, UnknownModel, UnsupportedDuration
+from models_registry.options import NoOptions, OptionSpec
 
 
 class PluginError(RuntimeError):
@@ -23,14 +27,53 @@ class PluginError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Price:
+    """The cost of one duration with one combination of the options the cost depends on."""
+
+    duration: str
+    options: dict[str, Any]
+    cost: int
+
+
+@dataclass(frozen=True)
 class CatalogueEntry:
     name: str
     durations: tuple[str, ...]
     default_duration: str
-    cost: dict[str, int]
+    cost: dict[str, int]  # per duration, with the default options
     timeout_seconds: float
     description: str
     package: str
+    options: list[OptionSpec]
+    prices: list[Price]
+    unavailable_reason: str | None
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a request asks of a model, checked: the plugin, the duration and the ``Options``."""
+
+    plugin: ModelPlugin
+    duration: str
+    options: Any
+
+    @property
+    def cost(self) -> int:
+        return self.plugin.cost(self.duration, self.options)
+
+
+def options_type(plugin: Any) -> type:
+    return getattr(plugin, "Options", NoOptions)
+
+
+def price_table(plugin: Any) -> list[Price]:
+    """The cost of every duration with every combination of ``price_options`` (defaults otherwise)."""
+    kind = options_type(plugin)
+    table = []
+    for variant in opts.price_variants(kind, tuple(getattr(plugin, "price_options", ()))):
+        chosen = msgspec.convert(variant, kind)
+        table.extend(Price(d, variant, plugin.cost(d, chosen)) for d in plugin.durations)
+    return table
 
 
 def _origin(ep: EntryPoint | None, cls: type) -> str:
@@ -51,6 +94,11 @@ def validate_plugin(plugin: Any, origin: str) -> None:
     timeout = plugin.timeout_seconds
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise PluginError(f"{where}: timeout_seconds must be a positive number, not {timeout!r}")
+    try:
+        opts.describe(options_type(plugin))
+        opts.parse(options_type(plugin), {})
+    except (TypeError, msgspec.ValidationError) as exc:
+        raise PluginError(f"{where}: Options: {exc}") from None
     generate = getattr(type(plugin), "generate", None)
     if generate is ModelPlugin.generate:
         raise PluginError(f"{where}: generate is not implemented")
@@ -75,13 +123,13 @@ def _check_durations(plugin: Any, where: str) -> None:
 
 
 def _check_costs(plugin: Any, where: str) -> None:
-    for d in plugin.durations:
-        try:
-            cost = plugin.cost(d)
-        except Exception as exc:  # e.g. ModelPlugin.cost not overridden: say which plugin
-            raise PluginError(f"{where}: cost({d!r}) failed: {exc!r}") from exc
-        if not isinstance(cost, int) or isinstance(cost, bool) or cost < 0:
-            raise PluginError(f"{where}: cost({d!r}) must be an int >= 0")
+    try:
+        table = price_table(plugin)
+    except Exception as exc:  # e.g. ModelPlugin.cost not overridden, or cost(duration) alone
+        raise PluginError(f"{where}: cost(duration, options) failed: {exc!r}") from exc
+    for price in table:
+        if not isinstance(price.cost, int) or isinstance(price.cost, bool) or price.cost < 0:
+            raise PluginError(f"{where}: cost({price.duration!r}, {price.options}) must be an int >= 0")
 
 
 class ModelRegistry:
@@ -130,27 +178,47 @@ class ModelRegistry:
         except KeyError:
             raise UnknownModel(name, self.names()) from None
 
-    def resolve(self, name: str, duration: str | None) -> tuple[ModelPlugin, str]:
-        """Plugin and effective duration for a request, refusing what the model does not offer."""
+    def resolve(self, name: str, duration: str | None, options: dict[str, Any] | None = None) -> Resolved:
+        """The checked request for a model, refusing what it does not offer or cannot run here."""
         plugin = self.get(name)
         effective = duration or plugin.default_duration
         if effective not in plugin.durations:
             raise UnsupportedDuration(effective, tuple(plugin.durations))
-        return plugin, effective
+        if messages := opts.option_messages(options_type(plugin), options or {}):
+            raise InvalidOptions(messages)
+        if reason := self.unavailable_reason(name):
+            raise ModelUnavailable(name, reason)
+        return Resolved(plugin, effective, opts.parse(options_type(plugin), options))
+
+    def unavailable_reason(self, name: str) -> str | None:
+        """Why the model ``name`` cannot run in this process, or ``None`` when it can."""
+        readiness = getattr(self._plugins[name], "readiness", None)
+        return readiness() if readiness is not None else None
+
+    def default_model(self, preferred: str | None = None) -> str:
+        """``preferred`` (``DEFAULT_MODEL``) if set, else the available model ranked highest."""
+        if preferred:
+            return preferred
+        ready = [n for n in self.names() if self.unavailable_reason(n) is None] or self.names()
+        return max(ready, key=lambda n: (getattr(self._plugins[n], "default_rank", 0), n), default="local")
 
     def catalogue(self) -> list[CatalogueEntry]:
         out = []
         for name in self.names():
             p = self._plugins[name]
+            defaults = opts.parse(options_type(p), {})
             out.append(
                 CatalogueEntry(
                     name=name,
                     durations=tuple(p.durations),
                     default_duration=p.default_duration,
-                    cost={d: p.cost(d) for d in p.durations},
+                    cost={d: p.cost(d, defaults) for d in p.durations},
                     timeout_seconds=float(p.timeout_seconds),
                     description=getattr(p, "description", "") or "",
                     package=self._origins[name],
+                    options=opts.describe(options_type(p)),
+                    prices=price_table(p),
+                    unavailable_reason=self.unavailable_reason(name),
                 )
             )
         return out

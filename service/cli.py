@@ -3,17 +3,75 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 from datetime import timedelta
+from typing import NoReturn
 
 import click
 
-from service.core.settings import Settings
+from service.core.settings import Settings, SettingsError
+
+# A configuration the process refuses to start with (sysexits' EX_CONFIG is 78; 2 is click's usage).
+EXIT_CONFIG = 2
 
 
-def _settings() -> Settings:
-    return Settings.from_env()
+def refuse(message: str) -> NoReturn:
+    """Print one line and exit non-zero: how every start-up refusal ends."""
+    click.echo(f"video-gen: {message}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def _settings(*, check: bool | None = None) -> Settings:
+    """The environment's settings; ``check``: validate them for a server (False) or the embedded
+    stack (True); None reads them only (``token``, ``models``)."""
+    from service.core.checks import check_settings
+
+    try:
+        settings = Settings.from_env()
+        if check is not None:
+            check_settings(settings, embedded=check)
+    except SettingsError as exc:
+        refuse(str(exc))
+    return settings
+
+
+def _require_models(settings: Settings) -> None:
+    from models_registry.registry import ModelRegistry
+    from service.core.checks import check_default_model
+
+    try:
+        check_default_model(settings, ModelRegistry.load().names())
+    except SettingsError as exc:
+        refuse(str(exc))
+
+
+async def _open_database(settings: Settings, *, migrate: bool = False) -> None:
+    """Check at start that the database answers (and is migrated): one line and exit if not."""
+    from service.core import db
+    from service.core.checks import describe_connect_error
+
+    try:
+        logging.getLogger("piccolo").setLevel(logging.WARNING)  # not "Running Postgres version 0.0"
+        if migrate:
+            await db.migrate(settings.database_url, quiet=False)
+            return
+        await db.connect(settings.database_url, pool_size=1)
+    except (TimeoutError, OSError, *_database_errors()) as exc:
+        refuse(describe_connect_error(settings.database_url, exc))
+    try:
+        await db.require_migrated()
+    finally:
+        await db.disconnect()
+
+
+def _database_errors() -> tuple[type[BaseException], ...]:
+    import sqlite3
+
+    import asyncpg
+
+    return (asyncpg.PostgresError, asyncpg.InterfaceError, sqlite3.Error)
 
 
 async def _until_signal() -> None:
@@ -36,8 +94,10 @@ def serve(workers: int) -> None:
     from service.core.auth import make_token
     from service.embedded import DEMO_IMAGE_KEY, DEMO_USER, embedded_stack, seed_demo
 
+    settings = _settings(check=True)
+    _require_models(settings)
+
     async def run() -> None:
-        settings = _settings()
         async with embedded_stack(settings, workers=workers) as stack:
             if settings.storage_url.startswith("file:"):
                 await seed_demo(stack.settings, credits=10 * 750)
@@ -66,19 +126,11 @@ def api() -> None:
     import uvicorn
 
     from service.app import create_app
-    from service.core import db
 
-    settings = _settings()
+    settings = _settings(check=False)
+    _require_models(settings)
     app = create_app(settings)
-
-    async def check() -> None:  # refuse plainly here rather than inside the server's lifespan
-        await db.connect(settings.database_url, pool_size=1)
-        try:
-            await db.require_migrated()
-        finally:
-            await db.disconnect()
-
-    asyncio.run(check())
+    asyncio.run(_open_database(settings))  # refuse plainly here rather than inside the server's lifespan
     uvicorn.run(
         app,
         host=settings.host,
@@ -94,7 +146,8 @@ def worker() -> None:
     """Run one worker process (up to WORKER_CONCURRENCY jobs at once; needs REDIS_URL)."""
     from workers.main import run_worker
 
-    settings = _settings()
+    settings = _settings(check=False)
+    _require_models(settings)
     settings.run(run_worker(settings))
 
 
@@ -103,20 +156,22 @@ def demo() -> None:
     """Run one image-to-video request through the embedded stack and print the answer."""
     from service.demo import run_demo
 
+    _settings(check=True)  # the environment's other settings must still make sense
     sys.exit(asyncio.run(run_demo()))
 
 
 @main.command()
 def migrate() -> None:
     """Apply pending database migrations (DATABASE_URL)."""
-    from service.core import db
+    from service.core.checks import check_database_url
 
-    async def run() -> None:
-        settings = _settings()
-        await db.migrate(settings.database_url, quiet=False)
-        click.echo(f"migrated {settings.database_url}")
-
-    asyncio.run(run())
+    settings = _settings()
+    try:
+        check_database_url(settings.database_url)
+    except SettingsError as exc:
+        refuse(str(exc))
+    asyncio.run(_open_database(settings, migrate=True))
+    click.echo(f"migrated {settings.database_url}")
 
 
 @main.command()

@@ -28,8 +28,7 @@ async def run_demo() -> int:
         database_url=f"sqlite:///{DEMO_DIR / 'video-gen.sqlite'}",
         storage_url=f"file://{DEMO_DIR / 'storage'}",
         redis_url=None,
-        fal_key=None,
-        default_model=None,
+        default_model="local",  # the demo runs offline even where FAL_KEY is set
         port=free_port(),
         host="127.0.0.1",
         jwt_secret=secrets.token_urlsafe(32),

@@ -29,6 +29,11 @@ from service.core.settings import Settings
 from service.embedded import Stack, embedded_stack
 from tests.factories import TestModels, token_for
 
+# Plugins read their own settings from the environment when the registry creates them: small fast
+# local videos, and no fal model available unless a test provides a key (and a fake fal).
+os.environ.update(LOCAL_MODEL_WIDTH="320", LOCAL_MODEL_HEIGHT="180", LOCAL_MODEL_FPS="12")
+os.environ.pop("FAL_KEY", None)
+
 
 def _reachable(host: str, port: int) -> bool:
     try:
@@ -159,14 +164,10 @@ def make_settings(database_url: str, redis_prefix: str, tmp_path: Path, **overri
         host="127.0.0.1",
         port=free_port(),
         worker_concurrency=2,
-        local_model_width=320,
-        local_model_height=180,
-        local_model_fps=12,
         rate_limit_per_minute=0,
         sync_wait_seconds=60,
         job_lease_seconds=5,
         default_model="local",
-        fal_key=None,
     )
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

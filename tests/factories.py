@@ -173,7 +173,7 @@ class FailingModel(ModelPlugin):
     default_duration = "8s"
     timeout_seconds = 10.0
 
-    def cost(self, duration: str) -> int:
+    def cost(self, duration: str, options: object) -> int:
         return 750
 
     async def generate(self, job: GenerationJob) -> GeneratedVideo:

@@ -21,6 +21,7 @@ import structlog
 
 from models_registry.registry import ModelRegistry
 from service.core import db
+from service.core.checks import describe_connect_error, is_permanent_refusal
 from service.core.keys import Keys
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
@@ -144,7 +145,9 @@ async def _connect_database(settings: Settings, stop: asyncio.Event) -> bool:
                 await db.disconnect()
             raise
         except Exception as exc:
-            log.warning("worker.database_unavailable", error=str(exc) or type(exc).__name__)
+            if is_permanent_refusal(exc):  # no such database or role: waiting will not mend it
+                raise SystemExit(f"video-gen: {describe_connect_error(settings.database_url, exc)}") from None
+            log.warning("worker.database_unavailable", error=describe_connect_error(settings.database_url, exc))
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), 2.0)
     if connected:

@@ -6,6 +6,8 @@ import asyncio
 import threading
 from typing import Any, ClassVar
 
+import msgspec
+
 from models_registry.base import (
     GeneratedVideo,
     GenerationJob,
@@ -14,7 +16,16 @@ from models_registry.base import (
     parse_duration,
 )
 from models_registry.local.render import RenderStopped, render_pan_zoom
+from models_registry.settings import read_settings
 from models_registry.video import probe_video
+
+
+class LocalSettings(msgspec.Struct, kw_only=True, frozen=True):
+    """``LOCAL_MODEL_WIDTH``, ``LOCAL_MODEL_HEIGHT``, ``LOCAL_MODEL_FPS``: the rendered clip's size."""
+
+    width: int = 1024
+    height: int = 576
+    fps: int = 24
 
 
 class LocalPanZoomModel(ModelPlugin):
@@ -29,18 +40,15 @@ class LocalPanZoomModel(ModelPlugin):
         "The prompt only picks the camera move."
     )
 
-    def __init__(self) -> None:
-        self.width, self.height, self.fps = 1024, 576, 24
+    default_rank: ClassVar[int] = 10  # the default without a provider key
 
-    def cost(self, duration: str) -> int:
+    def __init__(self, settings: LocalSettings | None = None) -> None:
+        self.settings = settings if settings is not None else read_settings(LocalSettings, "LOCAL_MODEL_")
+        self.width, self.height, self.fps = self.settings.width, self.settings.height, self.settings.fps
+
+    def cost(self, duration: str, options: Any) -> int:
         """Priced like Veo3 in the spec's table, so the demo shows the spec's numbers."""
         return 750
-
-    async def open(self, settings: Any) -> None:
-        """Take the output size and frame rate from settings (defaults when a field is absent)."""
-        self.width = getattr(settings, "local_model_width", 1024)
-        self.height = getattr(settings, "local_model_height", 576)
-        self.fps = getattr(settings, "local_model_fps", 24)
 
     async def generate(self, job: GenerationJob) -> GeneratedVideo:
         """Render the clip in a worker thread, reporting the share of frames done, and report the

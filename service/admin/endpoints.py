@@ -24,7 +24,7 @@ from service.admin.schemas import (
     refund_messages,
 )
 from service.core.auth import Principal, admin_guard
-from service.core.pagination import DEFAULT_LIMIT
+from service.core.pagination import DEFAULT_LIMIT, time_filter
 from service.core.settings import Settings
 from service.core.validation import strict
 from service.generations.schemas import GenerationFilter, GenerationPage
@@ -86,6 +86,7 @@ class AdminController(Controller):
         kind: Annotated[str | None, QueryParameter(name="kind")] = None,
         generation_id: Annotated[str | None, QueryParameter(name="generationId")] = None,
     ) -> AuditPage:
+        since, until = time_filter("since", since), time_filter("until", until)
         filters = EntryFilter(user_id=user_id, kind=kind, generation_id=generation_id, since=since, until=until)
         return await service.audit(filters, limit=limit, cursor=cursor)
 
@@ -103,6 +104,7 @@ class AdminController(Controller):
         model: Annotated[str | None, QueryParameter(name="model")] = None,
         project_id: Annotated[str | None, QueryParameter(name="projectId")] = None,
     ) -> GenerationPage:
+        since, until = time_filter("since", since), time_filter("until", until)
         filters = GenerationFilter(
             user_id=user_id, status=status, model=model, project_id=project_id, since=since, until=until
         )

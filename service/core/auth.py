@@ -29,7 +29,12 @@ class Principal(msgspec.Struct, frozen=True):
         return "admin" in self.roles
 
 
+MAX_USER_ID_CHARS = 255  # the ledger's and the records' user id columns
+
+
 async def _principal(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    if len(token.sub) > MAX_USER_ID_CHARS or "\x00" in token.sub:  # nothing could store or key it
+        raise NotAuthorizedException(f"Invalid token: sub must be at most {MAX_USER_ID_CHARS} characters, without NUL")
     roles = token.extras.get("roles") or []
     if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
         raise NotAuthorizedException("Invalid token: roles must be a list of strings")
@@ -48,7 +53,11 @@ def jwt_auth(secret: str) -> JWTAuth[Principal]:
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Controller guard: the caller's token carries the ``admin`` role."""
+    """Controller guard: the caller's token carries the ``admin`` role.
+
+    Requests the JWT middleware lets through unauthenticated (``OPTIONS``) have no user: a 401."""
+    if "user" not in connection.scope:
+        raise NotAuthorizedException("No JWT token found in request header")
     if not connection.user.is_admin:
         raise PermissionDeniedException("Forbidden resource")
 

@@ -1,7 +1,7 @@
 """The database engine: chosen from ``DATABASE_URL``, bound to every table, migrated by Piccolo.
 
-``DATABASE_URL`` is a SQLite path (``var/video-gen.sqlite``, ``sqlite:///relative.db``,
-``sqlite:////abs/path.db``) or a PostgreSQL URL (``postgresql://user@host:5432/db``).
+``DATABASE_URL`` is a SQLite URL (``sqlite:///relative.db``, ``sqlite:////abs/path.db``) or a
+PostgreSQL URL (``postgresql://user@host:5432/db``); anything else is refused, never guessed at.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,17 +34,19 @@ def is_postgres(url: str) -> bool:
 
 
 def sqlite_path(url: str) -> Path:
-    """The file a SQLite ``DATABASE_URL`` names (SQLAlchemy's slash convention, or a bare path)."""
-    if url.startswith("sqlite:///"):
-        return Path(url[len("sqlite:///") :])
-    if url.startswith("sqlite://"):
-        return Path(url[len("sqlite://") :])
-    return Path(url)
+    """The file a ``sqlite:///`` URL names (SQLAlchemy's slash convention)."""
+    if not url.startswith("sqlite:///") or url == "sqlite:///":
+        raise ValueError(f"DATABASE_URL must be sqlite:///path, postgresql://... or postgres://..., got {url!r}")
+    return Path(url[len("sqlite:///") :])
 
 
 def make_engine(url: str) -> Engine:
     if is_postgres(url):
-        return PostgresEngine(config={"dsn": url})
+        # Piccolo probes the server's version here and warns in colour when it cannot: a database
+        # that is away is reported by whoever connects next, in one line.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return PostgresEngine(config={"dsn": url})
     path = sqlite_path(url)
     path.parent.mkdir(parents=True, exist_ok=True)
     # Several worker processes share one file: wait for the write lock instead of failing.

@@ -86,6 +86,10 @@ class PayloadTooLarge(AppError):
     status_code = 413
 
 
+class UnsupportedMediaType(AppError):
+    status_code = 415
+
+
 class IdempotencyMismatch(AppError):
     status_code = 422
 
@@ -130,7 +134,9 @@ class Transient(Exception):
 
 def from_model_error(exc: model_errors.ModelError) -> AppError:
     """The HTTP error for an error of the plugin contract (the one place they are mapped)."""
-    if isinstance(exc, (model_errors.UnknownModel, model_errors.UnsupportedDuration)):
+    if isinstance(exc, model_errors.InvalidOptions):
+        return ValidationFailed(exc.messages)
+    if isinstance(exc, (model_errors.UnknownModel, model_errors.UnsupportedDuration, model_errors.ModelUnavailable)):
         return ValidationFailed([exc.message])
     if isinstance(exc, model_errors.ProviderRejected):
         return BadRequest(exc.message)

@@ -22,6 +22,7 @@ from service.core.errors import ValidationFailed
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
+MAX_ROW_ID = 2**31 - 1  # serial ids are PostgreSQL integers
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,15 @@ def check_limit(limit: int) -> int:
     if limit > MAX_LIMIT:
         raise ValidationFailed([f"limit must not be greater than {MAX_LIMIT}"])
     return limit
+
+
+def time_filter(name: str, value: datetime | None) -> datetime | None:
+    """A ``since``/``until`` query value in UTC; a 400 for one that UTC cannot hold
+    (``0001-01-01T00:00:00+14:00`` is before year 1 there)."""
+    try:
+        return utc(value)
+    except OverflowError:
+        raise ValidationFailed([f"{name} must be a date between year 1 and 9999 in UTC"]) from None
 
 
 def utc(value: datetime | None) -> datetime | None:
@@ -69,8 +79,10 @@ def decode(cursor: str | None, key_type: type = int) -> Cursor | None:
         created, rank, key = json.loads(raw)
         if not isinstance(rank, int) or not isinstance(key, key_type) or isinstance(key, bool):
             raise ValueError("bad cursor fields")
+        if isinstance(key, int) and not 0 <= key <= MAX_ROW_ID:
+            raise ValueError("row id out of range")
         return Cursor(created_at=utc(datetime.fromisoformat(created)), rank=rank, key=key)  # type: ignore[arg-type]
-    except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise ValidationFailed(["cursor is not valid"]) from None
 
 

@@ -8,30 +8,34 @@ from __future__ import annotations
 
 import asyncio
 import os
+import types
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import msgspec
 
 T = TypeVar("T")
+# The secret printed in the README and `.env.example`: fine for `serve`/`demo`, refused elsewhere.
+DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
+MIN_SECRET_BYTES = 32
+
+
+class SettingsError(ValueError):
+    """A setting that cannot work: one line naming the variable and the expected form."""
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Runtime configuration. Field names map to upper-case environment variables."""
 
-    jwt_secret: str = "dev-secret-change-me-0123456789abcdef"
+    jwt_secret: str = DEV_JWT_SECRET
     database_url: str = "sqlite:///var/video-gen.sqlite"
     redis_url: str | None = None  # None: spawn an embedded redis-server
     storage_url: str = "file://./var/storage"
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_path_style: bool = False
-    fal_key: str | None = None
-    fal_endpoint: str = "fal-ai/veo3/image-to-video"
-    fal_poll_seconds: float = 3.0
-    fal_send_image_url: bool = False
-    default_model: str | None = None  # None: veo3 when FAL_KEY is set, else local
+    default_model: str | None = None  # None: the registry's choice (veo3 when FAL_KEY is set, else local)
     host: str = "127.0.0.1"
     port: int = 8000
     worker_concurrency: int = 4
@@ -46,22 +50,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     dead_letter_maxlen: int = 10_000  # approximate cap of the dead-letter stream
     source_key_prefix: str = "images/{user_id}/"
     max_source_bytes: int = 8 * 1024 * 1024
+    max_source_pixels: int = 40_000_000  # width x height of a source image; decoding is bounded by it
+    max_prompt_chars: int = 2000
     download_url_seconds: int = 900
     redis_max_connections: int = 16
     redis_key_prefix: str = "video-gen"
     log_level: str = "INFO"
     event_loop: str = "uvloop"  # uvloop (and httptools for HTTP), or asyncio (and h11): the standard ones
     rate_limit_per_minute: int = 120
-    local_model_width: int = 1024
-    local_model_height: int = 576
-    local_model_fps: int = 24
-
-    @property
-    def model_default(self) -> str:
-        """The model used when a request names none (the spec's callers never do)."""
-        if self.default_model:
-            return self.default_model
-        return "veo3" if self.fal_key else "local"
+    job_status_rate_limit_per_minute: int = 600  # GET /video-gen/jobs/{id}: polling has its own budget
+    cors_allow_origins: str = ""  # comma-separated origins browsers may call from; empty: none
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
         """Run ``main`` on the configured event loop (``EVENT_LOOP``)."""
@@ -84,13 +82,29 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
         """Build settings from environment variables (``JWT_SECRET``, ``DATABASE_URL`` ...)."""
         env = dict(os.environ if env is None else env)
+        hints = get_type_hints(cls)
         raw: dict[str, Any] = {}
         for name in cls.__struct_fields__:
             value = env.get(name.upper())
             if value is not None and value != "":
-                raw[name] = value
+                raw[name] = _convert(name, value, hints[name])
         raw.update(overrides)
-        return msgspec.convert(raw, cls, strict=False)
+        return cls(**raw)
+
+
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _convert(name: str, value: str, hint: Any) -> Any:
+    """``value`` as the field's type, or a SettingsError in words (never a msgspec path)."""
+    if get_origin(hint) in (Union, types.UnionType):
+        hint = next(arg for arg in get_args(hint) if arg is not type(None))
+    if hint is str:
+        return value
+    try:
+        return msgspec.convert(value, hint, strict=False)
+    except msgspec.ValidationError:
+        raise SettingsError(f"{name.upper()} must be {_TYPE_WORDS.get(hint, hint)}, got {value!r}") from None
 
 
 def project_root() -> Path:

@@ -15,7 +15,7 @@ from typing import Any
 from litestar import Request
 from litestar.exceptions import SerializationException
 
-from service.core.errors import ValidationFailed
+from service.core.errors import BadRequest, UnsupportedMediaType, ValidationFailed
 
 BodyCheck = Callable[[Request[Any, Any, Any], Any], list[str]]
 
@@ -25,14 +25,26 @@ def strict(check: BodyCheck) -> dict[str, Any]:
     return {"validate_body": check}
 
 
+def _is_json(content_type: str | None) -> bool:
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json"
+
+
 async def strict_body(request: Request[Any, Any, Any]) -> None:
     check: BodyCheck | None = request.route_handler.opt.get("validate_body")
     if check is None:
         return
+    if not _is_json(request.headers.get("content-type")):
+        # A form or text body must not slip through as JSON: browsers send those cross-site freely.
+        raise UnsupportedMediaType("Content-Type must be application/json")
     try:
         body = await request.json()
     except SerializationException:
         return  # not JSON: decoding the handler's body reports it
+    except RecursionError:
+        raise BadRequest("Malformed JSON body: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise BadRequest("Malformed JSON body: not valid UTF-8") from None
     messages = check(request, body)
     if messages:
         raise ValidationFailed(messages)

@@ -33,7 +33,13 @@ from service.storage.base import Storage
 
 def _check_body(request: Request[Any, Any, Any], body: Any) -> list[str]:
     state = request.app.state
-    return image_to_video_messages(body, state.registry, state.settings.model_default)
+    settings = state.settings
+    return image_to_video_messages(
+        body,
+        state.registry,
+        state.registry.default_model(settings.default_model),
+        max_prompt_chars=settings.max_prompt_chars,
+    )
 
 
 POST_DESCRIPTION = (

@@ -17,6 +17,8 @@ import structlog
 
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, SourceImage
 from models_registry.base import Progress as ModelProgress
+from models_registry.options import parse as parse_options
+from models_registry.registry import options_type
 from service.core.errors import Transient
 from service.generations import repository
 from service.generations.records import GenerationRecord, Progress
@@ -45,7 +47,7 @@ class Production:
     ) -> GeneratedVideo:
         """Run the model, within its timeout (``TimeoutError`` past it); ``Stopped`` when the job
         is cancelled meanwhile."""
-        task = self._job(job, image, record, workdir)
+        task = self._job(plugin, job, image, record, workdir)
         async with asyncio.timeout(plugin.timeout_seconds):
             return await self.stops.run(job.job_id, plugin.generate(task))
 
@@ -78,7 +80,9 @@ class Production:
     def forget(self, job_id: str) -> None:
         self._request_ids.pop(job_id, None)
 
-    def _job(self, job: JobMessage, image: SourceImage, record: GenerationRecord, workdir: Path) -> GenerationJob:
+    def _job(
+        self, plugin: ModelPlugin, job: JobMessage, image: SourceImage, record: GenerationRecord, workdir: Path
+    ) -> GenerationJob:
         last = [0.0]
 
         async def progress(p: ModelProgress) -> None:
@@ -116,7 +120,7 @@ class Production:
             duration=job.duration,
             image=image,
             workdir=workdir,
-            options=dict(job.options),
+            options=parse_options(options_type(plugin), job.options),
             provider_request_id=record.provider_request_id or self._request_ids.get(job.job_id),
             report_progress=progress,
             save_provider_request_id=save_request_id,

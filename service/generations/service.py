@@ -21,6 +21,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
+import msgspec
+
 from models_registry.errors import ModelError
 from models_registry.registry import ModelRegistry
 from service.core.auth import Principal
@@ -59,20 +61,21 @@ class GenerationService:
     def build_job(self, sub: Submission, job_id: str) -> JobMessage:
         """The job message for a valid request; spec-shaped 400s for what the model does not offer."""
         req = sub.request
+        name = req.model or self.registry.default_model(self.settings.default_model)
         try:
-            plugin, duration = self.registry.resolve(req.model or self.settings.model_default, req.duration)
+            resolved = self.registry.resolve(name, req.duration, req.options)
         except ModelError as exc:
             raise from_model_error(exc) from None
         check_source_key(req.id, sub.principal.user_id, self.settings.source_key_prefix)
         return JobMessage(
             job_id=job_id,
             user_id=sub.principal.user_id,
-            model=plugin.name,
+            model=resolved.plugin.name,
             prompt=req.prompt,
             source_key=req.id,
-            duration=duration,
+            duration=resolved.duration,
             project_id=req.project_id,
-            options=req.options or {},
+            options=msgspec.to_builtins(resolved.options),
             inbox=None if sub.respond_async else self.inbox.name,
             submitted_at=time.time(),
             idempotency_key=sub.idempotency_key,

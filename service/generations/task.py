@@ -126,9 +126,14 @@ class GenerationTask:
         return await self._fail(record, exc)
 
     async def _start(self, job: JobMessage, attempts: int, check_lease: CheckLease) -> JobReply:
-        plugin = self.registry.get(job.model)
         try:
-            image = await self._source(job)
+            # The API checked it; checked again where it runs (this worker may lack the model's key).
+            request = self.registry.resolve(job.model, job.duration, job.options)
+        except ModelError as exc:
+            return error_reply(job.job_id, from_model_error(exc))  # refused before any credit moved
+        plugin = request.plugin
+        try:
+            image = await self._source(job, plugin)
         except AppError as exc:
             return error_reply(job.job_id, exc)  # refused before any credit moved
         await check_lease()
@@ -143,7 +148,7 @@ class GenerationTask:
             idempotency_key=job.idempotency_key,
         )
         try:
-            charged = await settlement.charge(new, cost=plugin.cost(job.duration), attempts=attempts)
+            charged = await settlement.charge(new, cost=request.cost, attempts=attempts)
         except InsufficientCredits as exc:
             return error_reply(job.job_id, exc)  # nothing written
         self.fault("after_debit", job.job_id)
@@ -159,12 +164,13 @@ class GenerationTask:
         length = await self.production.stored_length(key)
         if length is not None:  # generated and stored by a delivery that died before recording it
             return await self._succeed(record, key, length, _elapsed_ms(record))
+        plugin = self.registry.get(job.model)
         try:
-            image = await self._source(job)
+            image = await self._source(job, plugin)
         except AppError as exc:
             return await self._fail(record, exc)
         await check_lease()
-        return await self._produce(job, self.registry.get(job.model), image, record, check_lease)
+        return await self._produce(job, plugin, image, record, check_lease)
 
     async def _produce(
         self,
@@ -219,17 +225,18 @@ class GenerationTask:
             current = await settlement.cancel(current, actor=ledger.SYSTEM)
         return await reply_from_record(current)
 
-    async def _source(self, job: JobMessage) -> SourceImage:
-        """The checked source image, read once; with ``FAL_SEND_IMAGE_URL`` also a presigned URL."""
+    async def _source(self, job: JobMessage, plugin: ModelPlugin) -> SourceImage:
+        """The checked source image, read once; also a presigned URL when the model wants one."""
         checked = await load_source_image(
             self.storage,
             job.source_key,
             user_id=job.user_id,
             prefix_template=self.settings.source_key_prefix,
             max_bytes=self.settings.max_source_bytes,
+            max_pixels=self.settings.max_source_pixels,
         )
         url = None
-        if self.settings.fal_send_image_url:
+        if getattr(plugin, "wants_image_url", False):
             url = await self.storage.download_url(job.source_key, expires_in=self.settings.download_url_seconds)
         return SourceImage(key=checked.key, data=checked.data, content_type=checked.content_type, url=url)
 

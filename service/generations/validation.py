@@ -8,10 +8,50 @@ from __future__ import annotations
 
 from typing import Any
 
-from models_registry.registry import ModelRegistry
+from models_registry.options import option_messages
+from models_registry.registry import ModelRegistry, options_type
 from service.core.validation import required_string
 
 ALLOWED = ("id", "prompt", "duration", "projectId", "model", "options")
+MAX_PROJECT_ID_CHARS = 255  # the generation record's column
+MAX_OPTIONS_DEPTH = 8  # options are a model's flat settings; deep nesting is an attack, not a setting
+
+
+def _max_length(body: dict[str, Any], name: str, limit: int) -> list[str]:
+    """class-validator's ``@MaxLength(limit)``."""
+    value = body.get(name)
+    if isinstance(value, str) and len(value) > limit:
+        return [f"{name} must be shorter than or equal to {limit} characters"]
+    return []
+
+
+def _has_nul(value: Any, depth: int = 0) -> bool:
+    """A NUL anywhere in a string, a key or a nested value (PostgreSQL stores none of them)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > MAX_OPTIONS_DEPTH:
+        return False
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v, depth + 1) for v in value)
+    return False
+
+
+def _deeper_than(value: Any, levels: int) -> bool:
+    """Whether ``value`` nests more than ``levels`` containers (stops looking at ``levels``)."""
+    children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+    if children is None:
+        return False
+    return levels <= 0 or any(_deeper_than(child, levels - 1) for child in children)
+
+
+def _clean_strings(body: dict[str, Any]) -> list[str]:
+    messages = [f"{name} must not contain null characters" for name in ALLOWED if _has_nul(body.get(name))]
+    options = body.get("options")
+    if isinstance(options, dict) and _deeper_than(options, MAX_OPTIONS_DEPTH):
+        messages.append(f"options must not be nested more than {MAX_OPTIONS_DEPTH} levels deep")
+    return messages
 
 
 def _optional_string(body: dict[str, Any], name: str) -> list[str]:
@@ -21,32 +61,43 @@ def _optional_string(body: dict[str, Any], name: str) -> list[str]:
     return []
 
 
-def _model_and_duration(body: dict[str, Any], registry: ModelRegistry, default_model: str) -> list[str]:
+def _model_duration_options(body: dict[str, Any], registry: ModelRegistry, default_model: str) -> list[str]:
     messages = _optional_string(body, "model")
     model = body.get("model")
     if isinstance(model, str) and model not in registry:
         return [*messages, f"model must be one of the following values: {', '.join(registry.names())}"]
     name = model if isinstance(model, str) else default_model
-    duration = body.get("duration")
-    if duration is None or name not in registry:
+    if name not in registry:
         return messages
-    allowed = registry.get(name).durations
-    if not isinstance(duration, str):
-        messages.append("duration must be a string")
-    if duration not in allowed:
-        messages.append(f"duration must be one of the following values: {', '.join(allowed)}")
+    plugin = registry.get(name)
+    duration = body.get("duration")
+    if duration is not None:
+        if not isinstance(duration, str):
+            messages.append("duration must be a string")
+        if duration not in plugin.durations:
+            messages.append(f"duration must be one of the following values: {', '.join(plugin.durations)}")
+    options = body.get("options")
+    if isinstance(options, dict):
+        messages += option_messages(options_type(plugin), options)
+    if (reason := registry.unavailable_reason(name)) is not None:
+        messages.append(f"model {name} is not available here: {reason}")
     return messages
 
 
-def image_to_video_messages(body: Any, registry: ModelRegistry, default_model: str) -> list[str]:
+def image_to_video_messages(
+    body: Any, registry: ModelRegistry, default_model: str, *, max_prompt_chars: int = 2000
+) -> list[str]:
     """Every validation message for an image-to-video body (empty when it is valid)."""
     if not isinstance(body, dict):
         return ["request body must be a JSON object"]
     messages = [f"property {key} should not exist" for key in body if key not in ALLOWED]
     messages += required_string(body, "id")
     messages += required_string(body, "prompt")
-    messages += _model_and_duration(body, registry, default_model)
+    messages += _max_length(body, "prompt", max_prompt_chars)
+    messages += _model_duration_options(body, registry, default_model)
     messages += _optional_string(body, "projectId")
+    messages += _max_length(body, "projectId", MAX_PROJECT_ID_CHARS)
+    messages += _clean_strings(body)
     options = body.get("options")
     if options is not None and not isinstance(options, dict):
         messages.append("options must be an object")

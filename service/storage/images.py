@@ -8,13 +8,19 @@ so the API never reveals what exists.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import io
 import re
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from PIL import Image, UnidentifiedImageError
+
 from service.core.errors import BadRequest, NotFound, PayloadTooLarge
 from service.storage.base import InvalidKey, ObjectNotFound, ObjectTooLarge, Storage
-from service.storage.local import MAX_KEY_LENGTH, validate_key
+from service.storage.local import MAX_KEY_LENGTH, MAX_SEGMENT_BYTES, validate_key
 
 _SAFE_CHARS = re.compile(r"[A-Za-z0-9_.-]")
 
@@ -57,6 +63,16 @@ def safe_segment(value: str) -> str:
     return "".join(out)
 
 
+def _bounded(segment: str) -> str:
+    """A safe segment short enough for any file system: a long one keeps its start and ends with
+    ``~~`` and a hash of the whole (``~~`` never occurs in ``safe_segment``'s output, so a bounded
+    segment cannot equal an unbounded one)."""
+    if len(segment) <= MAX_SEGMENT_BYTES - 8:  # ".mp4" and room to spare
+        return segment
+    digest = hashlib.sha256(segment.encode()).hexdigest()[:32]
+    return f"{segment[: MAX_SEGMENT_BYTES - 8 - 34]}~~{digest}"
+
+
 def user_prefix(user_id: str, prefix_template: str) -> str | None:
     """The prefix a user's source keys must start with: "" when the rule is disabled, None when
     ``user_id`` is not a single clean segment (with a ``/`` it could reach into another user's
@@ -81,6 +97,8 @@ def check_source_key(key: str, user_id: str, prefix_template: str) -> None:
         raise BadRequest("Invalid source image key: the key is empty")
     if len(key) > MAX_KEY_LENGTH:
         raise BadRequest(f"Invalid source image key: longer than {MAX_KEY_LENGTH} characters")
+    if any(len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES for segment in key.split("/")):
+        raise BadRequest(f"Invalid source image key: a segment is longer than {MAX_SEGMENT_BYTES} bytes")
     try:
         validate_key(key)
     except InvalidKey:
@@ -90,8 +108,39 @@ def check_source_key(key: str, user_id: str, prefix_template: str) -> None:
         raise NotFound(f"Source image not found: {key}")
 
 
+def check_decodes(data: bytes, max_pixels: int) -> tuple[int, int]:
+    """Decode the image once with Pillow (blocking: run it in a thread); its size, or a 400.
+
+    The size is read from the header first, so a small file declaring a huge image is refused
+    before a pixel is allocated: decoding costs at most ``max_pixels`` pixels of memory.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit follows
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+                if width * height > max_pixels:
+                    raise BadRequest(f"Source image is too large: {width}x{height} pixels (limit {max_pixels} pixels)")
+                image.load()
+    except Image.DecompressionBombError:  # Pillow's own ceiling, far above ours: refused at the header
+        raise BadRequest(f"Source image is too large (limit {max_pixels} pixels)") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise BadRequest(f"Source image could not be decoded: {_reason(exc)}") from None
+    return width, height
+
+
+def _reason(exc: BaseException) -> str:
+    """Pillow's sentence, without reprs or paths (it is shown to the client)."""
+    text = str(exc).split("\n", 1)[0]
+    if "truncated" in text.lower() or isinstance(exc, EOFError):
+        return "the file is truncated"
+    if isinstance(exc, UnidentifiedImageError):
+        return "not a PNG, JPEG or WebP image"
+    return re.sub(r"[<>'\"]", "", text)[:120] or type(exc).__name__
+
+
 async def load_source_image(
-    storage: Storage, key: str, *, user_id: str, prefix_template: str, max_bytes: int
+    storage: Storage, key: str, *, user_id: str, prefix_template: str, max_bytes: int, max_pixels: int = 40_000_000
 ) -> CheckedImage:
     """Check and read the source image once; every failure is a client-facing AppError."""
     check_source_key(key, user_id, prefix_template)
@@ -106,6 +155,7 @@ async def load_source_image(
     content_type = sniff_image_type(data)
     if content_type is None:
         raise BadRequest("Source image must be a PNG, JPEG or WebP image")
+    await asyncio.to_thread(check_decodes, data, max_pixels)
     return CheckedImage(key=key, data=data, content_type=content_type)
 
 
@@ -113,5 +163,5 @@ def output_key(user_id: str, generation_id: str, now: datetime) -> str:
     """``videos/{user}/{yyyy}/{mm}/{generation_id}.mp4``; the month is taken in UTC if ``now`` is aware."""
     if now.tzinfo is not None:
         now = now.astimezone(UTC)
-    key = f"videos/{safe_segment(user_id)}/{now:%Y}/{now:%m}/{safe_segment(generation_id)}.mp4"
+    key = f"videos/{_bounded(safe_segment(user_id))}/{now:%Y}/{now:%m}/{_bounded(safe_segment(generation_id))}.mp4"
     return validate_key(key)

@@ -26,6 +26,9 @@ from urllib.parse import quote
 from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge
 
 MAX_KEY_LENGTH = 1024
+# One segment of a key, in UTF-8 bytes: the file system's 255 less room for ``.meta.json`` and
+# temporary names, so a local store never meets ENAMETOOLONG (S3 has the same rule, for one rule).
+MAX_SEGMENT_BYTES = 200
 META_SUFFIX = ".meta.json"
 _TMP_PREFIX = ".vg-tmp-"
 _CHUNK = 1024 * 1024
@@ -53,8 +56,11 @@ def validate_key(key: str) -> str:
         raise InvalidKey(f"absolute key {key!r}")
     if _ENCODED_TRAVERSAL.search(key):
         raise InvalidKey(f"percent-encoded separator or dot in key {key!r}")
-    if any(segment in ("", ".", "..") for segment in key.split("/")):
+    segments = key.split("/")
+    if any(segment in ("", ".", "..") for segment in segments):
         raise InvalidKey(f"empty, '.' or '..' segment in key {key!r}")
+    if any(len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES for segment in segments):
+        raise InvalidKey(f"a segment of the key is longer than {MAX_SEGMENT_BYTES} bytes")
     return key
 
 

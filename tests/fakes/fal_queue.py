@@ -155,7 +155,7 @@ class FakeFal:
             return 422, {"detail": [_policy_violation("image_url")]}
         if "invalid" in script:
             return 422, {"detail": "Unsupported image: the image could not be decoded"}
-        if errors := _validate(args):
+        if errors := _validate(args, "/".join(parts)):
             return 422, {"detail": errors}
         req = FakeRequest(uuid.uuid4().hex, "/".join(parts[:2]), args, script)
         self.requests[req.request_id] = req
@@ -227,9 +227,19 @@ class FakeFal:
         return {"ok": True, "submissions": short, "status_polls": self.status_polls, "cancelled": self.cancelled}
 
 
-def _validate(args: dict[str, Any]) -> list[dict[str, Any]]:
-    """The few input checks of fal's Veo3 schema that matter to the plugin."""
+RESOLUTIONS = {"fal-ai/veo3.1": ("720p", "1080p", "4k")}  # by app; others: 720p and 1080p
+
+
+def _validate(args: dict[str, Any], endpoint: str) -> list[dict[str, Any]]:
+    """The input checks of fal's Veo schemas that matter to the plugins (by endpoint)."""
     errors = []
+    resolutions = RESOLUTIONS.get("/".join(endpoint.split("/")[:2]), ("720p", "1080p"))
+    if args.get("resolution", "720p") not in resolutions:
+        errors.append({"loc": ["body", "resolution"], "msg": f"Input should be one of {resolutions}", "type": "enum"})
+    if args.get("aspect_ratio", "auto") not in ("auto", "16:9", "9:16"):
+        errors.append({"loc": ["body", "aspect_ratio"], "msg": "Input should be auto, 16:9 or 9:16", "type": "enum"})
+    if not isinstance(args.get("generate_audio", True), bool):
+        errors.append({"loc": ["body", "generate_audio"], "msg": "Input should be a boolean", "type": "bool_type"})
     if not isinstance(args.get("prompt"), str) or not args["prompt"]:
         errors.append({"loc": ["body", "prompt"], "msg": "Field required", "type": "missing"})
     if args.get("duration") not in FAL_DURATIONS:

@@ -34,9 +34,33 @@ CASES = [
     ({"id": "images/u1/a.png", "prompt": "p", "foo": 1}, ["property foo should not exist"]),
     (
         {"id": "images/u1/a.png", "prompt": "p", "model": "nope"},
-        ["model must be one of the following values: failing, local, veo3"],
+        ["model must be one of the following values: failing, local, veo3, veo3-fast, veo3.1, veo3.1-fast"],
     ),
     ({}, ["id should not be empty", "id must be a string", "prompt should not be empty", "prompt must be a string"]),
+    # Options are the model's Options struct: a typo is refused, not charged and ignored.
+    ({"id": "images/u1/a.png", "prompt": "p", "options": {"seed": 1}}, ["options.property seed should not exist"]),
+    ({"id": "images/u1/a.png", "prompt": "p", "options": []}, ["options must be an object"]),
+    # Without FAL_KEY the fal models are installed but cannot run here: a 400 before any charge.
+    (
+        {"id": "images/u1/a.png", "prompt": "p", "model": "veo3"},
+        ["model veo3 is not available here: FAL_KEY is not set"],
+    ),
+    (
+        {
+            "id": "images/u1/a.png",
+            "prompt": "p",
+            "model": "veo3.1",
+            "duration": "5s",
+            "options": {"resolution": "8k", "generate_audio": "yes", "seeed": 3},
+        },
+        [
+            "duration must be one of the following values: 4s, 6s, 8s",
+            "options.property seeed should not exist",
+            "options.resolution must be one of the following values: 720p, 1080p, 4k",
+            "options.generate_audio must be a boolean value",
+            "model veo3.1 is not available here: FAL_KEY is not set",
+        ],
+    ),
     ([1, 2], ["request body must be a JSON object"]),
 ]
 

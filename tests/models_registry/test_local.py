@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from types import SimpleNamespace
 
 import av
 import pytest
 from PIL import Image, ImageChops, ImageStat
 
 from models_registry.base import GeneratedVideo, GenerationJob, Progress, SourceImage
-from models_registry.local.plugin import LocalPanZoomModel
+from models_registry.local.plugin import LocalPanZoomModel, LocalSettings
 from models_registry.local.render import _crop_box, _plan_shot, render_pan_zoom
+from models_registry.settings import PluginSettingsError
 from models_registry.video import probe_video
 
 SAMPLE = Path(__file__).resolve().parents[2] / "service" / "assets" / "sample-image.png"
@@ -122,20 +122,23 @@ def test_plugin_declares_the_contract() -> None:
     assert model.durations == ("5s", "8s", "10s")
     assert model.default_duration in model.durations
     assert model.timeout_seconds == 120
-    assert [model.cost(d) for d in model.durations] == [750, 750, 750]
+    assert [model.cost(d, model.Options()) for d in model.durations] == [750, 750, 750]
     assert model.description
 
 
-async def test_plugin_open_falls_back_to_defaults_without_settings_fields() -> None:
-    model = LocalPanZoomModel()
-    await model.open(SimpleNamespace())  # type: ignore[arg-type]
-    assert (model.width, model.height, model.fps) == (1024, 576, 24)
+def test_plugin_reads_its_own_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("LOCAL_MODEL_WIDTH", "LOCAL_MODEL_HEIGHT", "LOCAL_MODEL_FPS"):
+        monkeypatch.delenv(name, raising=False)
+    assert (LocalPanZoomModel().width, LocalPanZoomModel().height, LocalPanZoomModel().fps) == (1024, 576, 24)
+    monkeypatch.setenv("LOCAL_MODEL_WIDTH", "160")
+    assert LocalPanZoomModel().width == 160
+    monkeypatch.setenv("LOCAL_MODEL_FPS", "fast")
+    with pytest.raises(PluginSettingsError, match="^LOCAL_MODEL_FPS must be an integer, got 'fast'$"):
+        LocalPanZoomModel()
 
 
 async def test_plugin_generates_a_real_video_of_the_sold_length(tmp_path: Path) -> None:
-    model = LocalPanZoomModel()
-    settings = SimpleNamespace(local_model_width=160, local_model_height=90, local_model_fps=12)
-    await model.open(settings)  # type: ignore[arg-type]
+    model = LocalPanZoomModel(LocalSettings(width=160, height=90, fps=12))
     reports: list[Progress] = []
 
     async def report(progress: Progress) -> None:
@@ -200,8 +203,7 @@ async def test_the_local_model_reports_rendering_progress_and_stops_when_cancell
             raise
 
     monkeypatch.setattr(plugin_module, "render_pan_zoom", watched)
-    model = LocalPanZoomModel()
-    await model.open(SimpleNamespace(local_model_width=160, local_model_height=90, local_model_fps=8))
+    model = LocalPanZoomModel(LocalSettings(width=160, height=90, fps=8))
     reports: list[Progress] = []
     running = asyncio.Event()
 

@@ -47,7 +47,7 @@ def plugin_class(name: str = "good", *, drop: tuple[str, ...] = (), **overrides:
         "generate": _generate,
     }
     cost = overrides.pop("cost", lambda d: 10 * int(d[:-1]))
-    attrs["cost"] = (lambda self, d: cost(d)) if callable(cost) else (lambda self, d: cost)
+    attrs["cost"] = (lambda self, d, options: cost(d)) if callable(cost) else (lambda self, d, options: cost)
     attrs.update(overrides)
     for attr in drop:
         attrs.pop(attr)
@@ -94,7 +94,7 @@ def only_entry_points(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
 
 def test_the_built_in_models_come_from_video_gens_own_entry_points() -> None:
     ours = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.dist and ep.dist.name == "video-gen"}
-    assert set(ours) == {"local", "veo3"}
+    assert set(ours) == {"local", "veo3", "veo3-fast", "veo3.1", "veo3.1-fast"}
     registry = ModelRegistry.load()  # no extra: only entry points
     assert isinstance(registry.get("local"), LocalPanZoomModel)
     assert isinstance(registry.get("veo3"), Veo3Model)
@@ -213,7 +213,7 @@ def test_a_subclass_must_implement_generate() -> None:
         durations = ("5s",)
         default_duration = "5s"
 
-        def cost(self, duration: str) -> int:
+        def cost(self, duration: str, options: object) -> int:
             return 1
 
     assert refusal(Lazy) == f"model plugin 'lazy' from {origin_of(Lazy)}: generate is not implemented"
@@ -222,7 +222,7 @@ def test_a_subclass_must_implement_generate() -> None:
 @pytest.mark.parametrize("cost", [-1, 1.5, 750.0, "750", True, None])
 def test_cost_must_be_a_non_negative_int_for_every_duration(cost: object) -> None:
     cls = plugin_class("pricey", cost=lambda d: 100 if d == "5s" else cost)
-    assert refusal(cls) == f"model plugin 'pricey' from {origin_of(cls)}: cost('8s') must be an int >= 0"
+    assert refusal(cls) == f"model plugin 'pricey' from {origin_of(cls)}: cost('8s', {{}}) must be an int >= 0"
 
 
 def test_a_free_model_is_allowed() -> None:
@@ -237,7 +237,9 @@ def test_a_cost_rule_that_raises_names_the_plugin() -> None:
         async def generate(self, job: GenerationJob) -> GeneratedVideo:
             raise NotImplementedError
 
-    message = f"model plugin 'unpriced' from {origin_of(Unpriced)}: cost('5s') failed: NotImplementedError()"
+    message = (
+        f"model plugin 'unpriced' from {origin_of(Unpriced)}: cost(duration, options) failed: NotImplementedError()"
+    )
     assert refusal(Unpriced) == message
 
 
@@ -332,7 +334,8 @@ def test_resolve_refuses_a_duration_the_model_lacks(registry: ModelRegistry) -> 
 
 
 def test_resolve_uses_the_models_default_when_no_duration_is_given(registry: ModelRegistry) -> None:
-    plugin, duration = registry.resolve("good", None)
+    resolved = registry.resolve("good", None)
+    plugin, duration = resolved.plugin, resolved.duration
     assert (plugin.name, duration) == ("good", "5s")
-    assert registry.resolve("good", "8s")[1] == "8s"
-    assert registry.resolve("other", None)[1] == "4s"
+    assert registry.resolve("good", "8s").duration == "8s"
+    assert registry.resolve("other", None).duration == "4s"

@@ -114,6 +114,7 @@ def test_the_registry_finds_it_through_its_entry_point(installed_example: Distri
     [entry] = [e for e in registry.catalogue() if e.name == MODEL]
     assert entry.durations == ("4s", "6s") and entry.default_duration == "4s"
     assert entry.cost == {"4s": 100, "6s": 150}
+    assert {(p.duration, p.options["fps"]): p.cost for p in entry.prices}[("6s", 24)] == 240
     assert entry.timeout_seconds == 60.0
     assert entry.package == (
         "video-gen-example-plugin (entry point 'example-slideshow' = 'video_gen_example:SlideshowModel')"
@@ -132,6 +133,38 @@ async def test_the_catalogue_endpoint_offers_it(example_api: Api) -> None:
     assert example["cost"] == {"4s": 100, "6s": 150}
     assert example["timeoutSeconds"] == 60.0
     assert example["default"] is False  # DEFAULT_MODEL is still "local"
+    assert example["available"] is True
+    assert example["options"] == [
+        {"name": "fps", "type": "integer", "allowed": [12, 24], "default": 12},
+        {"name": "mirror", "type": "boolean", "allowed": None, "default": True},
+    ]
+    assert {(p["duration"], p["options"]["fps"]): p["cost"] for p in example["prices"]} == {
+        ("4s", 12): 100,
+        ("6s", 12): 150,
+        ("4s", 24): 160,
+        ("6s", 24): 240,
+    }
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_its_options_change_the_video_and_the_price(example_api: Api) -> None:
+    await seed_image(example_api.settings)
+    await grant("u1", 300)
+    body = image_request(model=MODEL, duration="6s", options={"fps": 24, "mirror": False})
+    r = await example_api.client.post("/video-gen/image-to-video", json=body, headers=example_api.auth("u1"))
+    assert r.status_code == 200, r.text
+    assert r.json()["credits"] == {"used": 240, "balance": 60.0}
+    stored = Path(example_api.settings.storage_url.removeprefix("file://")) / r.json()["s3Key"]
+    info = probe_video(stored)
+    assert (info.frames, info.duration_seconds) == (6 * 24, 6.0)
+    bad = image_request(model=MODEL, duration="4s", options={"fps": 30, "speed": 2})
+    r = await example_api.client.post("/video-gen/image-to-video", json=bad, headers=example_api.auth("u1"))
+    assert r.status_code == 400
+    assert r.json()["message"] == [
+        "options.property speed should not exist",
+        "options.fps must be one of the following values: 12, 24",
+    ]
+    assert await ledger.balance_of("u1") == 60 and await _queued(example_api) == 1
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

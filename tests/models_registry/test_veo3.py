@@ -1,4 +1,5 @@
-"""The Veo3 plugin running fal-client's real code against a local fake of fal's queue protocol."""
+"""The Veo3 plugin (and the shared fal client code) running fal-client's real code against a local
+fake of fal's queue protocol. The other Veo models: ``test_veo_family.py``."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ from PIL import Image
 
 from models_registry.base import GeneratedVideo, GenerationJob, Progress, SourceImage
 from models_registry.errors import GenerationFailed, ProviderRejected
-from models_registry.veo3.errors import RetryableProviderError, classify, describe_detail
-from models_registry.veo3.plugin import Veo3Model
+from models_registry.fal.errors import RetryableProviderError, classify, describe_detail
+from models_registry.fal.settings import FalSettings
+from models_registry.veo3.plugin import Veo3Model, Veo3Options
 from models_registry.video import probe_video
 from service.core.errors import from_model_error
-from service.core.settings import Settings
 from tests.fakes.fal_queue import FakeFal, install_in_process, start_fal_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,10 +69,10 @@ def make_job(
     )
 
 
-async def open_plugin(transport: httpx.AsyncBaseTransport | None, **settings) -> Veo3Model:
-    plugin = Veo3Model(transport=transport)
+async def open_plugin(transport: httpx.AsyncBaseTransport | None, model: type = Veo3Model, **settings):
+    plugin = model(settings=FalSettings(**{"key": "test-key", "poll_seconds": 0.01, **settings}), transport=transport)
     plugin.retry_base_delay = 0.001
-    await plugin.open(Settings(**{"fal_key": "test-key", "fal_poll_seconds": 0.01, **settings}))
+    await plugin.open()
     return plugin
 
 
@@ -108,7 +109,7 @@ async def test_each_duration_gives_a_real_video_of_that_length(veo3, fake, tmp_p
     assert args["generate_audio"] is False and args["image_url"].startswith("data:image/png;base64,")
     # The file host must not receive the FAL_KEY.
     assert fake.downloads == [{"request_id": next(iter(fake.requests)), "authorization": None}]
-    assert veo3.cost(duration) == 750
+    assert veo3.cost(duration, Veo3Options()) == 750
 
 
 async def test_request_id_is_saved_before_polling_and_progress_is_reported(veo3, fake, tmp_path):
@@ -121,16 +122,18 @@ async def test_request_id_is_saved_before_polling_and_progress_is_reported(veo3,
     assert "Generating: step 1" in messages and "Generating: step 2" in messages
 
 
-async def test_options_override_known_fields_only(veo3, fake, tmp_path):
-    options = {"generate_audio": True, "resolution": "1080p", "negative_prompt": "blur", "duration": "4s", "x": 1}
+async def test_options_are_sent_as_fal_inputs_and_unset_ones_left_out(veo3, fake, tmp_path):
+    options = Veo3Options(generate_audio=True, resolution="1080p", negative_prompt="blur")
     await veo3.generate(make_job(tmp_path, Recorder(), options=options))
     args = fake.submissions[0]["arguments"]
     assert (args["generate_audio"], args["resolution"], args["negative_prompt"]) == (True, "1080p", "blur")
-    assert args["duration"] == "8s" and "x" not in args
+    assert args["duration"] == "8s" and args["aspect_ratio"] == "auto"
+    assert "seed" not in args and "auto_fix" not in args  # None: fal's own default
 
 
 async def test_presigned_url_is_sent_when_configured(transport, fake, tmp_path):
-    plugin = await open_plugin(transport, fal_send_image_url=True)
+    plugin = await open_plugin(transport, send_image_url=True)
+    assert plugin.wants_image_url
     image = SourceImage(key="k", data=png(), content_type="image/png", url="https://bucket.example/k?sig=1")
     try:
         await plugin.generate(make_job(tmp_path, Recorder(), image=image))
@@ -200,7 +203,8 @@ async def test_result_without_video_or_too_short_video_fails_clearly(veo3, tmp_p
 
 
 async def test_missing_fal_key_fails_plainly(transport, fake, tmp_path):
-    plugin = await open_plugin(transport, fal_key=None)
+    plugin = await open_plugin(transport, key=None)
+    assert plugin.readiness() == "FAL_KEY is not set"  # the registry refuses it before any charge
     with pytest.raises(GenerationFailed) as caught:
         await plugin.generate(make_job(tmp_path, Recorder()))
     await plugin.close()
@@ -209,7 +213,7 @@ async def test_missing_fal_key_fails_plainly(transport, fake, tmp_path):
 
 
 async def test_rejected_fal_key_says_so(transport, tmp_path):
-    plugin = await open_plugin(transport, fal_key="wrong-key")
+    plugin = await open_plugin(transport, key="wrong-key")
     with pytest.raises(GenerationFailed, match="rejected the FAL_KEY"):
         await plugin.generate(make_job(tmp_path, Recorder()))
     await plugin.close()
@@ -288,11 +292,10 @@ import asyncio, json, sys, tempfile
 from pathlib import Path
 from models_registry.base import GenerationJob, SourceImage
 from models_registry.veo3.plugin import Veo3Model
-from service.core.settings import Settings
 
 async def main():
-    plugin = Veo3Model()
-    await plugin.open(Settings.from_env(fal_poll_seconds=0.02))
+    plugin = Veo3Model()  # FAL_KEY, FAL_POLL_SECONDS: read from the environment
+    await plugin.open()
     image = SourceImage(key="k", data=Path(sys.argv[1]).read_bytes(), content_type="image/png")
     job = GenerationJob(job_id="j", prompt="env configured", duration="10s", image=image,
                         workdir=Path(tempfile.mkdtemp()))
@@ -313,6 +316,7 @@ def test_fal_client_reaches_the_server_through_env_vars(fal_server, tmp_path):
     env = {
         **os.environ,
         "FAL_KEY": "test-key",
+        "FAL_POLL_SECONDS": "0.02",
         "FAL_QUEUE_RUN_HOST": host,
         "FAL_RUN_HOST": host,
         "SSL_CERT_FILE": str(ca_path),

@@ -32,8 +32,11 @@ def fal_https(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, P
 
 
 @pytest.fixture
-def veo3_settings(settings, fal_https):
-    return replace(settings, fal_key="test-key", default_model=None, fal_poll_seconds=0.05)
+def veo3_settings(settings, fal_https, monkeypatch):
+    # The plugins read FAL_* when the registry creates them: the API's (in this process) and the
+    # worker's (its environment, below). With a key, veo3 is the default model.
+    monkeypatch.setenv("FAL_KEY", "test-key")
+    return replace(settings, default_model=None)
 
 
 @pytest.fixture
@@ -105,3 +108,35 @@ async def test_a_content_policy_refusal_is_a_client_error_and_refunded(veo3_sett
         assert r.status_code == 400, r.text
         assert r.json()["message"].startswith("Veo3 rejected the request:")
         assert await ledger.balance_of("u1") == 750
+
+
+async def test_veo31_with_options_is_priced_by_them_and_sends_them_to_fal(veo3_settings, worker) -> None:
+    s = veo3_settings
+    async with embedded_stack(s, workers=0) as stack:
+        await seed_image(s)
+        await grant("u1", 1500)
+        auth = {"Authorization": f"Bearer {token_for(s, 'u1')}"}
+        body = {
+            "id": "images/u1/source-image.png",
+            "prompt": "A lighthouse in a storm, with its foghorn",
+            "model": "veo3.1",
+            "duration": "6s",
+            "options": {"resolution": "1080p", "generate_audio": True},
+        }
+        async with httpx.AsyncClient(base_url=stack.url, timeout=120) as client:
+            catalogue = (await client.get("/video-gen/models", headers=auth)).json()["models"]
+            r = await client.post("/video-gen/image-to-video", json=body, headers=auth)
+        veo31 = next(m for m in catalogue if m["name"] == "veo3.1")
+        assert veo31["available"] and veo31["unavailableReason"] is None
+        listed = {
+            (p["duration"], p["options"]["resolution"], p["options"]["generate_audio"]): p["cost"]
+            for p in veo31["prices"]
+        }
+        assert listed[("6s", "1080p", True)] == 1200
+        assert next(m for m in catalogue if m["default"])["name"] == "veo3"
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        assert answer["model"] == "veo3.1" and answer["duration"] == "6s"
+        assert answer["credits"] == {"used": 1200, "balance": 300.0}
+        info = probe_video(Path(s.storage_url.removeprefix("file://")) / answer["s3Key"])
+        assert abs(info.duration_seconds - 6.0) < 0.01

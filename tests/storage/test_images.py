@@ -157,3 +157,81 @@ def test_output_key_layout_and_sanitizing():
     # Late on 31 Jan in New York is already February in UTC.
     new_york = datetime(2025, 1, 31, 22, 0, tzinfo=timezone(timedelta(hours=-5)))
     assert output_key("u1", "g", new_york) == "videos/u1/2025/02/g.mp4"
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A valid PNG of ``width`` x ``height`` whose pixel data compresses to almost nothing."""
+    buffer = io.BytesIO()
+    Image.new("1", (width, height), 0).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "message"),
+    [
+        ("truncated", image_bytes("PNG")[:-30], "Source image could not be decoded: the file is truncated"),
+        ("png magic then garbage", b"\x89PNG\r\n\x1a\n" + b"garbage" * 20, "Source image could not be decoded"),
+        ("jpeg magic then garbage", b"\xff\xd8\xff" + b"\x00" * 64, "Source image could not be decoded"),
+        ("truncated jpeg", image_bytes("JPEG")[:40], "Source image could not be decoded"),
+    ],
+)
+async def test_an_image_that_does_not_decode_is_a_clear_400(
+    storage: LocalStorage, name: str, data: bytes, message: str
+) -> None:
+    await put(storage, "images/u1/bad.png", data)
+    with pytest.raises(BadRequest) as caught:
+        await load(storage, "images/u1/bad.png")
+    assert str(caught.value).startswith(message), caught.value
+    assert "<" not in str(caught.value) and "Error(" not in str(caught.value)
+
+
+async def test_pixels_are_bounded_before_decoding(storage: LocalStorage) -> None:
+    huge = _png_declaring(12000, 12000)  # a few hundred kB that would decode to 144 million pixels
+    assert len(huge) < 1024 * 1024
+    await put(storage, "images/u1/huge.png", huge)
+    with pytest.raises(BadRequest, match=r"Source image is too large: 12000x12000 pixels \(limit 40000000 pixels\)"):
+        await load_source_image(
+            storage,
+            "images/u1/huge.png",
+            user_id="u1",
+            prefix_template=TEMPLATE,
+            max_bytes=LIMIT,
+            max_pixels=40_000_000,
+        )
+    small = image_bytes("PNG")
+    await put(storage, "images/u1/small.png", small)
+    with pytest.raises(BadRequest, match=r"8x6 pixels \(limit 40 pixels\)"):
+        await load_source_image(
+            storage, "images/u1/small.png", user_id="u1", prefix_template=TEMPLATE, max_bytes=LIMIT, max_pixels=40
+        )
+
+
+def test_a_header_declaring_50000_squared_is_refused_without_allocating() -> None:
+    from service.storage.images import check_decodes
+
+    header = _png_declaring(8, 8)
+    # rewrite IHDR's width and height (and its CRC) to 50000 x 50000
+    import struct
+    import zlib
+
+    ihdr = b"IHDR" + struct.pack(">II", 50000, 50000) + header[24:29]
+    forged = header[:8] + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr)) + header[33:]
+    with pytest.raises(BadRequest, match=r"Source image is too large \(limit 40000000 pixels\)"):
+        check_decodes(forged, 40_000_000)
+
+
+@pytest.mark.parametrize("segment", ["a" * 201, "é" * 101])
+def test_key_segments_are_bounded(segment: str) -> None:
+    with pytest.raises(BadRequest, match="a segment is longer than 200 bytes"):
+        check_source_key(f"images/u1/{segment}.png", "u1", TEMPLATE)
+    check_source_key(f"images/u1/{'a' * 196}.png", "u1", TEMPLATE)
+
+
+def test_output_keys_of_long_user_ids_stay_within_the_segment_bound() -> None:
+    from service.storage.local import MAX_SEGMENT_BYTES, validate_key
+
+    now = datetime(2026, 1, 2, tzinfo=UTC)
+    keys = {output_key(user, "g1", now) for user in ("u" * 255, "u" * 254 + "v", "é" * 255)}
+    assert len(keys) == 3
+    for key in keys:
+        assert validate_key(key) and all(len(s) <= MAX_SEGMENT_BYTES for s in key.split("/"))

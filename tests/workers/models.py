@@ -53,7 +53,7 @@ class ScriptedModel(ModelPlugin):
     async def cancel(self, request_id: str) -> None:
         self.provider_cancels.append(request_id)
 
-    def cost(self, duration: str) -> int:
+    def cost(self, duration: str, options: object) -> int:
         return 750
 
     async def generate(self, job: GenerationJob) -> GeneratedVideo:

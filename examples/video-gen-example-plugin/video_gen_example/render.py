@@ -26,9 +26,9 @@ def _frame_source(data: bytes, size: tuple[int, int]) -> Image.Image:
         return ImageOps.fit(img.convert("RGB"), size, Image.Resampling.LANCZOS)
 
 
-def _colour_shifted_mirror(img: Image.Image) -> Image.Image:
-    """Mirror the picture and rotate its channels (R, G, B -> B, R, G): clearly different, same shapes."""
-    r, g, b = ImageOps.mirror(img).split()
+def _colour_shifted(img: Image.Image, *, mirror: bool = True) -> Image.Image:
+    """Rotate the channels (R, G, B -> B, R, G), mirrored too by default: clearly different, same shapes."""
+    r, g, b = (ImageOps.mirror(img) if mirror else img).split()
     return Image.merge("RGB", (b, r, g))
 
 
@@ -37,12 +37,14 @@ def _ease(t: float) -> float:
     return t * t * (3 - 2 * t)
 
 
-def render_slideshow(data: bytes, out_path: Path, *, seconds: int, width: int, height: int, fps: int) -> Path:
+def render_slideshow(
+    data: bytes, out_path: Path, *, seconds: int, width: int, height: int, fps: int, mirror: bool = True
+) -> Path:
     """Write a ``seconds``-long cross-fade of ``data`` to ``out_path`` and return the path."""
     # yuv420p needs even sizes; rounding here keeps the blend and the encoder on the same size.
     size = (width - width % 2, height - height % 2)
     start = _frame_source(data, size)
-    end = _colour_shifted_mirror(start)
+    end = _colour_shifted(start, mirror=mirror)
     frames = seconds * fps
     with H264Writer(out_path, *size, fps) as writer:
         for i in range(frames):

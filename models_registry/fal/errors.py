@@ -4,7 +4,7 @@
 | -------------------------------------------- | ---------------------------------------------- |
 | 422 ``{"detail": [...]}`` / ``{"detail": ""}`` | ``ProviderRejected`` naming why (client error) |
 | 401 / 403                                    | ``GenerationFailed``: the FAL_KEY was rejected |
-| 429, 5xx, network errors                     | retried with backoff, then ``GenerationFailed`` |
+| 429, 5xx, network errors, no answer in time  | retried with backoff, then ``GenerationFailed`` |
 | anything else                                | ``GenerationFailed("<details>")``              |
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -47,13 +48,13 @@ def _describe_item(item: Any) -> str:
     return f"{message} ({where})" if where else message
 
 
-def classify(exc: BaseException, what: str) -> ModelError | None:
+def classify(exc: BaseException, what: str, provider: str = "Veo") -> ModelError | None:
     """The service error for a failure while ``what`` (e.g. "submitting"); None if not fal's/HTTP's.
 
     ``RetryableProviderError`` marks the transient ones; ``with_retries`` decides when to give up.
     """
     if isinstance(exc, FalClientHTTPError):
-        return _from_status(exc.status_code, describe_detail(exc.message), what, fal_api=True)
+        return _from_status(exc.status_code, describe_detail(exc.message), what, fal_api=True, provider=provider)
     if isinstance(exc, httpx.HTTPStatusError):
         return _from_status(exc.response.status_code, exc.response.reason_phrase, what, fal_api=False)
     if isinstance(exc, httpx.TransportError):
@@ -63,9 +64,9 @@ def classify(exc: BaseException, what: str) -> ModelError | None:
     return None
 
 
-def _from_status(status: int, details: str, what: str, *, fal_api: bool) -> ModelError:
+def _from_status(status: int, details: str, what: str, *, fal_api: bool, provider: str = "Veo") -> ModelError:
     if status == 422 and fal_api:
-        return ProviderRejected(f"Veo3 rejected the request: {details}")
+        return ProviderRejected(f"{provider} rejected the request: {details}")
     if status in (401, 403) and fal_api:
         return GenerationFailed(f"fal.ai rejected the FAL_KEY (HTTP {status}): {details}")
     if status == 429 or status >= 500:
@@ -73,22 +74,44 @@ def _from_status(status: int, details: str, what: str, *, fal_api: bool) -> Mode
     return GenerationFailed(f"fal.ai answered HTTP {status} while {what}: {details}")
 
 
-async def with_retries(operation: Callable[[], Awaitable[T]], *, what: str, attempts: int, base_delay: float) -> T:
+async def with_retries(
+    operation: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    attempts: int,
+    base_delay: float,
+    attempt_seconds: float | None = None,
+    budget_seconds: float | None = None,
+    provider: str = "Veo",
+) -> T:
     """Run ``operation``, retrying transient failures ``attempts`` times in all with doubling delays.
 
+    Each attempt is cut at ``attempt_seconds`` (fal-client retries on its own, 10 times, inside
+    one call) and all of them at ``budget_seconds``: an unreachable fal fails the step in seconds.
     Every fal or HTTP failure leaves as a ``ModelError``: the job's reply is then the spec's body
     whatever went wrong, and a persistently unavailable fal ends as ``GenerationFailed``.
     """
+    started = time.monotonic()
+    deadline = None if budget_seconds is None else started + budget_seconds
     for attempt in range(1, attempts + 1):
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.001)
+        bound = min((s for s in (attempt_seconds, left) if s is not None), default=None)
         try:
-            return await operation()
+            async with asyncio.timeout(bound):
+                return await operation()
         except Exception as exc:
-            error = classify(exc, what)
+            error = _no_answer(what) if isinstance(exc, TimeoutError) else classify(exc, what, provider)
             if error is None:
                 raise
             if not isinstance(error, RetryableProviderError):
                 raise error from exc
-            if attempt >= attempts:
-                raise GenerationFailed(f"{error} (gave up after {attempts} attempts)") from exc
-            await asyncio.sleep(base_delay * 2 ** (attempt - 1))
+            delay = base_delay * 2 ** (attempt - 1)
+            if attempt >= attempts or (deadline is not None and time.monotonic() + delay >= deadline):
+                spent = time.monotonic() - started
+                raise GenerationFailed(f"{error} (gave up after {attempt} attempts in {spent:.1f} s)") from exc
+            await asyncio.sleep(delay)
     raise AssertionError("unreachable: attempts must be >= 1")
+
+
+def _no_answer(what: str) -> RetryableProviderError:
+    return RetryableProviderError(f"fal.ai did not answer in time while {what}")

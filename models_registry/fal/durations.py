@@ -1,6 +1,8 @@
-"""The API's durations mapped onto what fal's Veo3 image-to-video offers, and the finishing step.
+"""The API's durations mapped onto what a fal endpoint offers, and the finishing step.
 
-fal's Veo3 image-to-video generates ``"4s"``, ``"6s"`` or ``"8s"``; the API sells 5, 8 and 10 s:
+fal's Veo 3 image-to-video endpoints generate ``"4s"``, ``"6s"`` or ``"8s"``; ``veo3`` and
+``veo3-fast`` sell the spec's 5, 8 and 10 s (``SPEC_PLANS``), the Veo 3.1 models sell fal's own
+durations as they are (``exact_plans``):
 
 | API duration | fal ``duration`` | finishing step                                           |
 | ------------ | ---------------- | -------------------------------------------------------- |
@@ -40,19 +42,26 @@ class DurationPlan:
         return float(self.fal_duration.removesuffix("s"))
 
 
-PLANS: dict[str, DurationPlan] = {
+Plans = dict[str, DurationPlan]
+
+SPEC_PLANS: Plans = {
     "5s": DurationPlan("5s", "6s", 5.0, "trim"),
     "8s": DurationPlan("8s", "8s", 8.0, "none"),
     "10s": DurationPlan("10s", "8s", 10.0, "extend"),
 }
 
 
-def plan_for(duration: str) -> DurationPlan:
+def exact_plans(durations: tuple[str, ...]) -> Plans:
+    """Plans that ask fal for each duration as it is sold, with no finishing step."""
+    return {d: DurationPlan(d, d, float(d.removesuffix("s")), "none") for d in durations}
+
+
+def plan_for(plans: Plans, duration: str, model: str) -> DurationPlan:
     """The plan for an API duration; GenerationFailed for one this model does not offer."""
     try:
-        return PLANS[duration]
+        return plans[duration]
     except KeyError:
-        raise GenerationFailed(f"veo3 does not offer duration {duration!r}") from None
+        raise GenerationFailed(f"{model} does not offer duration {duration!r}") from None
 
 
 def finish_video(plan: DurationPlan, raw: Path, out: Path) -> VideoInfo:

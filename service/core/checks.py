@@ -1,0 +1,158 @@
+"""Start-up validation of the settings: a process refuses to start on a setting that cannot work,
+with one line naming the variable and the form it expects (``video-gen`` prints it and exits 2).
+
+Types are checked while the environment is read (``Settings.from_env``); here are the rules a type
+cannot say: URL schemes, ranges, the JWT secret, the default model.
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Callable, Iterable
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+
+from service.core.settings import DEV_JWT_SECRET, MIN_SECRET_BYTES, Settings, SettingsError
+
+_DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_STORAGE_SCHEMES = ("file://", "s3://")
+_EVENT_LOOPS = ("uvloop", "asyncio")
+
+# name -> (rule, the expected form): each must hold for the value the settings carry.
+_POSITIVE = "must be greater than 0"
+_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "port": (lambda v: 0 <= v <= 65535, "must be between 0 and 65535"),
+    "worker_concurrency": (lambda v: v >= 1, "must be at least 1"),
+    "job_max_attempts": (lambda v: v >= 1, "must be at least 1"),
+    "redis_max_connections": (lambda v: v >= 2, "must be at least 2"),
+    "sync_wait_seconds": (lambda v: v >= 0, "must not be negative"),
+    "shutdown_grace_seconds": (lambda v: v >= 0, "must not be negative"),
+    "rate_limit_per_minute": (lambda v: v >= 0, "must not be negative (0 disables it)"),
+    "job_status_rate_limit_per_minute": (lambda v: v >= 0, "must not be negative (0 disables it)"),
+    **dict.fromkeys(
+        (
+            "job_lease_seconds",
+            "reply_ttl_seconds",
+            "jobs_stream_maxlen",
+            "job_meta_ttl_seconds",
+            "idempotency_ttl_seconds",
+            "dead_letter_maxlen",
+            "max_source_bytes",
+            "max_source_pixels",
+            "max_prompt_chars",
+            "download_url_seconds",
+        ),
+        (lambda v: v > 0, _POSITIVE),
+    ),
+}
+
+
+def check_settings(settings: Settings, *, embedded: bool = False) -> None:
+    """Raise SettingsError for the first setting that cannot work.
+
+    ``embedded`` is ``video-gen serve``/``demo``: local, throw-away, so the public development JWT
+    secret and an unset ``REDIS_URL`` are fine there and nowhere else.
+    """
+    for name, (rule, expected) in _RULES.items():
+        value = getattr(settings, name, None)
+        if value is not None and not rule(value):
+            raise SettingsError(f"{name.upper()} {expected}, got {value!r}")
+    check_database_url(settings.database_url)
+    if settings.redis_url is not None and not settings.redis_url.startswith(_REDIS_SCHEMES):
+        raise SettingsError(f"REDIS_URL must start with {_words(_REDIS_SCHEMES)}, got {settings.redis_url!r}")
+    if not settings.storage_url.strip().startswith(_STORAGE_SCHEMES):
+        raise SettingsError(
+            f"STORAGE_URL must be file:///absolute/dir, file://./relative/dir or s3://bucket[/prefix], "
+            f"got {settings.storage_url!r}"
+        )
+    if settings.event_loop not in _EVENT_LOOPS:
+        raise SettingsError(f"EVENT_LOOP must be one of {', '.join(_EVENT_LOOPS)}, got {settings.event_loop!r}")
+    _check_source_prefix(settings.source_key_prefix)
+    if not embedded:
+        if not settings.redis_url:
+            raise SettingsError("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
+        _require_key_source(settings)
+
+
+def _require_key_source(settings: Settings) -> None:
+    """Tokens must be verifiable with a key nobody else knows: a JWT_SECRET of 32 bytes or more that
+    is not the public development value (an identity provider's keys would also do)."""
+    secret = settings.jwt_secret
+    if secret == DEV_JWT_SECRET:
+        raise SettingsError(
+            "JWT_SECRET is the public development value: set a secret of at least "
+            f"{MIN_SECRET_BYTES} bytes (e.g. `openssl rand -hex 32`)"
+        )
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise SettingsError(
+            f"JWT_SECRET must be at least {MIN_SECRET_BYTES} bytes, got {len(secret.encode())} "
+            "(e.g. `openssl rand -hex 32`)"
+        )
+
+
+def check_database_url(url: str) -> None:
+    """``sqlite:///path``, ``postgresql://...`` or ``postgres://...``; nothing else is guessed at."""
+    if not url.startswith(_DATABASE_SCHEMES) or url in _DATABASE_SCHEMES:
+        raise SettingsError(
+            f"DATABASE_URL must be sqlite:///path, postgresql://... or postgres://..., got {_redact(url)!r}"
+        )
+
+
+def _check_source_prefix(template: str) -> None:
+    try:
+        template.format(user_id="u")
+    except (KeyError, IndexError, ValueError):
+        raise SettingsError(
+            f"SOURCE_KEY_PREFIX may only use {{user_id}} (e.g. images/{{user_id}}/), got {template!r}"
+        ) from None
+
+
+def check_default_model(settings: Settings, installed: Iterable[str]) -> None:
+    """``DEFAULT_MODEL``, when set, must name an installed model (unset: the registry chooses)."""
+    names = sorted(installed)
+    if settings.default_model and settings.default_model not in names:
+        raise SettingsError(
+            f"DEFAULT_MODEL must name an installed model ({', '.join(names) or 'none installed'}), "
+            f"got {settings.default_model!r}"
+        )
+
+
+def _words(options: tuple[str, ...]) -> str:
+    return f"{', '.join(options[:-1])} or {options[-1]}"
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, safe to print."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def describe_connect_error(url: str, exc: BaseException) -> str:
+    """One line for a database that refused us at start: where, why, and what to try."""
+    if not url.startswith(("postgresql://", "postgres://")):
+        return f"cannot open the SQLite database {url!r}: {exc}"
+    parts = urlsplit(url)
+    user = unquote(parts.username or getpass.getuser())
+    database = unquote(parts.path.lstrip("/")) or user
+    where = f"PostgreSQL at {parts.hostname or 'localhost'}:{parts.port or 5432}"
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        hint = f"database {database!r} does not exist: create it (`createdb {database}`) or fix DATABASE_URL"
+    elif isinstance(exc, (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError)):
+        hint = f"role {user!r} was refused ({exc}): check the user and password in DATABASE_URL"
+    else:
+        reason = str(exc) or type(exc).__name__
+        hint = f"{reason}: is PostgreSQL running there, and does DATABASE_URL name the right host and port?"
+    return f"cannot connect to {where}: {hint}"
+
+
+def is_permanent_refusal(exc: BaseException) -> bool:
+    """The server answered and said no (no such database or role): waiting will not mend it."""
+    return isinstance(
+        exc,
+        (asyncpg.InvalidCatalogNameError, asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError),
+    )

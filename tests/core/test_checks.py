@@ -1,0 +1,83 @@
+"""Start-up validation: every setting that cannot work is one line naming the variable."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from service.core.checks import check_default_model, check_settings, describe_connect_error
+from service.core.settings import DEV_JWT_SECRET, Settings, SettingsError
+
+GOOD = {"JWT_SECRET": "x" * 32, "REDIS_URL": "redis://127.0.0.1:6379/0"}
+
+
+def _check(env: dict[str, str], *, embedded: bool = False) -> Settings:
+    settings = Settings.from_env({**GOOD, **env})
+    check_settings(settings, embedded=embedded)
+    return settings
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"PORT": "abc"}, "PORT must be an integer, got 'abc'"),
+        ({"SYNC_WAIT_SECONDS": "soon"}, "SYNC_WAIT_SECONDS must be a number, got 'soon'"),
+        ({"S3_PATH_STYLE": "maybe"}, "S3_PATH_STYLE must be true or false, got 'maybe'"),
+        ({"PORT": "70000"}, "PORT must be between 0 and 65535, got 70000"),
+        ({"WORKER_CONCURRENCY": "0"}, "WORKER_CONCURRENCY must be at least 1, got 0"),
+        ({"MAX_SOURCE_PIXELS": "-1"}, "MAX_SOURCE_PIXELS must be greater than 0, got -1"),
+        ({"REDIS_URL": "http://x"}, "REDIS_URL must start with redis://, rediss:// or unix://, got 'http://x'"),
+        ({"DATABASE_URL": "mysql://u@h/db"}, "DATABASE_URL must be sqlite:///path, postgresql://... or postgres://"),
+        ({"DATABASE_URL": "postgres+asyncpg://u@h/db"}, "DATABASE_URL must be sqlite:///path"),
+        ({"DATABASE_URL": "var/db.sqlite"}, "DATABASE_URL must be sqlite:///path"),
+        ({"DATABASE_URL": "postgresql://u:hunter2@h/db?x=1".replace("postgresql", "pg")}, "got 'pg://u:***@h/db"),
+        ({"STORAGE_URL": "ftp://x"}, "STORAGE_URL must be file:///absolute/dir"),
+        ({"EVENT_LOOP": "trio"}, "EVENT_LOOP must be one of uvloop, asyncio, got 'trio'"),
+        ({"SOURCE_KEY_PREFIX": "images/{user}/"}, "SOURCE_KEY_PREFIX may only use {user_id}"),
+        ({"JWT_SECRET": DEV_JWT_SECRET}, "JWT_SECRET is the public development value"),
+        ({"JWT_SECRET": "too-short"}, "JWT_SECRET must be at least 32 bytes, got 9"),
+    ],
+)
+def test_a_setting_that_cannot_work_is_one_line_naming_it(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        _check(env)
+    assert message in str(caught.value)
+    assert "\n" not in str(caught.value) and "$." not in str(caught.value)
+
+
+def test_the_accepted_database_urls() -> None:
+    for url in ("sqlite:///var/x.sqlite", "sqlite:////abs/x.sqlite", "postgresql://u@h/db", "postgres://u@h:1/db"):
+        assert _check({"DATABASE_URL": url}).database_url == url
+
+
+def test_the_embedded_stack_may_use_the_development_secret_and_no_redis() -> None:
+    settings = Settings.from_env({})
+    check_settings(settings, embedded=True)
+    with pytest.raises(SettingsError, match="JWT_SECRET is the public development value"):
+        check_settings(msgspec_replace(settings, redis_url="redis://h"), embedded=False)
+    with pytest.raises(SettingsError, match="REDIS_URL is not set"):
+        check_settings(msgspec_replace(settings, jwt_secret="y" * 32), embedded=False)
+
+
+def msgspec_replace(settings: Settings, **changes: object) -> Settings:
+    import msgspec
+
+    return msgspec.structs.replace(settings, **changes)
+
+
+def test_the_default_model_must_be_installed() -> None:
+    check_default_model(_check({}), ["local", "veo3"])
+    with pytest.raises(SettingsError, match=r"DEFAULT_MODEL must name an installed model \(local\), got 'veo4'"):
+        check_default_model(_check({"DEFAULT_MODEL": "veo4"}), ["local"])
+    check_default_model(_check({"FAL_KEY": "k"}), ["local"])  # unset: the registry picks an available one
+
+
+def test_postgresql_refusals_name_host_port_and_a_hint() -> None:
+    url = "postgresql://bob@db.internal:6543/shop"
+    refused = describe_connect_error(url, ConnectionRefusedError(111, "Connect call failed"))
+    assert refused.startswith("cannot connect to PostgreSQL at db.internal:6543: ")
+    assert "is PostgreSQL running there" in refused
+    missing = describe_connect_error(url, asyncpg.InvalidCatalogNameError('database "shop" does not exist'))
+    assert "database 'shop' does not exist: create it (`createdb shop`)" in missing
+    role = describe_connect_error(url, asyncpg.InvalidAuthorizationSpecificationError('role "bob" does not exist'))
+    assert "role 'bob' was refused" in role
