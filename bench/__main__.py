@@ -12,6 +12,7 @@ BENCHMARKS = {
     "pipeline": "bench.pipeline",  # the hot path of one job against the peer-bench prototype
     "waiting": "bench.waiting_requests",  # many requests waiting on one API process
     "render": "bench.local_render",  # the local model's render against a plain encode
+    "unreachable": "bench.fal_unreachable",  # time to fail with fal unreachable, bounded vs unbounded
 }
 
 

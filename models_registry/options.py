@@ -29,7 +29,7 @@ class OptionSpec:
     """One option as the catalogue shows it."""
 
     name: str
-    type: str  # "string", "boolean", "integer" or "number"
+    type: str  # "string", "boolean", "integer", "number" or "array"
     allowed: tuple[Any, ...] | None  # the only values accepted, when the field is a Literal
     default: Any
     description: str = ""
@@ -40,6 +40,7 @@ _WORDS = {
     "boolean": "must be a boolean value",
     "integer": "must be an integer number",
     "number": "must be a number conforming to the specified constraints",
+    "array": "must be an array",
 }
 
 
@@ -62,7 +63,10 @@ def _kind(t: Any) -> tuple[str, tuple[Any, ...] | None]:
     for python, kind in ((bool, "boolean"), (int, "integer"), (float, "number"), (str, "string")):
         if t is python:
             return kind, None
-    raise TypeError(f"option type {t!r} is not supported: use str, bool, int, float or a Literal of them")
+    if typing.get_origin(t) is list:
+        _kind(typing.get_args(t)[0])  # the items must be one of the kinds above
+        return "array", None
+    raise TypeError(f"option type {t!r} is not supported: use str, bool, int, float, a Literal or a list of them")
 
 
 def _hints(options_type: type) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """The Litestar application factory: its lifespan, and the parts handlers receive by injection.
 
 Handlers declare what they use (``registry``, ``stream``, ``storage``, ``settings``, ``redis``,
-``generations``, ``principal``) as typed parameters; each is provided once, here, from what the
+``generations``, ``verifier``, ``principal``) as typed parameters; each is provided once, here, from what the
 lifespan opened. No handler reads ``app.state``.
 """
 
@@ -33,6 +33,7 @@ from service.core.keys import Keys
 from service.core.logging import structlog_plugin
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
+from service.core.tokens import TokenVerifier
 from service.core.validation import strict_body
 from service.generations.endpoints import GenerationController
 from service.generations.service import GenerationService
@@ -54,7 +55,7 @@ CONTROLLERS: list[Any] = [
     AdminController,
     QueueAdminController,
 ]
-SHARED = ("settings", "registry", "storage", "stream", "redis", "generations")
+SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "verifier")
 
 
 def _rate_limit_identity(request: Request[Any, Any, Any]) -> str:
@@ -75,7 +76,7 @@ def _principal(request: Request[Principal, Any, Any]) -> Principal:
 
 
 def _lifespan(
-    settings: Settings, keys: Keys, registry: ModelRegistry | None, storage: Storage | None
+    settings: Settings, keys: Keys, verifier: TokenVerifier, registry: ModelRegistry | None, storage: Storage | None
 ) -> Callable[[Litestar], Any]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -105,12 +106,17 @@ def _lifespan(
             redis=redis,
             inbox=inbox,
             generations=GenerationService(registry=models, stream=stream, inbox=inbox, settings=settings),
+            verifier=verifier,
         )
         # Graceful shutdown: on SIGTERM, refuse new jobs (503) and answer waiting requests (202 + job id).
         uninstall_shutdown_hook = install_shutdown_hook(inbox)
+        if verifier.jwks is not None:  # the identity provider's keys, kept fresh in the background
+            await verifier.jwks.start()
         try:
             yield
         finally:
+            if verifier.jwks is not None:
+                await verifier.jwks.stop()
             uninstall_shutdown_hook()
             inbox.release_all()
             await inbox.stop()
@@ -129,9 +135,11 @@ def create_app(
     storage: Storage | None = None,
     controllers: list[Any] | None = None,
 ) -> Litestar:
-    """Build the API. ``REDIS_URL`` must be set (``video-gen serve`` sets it for the embedded stack)."""
+    """Build the API. ``REDIS_URL`` must be set (``video-gen serve`` sets it for the embedded stack).
+    A token configuration that cannot work raises ``SettingsError`` (one line)."""
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
+    verifier = TokenVerifier(settings)
     keys = Keys(settings.redis_key_prefix)
     rate_store = "rate_limit"
     stores = {rate_store: RedisStore.with_client(url=settings.redis_url, namespace=keys.rate_limit)}
@@ -147,14 +155,14 @@ def create_app(
         )
     prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
     return Litestar(
-        route_handlers=[*(controllers or CONTROLLERS), PrometheusController, *console_routes(settings)],
-        lifespan=[_lifespan(settings, keys, registry, storage)],
+        route_handlers=[*(controllers or CONTROLLERS), PrometheusController, *console_routes(settings, verifier)],
+        lifespan=[_lifespan(settings, keys, verifier, registry, storage)],
         dependencies={
             **{name: _shared(name) for name in SHARED},
             "principal": Provide(_principal, sync_to_thread=False),
         },
         before_request=strict_body,
-        on_app_init=[jwt_auth(settings.jwt_secret).on_app_init],
+        on_app_init=[jwt_auth(verifier).on_app_init],
         exception_handlers=EXCEPTION_HANDLERS,
         middleware=[prometheus.middleware, *middleware],
         stores=stores,

@@ -38,12 +38,12 @@ def _settings(*, check: bool | None = None) -> Settings:
 
 
 def _require_models(settings: Settings) -> None:
-    from models_registry.registry import ModelRegistry
+    from models_registry.registry import ModelRegistry, PluginError
     from service.core.checks import check_default_model
 
-    try:
+    try:  # a plugin's own settings (FAL_*, LOCAL_MODEL_*) are read as the registry creates it
         check_default_model(settings, ModelRegistry.load().names())
-    except SettingsError as exc:
+    except (SettingsError, PluginError) as exc:
         refuse(str(exc))
 
 
@@ -96,6 +96,7 @@ def serve(workers: int) -> None:
 
     settings = _settings(check=True)
     _require_models(settings)
+    _warn_if_hs256_refused(settings)
 
     async def run() -> None:
         async with embedded_stack(settings, workers=workers) as stack:
@@ -179,12 +180,28 @@ def migrate() -> None:
 @click.option("--admin", is_flag=True, help="Add the admin role.")
 @click.option("--hours", default=24, show_default=True)
 def token(user_id: str, admin: bool, hours: int) -> None:
-    """Print a JWT for USER_ID signed with JWT_SECRET."""
+    """Print a JWT for USER_ID signed with JWT_SECRET (HS256, for the embedded stack and tests)."""
     from service.core.auth import make_token
 
-    click.echo(
-        make_token(_settings().jwt_secret, user_id, roles=["admin"] if admin else [], ttl=timedelta(hours=hours))
-    )
+    settings = _settings()
+    _warn_if_hs256_refused(settings)
+    click.echo(make_token(settings.jwt_secret, user_id, roles=["admin"] if admin else [], ttl=timedelta(hours=hours)))
+
+
+def _warn_if_hs256_refused(settings: Settings) -> None:
+    """With an identity provider configured, HS256 is accepted only when JWT_ALGORITHMS lists it."""
+    from service.core.tokens import TokenVerifier
+
+    try:
+        algorithms = TokenVerifier(settings).algorithms
+    except SettingsError as exc:
+        refuse(str(exc))
+    if "HS256" not in algorithms:
+        click.echo(
+            f"warning: this API accepts {', '.join(algorithms)} only; HS256 tokens from here are refused "
+            "unless JWT_ALGORITHMS lists HS256",
+            err=True,
+        )
 
 
 @main.command()

@@ -114,4 +114,4 @@ async def with_retries(
 
 
 def _no_answer(what: str) -> RetryableProviderError:
-    return RetryableProviderError(f"fal.ai did not answer in time while {what}")
+    return RetryableProviderError(f"fal.ai could not be reached or did not answer in time while {what}")

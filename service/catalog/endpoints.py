@@ -17,7 +17,7 @@ class OptionOut(msgspec.Struct, rename="camel", kw_only=True):
 
     name: str
     type: str
-    """``string``, ``boolean``, ``integer`` or ``number``."""
+    """``string``, ``boolean``, ``integer``, ``number`` or ``array``."""
     allowed: list[Any] | None
     """The only values accepted, when the option is an enumeration."""
     default: Any

@@ -2,7 +2,7 @@
 templates) for generations, accounts, the queue, the audit trail and the ledger check, for users
 with the ``admin`` role. Its assets are served by the service itself (no build step, no CDN).
 
-``create_app`` adds ``console_routes(settings)`` to its handlers and ``console_templates()`` as
+``create_app`` adds ``console_routes(settings, verifier)`` to its handlers and ``console_templates()`` as
 its template config; nothing else of the app changes. The console's routes are excluded from the
 API's bearer-token middleware and authenticate with their own session cookie (``auth.py``).
 """
@@ -24,6 +24,7 @@ from service.console.auth import ConsoleAuth
 from service.console.endpoints import ConsolePages
 from service.console.signin import EXCEPTION_HANDLERS, sign_in_controller
 from service.core.settings import Settings
+from service.core.tokens import TokenVerifier
 
 HERE = Path(__file__).parent
 # Scripts and styles only from the service; media may come from presigned S3 links.
@@ -39,9 +40,10 @@ HEADERS = [
 ]
 
 
-def console_routes(settings: Settings) -> list[Any]:
-    """The console's pages under ``/console`` and its assets under ``/console/static``."""
-    auth = ConsoleAuth(settings.jwt_secret)
+def console_routes(settings: Settings, verifier: TokenVerifier) -> list[Any]:
+    """The console's pages under ``/console`` and its assets under ``/console/static``; sessions
+    are checked by the API's ``verifier``."""
+    auth = ConsoleAuth(settings.jwt_secret, verifier)
     pages = Router(
         path="/",
         route_handlers=[ConsolePages, ConsoleActions, sign_in_controller(auth)],

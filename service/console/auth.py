@@ -2,7 +2,7 @@
 
 An admin pastes a token (or opens the link ``video-gen serve`` prints, whose ``#token=`` fragment
 the page posts for them: a fragment never reaches a server log). The token is checked exactly as
-the API checks it (the same secret, claims and role parsing, taken from ``jwt_auth``) and, for an
+the API checks it (the same ``TokenVerifier``: keys, issuer, audience, claim mapping) and, for an
 admin, stored as an HttpOnly, ``SameSite=Strict`` cookie limited to ``/console`` that expires
 with the token. Nothing else is stored: signing out drops the cookie, and a token's expiry ends
 the session.
@@ -23,9 +23,8 @@ from litestar.config.csrf import CSRFConfig
 from litestar.datastructures import Cookie
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.csrf import CSRFMiddleware
-from litestar.security.jwt import JWTCookieAuth, Token
 
-from service.core.auth import Principal, jwt_auth
+from service.core.auth import CookieAuth, Principal, TokenVerifier, cookie_auth
 
 PATH = "/console"
 SESSION_COOKIE = "vg_console"
@@ -33,26 +32,17 @@ CSRF_COOKIE = "vg_console_csrf"
 PUBLIC = "console_public"  # route opt: served without a session (sign-in, sign-out)
 
 
-def _cookie_auth(secret: str) -> JWTCookieAuth[Principal]:
-    api = jwt_auth(secret)
-    return JWTCookieAuth[Principal](
-        token_secret=api.token_secret,
-        algorithm=api.algorithm,
-        retrieve_user_handler=api.retrieve_user_handler,
-        require_claims=api.require_claims,
-        verify_expiry=api.verify_expiry,
-        key=SESSION_COOKIE,
-        path=PATH,
-        samesite="strict",
-        exclude_opt_key=PUBLIC,
-    )
+def _cookie_auth(verifier: TokenVerifier) -> CookieAuth:
+    return cookie_auth(verifier, key=SESSION_COOKIE, path=PATH, samesite="strict", exclude_opt_key=PUBLIC)
 
 
 class ConsoleAuth:
-    """The console's session cookie and CSRF protection, built from ``JWT_SECRET``."""
+    """The console's session cookie (checked by the API's ``TokenVerifier``) and CSRF protection
+    (keyed from ``JWT_SECRET``)."""
 
-    def __init__(self, secret: str) -> None:
-        self.cookie_auth = _cookie_auth(secret)
+    def __init__(self, secret: str, verifier: TokenVerifier) -> None:
+        self.verifier = verifier
+        self.cookie_auth = _cookie_auth(verifier)
         csrf_secret = hmac.new(secret.encode(), b"video-gen console csrf", hashlib.sha256).hexdigest()
         self.csrf = CSRFConfig(
             secret=csrf_secret,
@@ -70,16 +60,8 @@ class ConsoleAuth:
     async def principal(self, token: str, request: Request[Any, Any, Any]) -> tuple[Principal, int]:
         """The principal a pasted token names and its expiry; ``NotAuthorizedException`` when the
         API would refuse it."""
-        auth = self.cookie_auth
-        decoded = Token.decode(
-            token.strip(),
-            secret=auth.token_secret,
-            algorithm=auth.algorithm,
-            require_claims=auth.require_claims,
-            verify_exp=auth.verify_expiry,
-        )
-        principal = await auth.retrieve_user_handler(decoded, request)
-        return principal, int(decoded.exp.timestamp())
+        principal, claims = await self.verifier.principal(token.strip())
+        return principal, int(claims["exp"])
 
     def session_cookie(self, token: str, expires: int, *, secure: bool) -> Cookie:
         return Cookie(

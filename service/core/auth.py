@@ -1,59 +1,102 @@
-"""JWT authentication (Litestar's JWTAuth on pyjwt, HS256).
+"""Bearer-token authentication: Litestar's JWT auth, verifying with our ``TokenVerifier``.
 
-``sub`` is the user id, ``roles`` a list in which ``admin`` marks an admin, ``exp`` is required.
+Litestar's ``JWTAuth`` provides the middleware, the path exclusions and the OpenAPI security
+scheme; its token check is replaced by ``TokenVerifier`` (``tokens.py``), which knows a customer's
+identity provider (JWKS, PEM, issuer, audience, leeway) as well as ``JWT_SECRET``, and maps the
+claims to a ``Principal`` (``claims.py``). ``make_token`` mints the HS256 tokens of the embedded
+stack, the CLI and the tests: ``sub`` the user id, ``roles`` a list, ``exp`` required.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
-import msgspec
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException, PermissionDeniedException
 from litestar.handlers.base import BaseRouteHandler
-from litestar.security.jwt import JWTAuth, Token
+from litestar.middleware import AuthenticationResult, DefineMiddleware
+from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, JWTCookieAuth, Token
+from litestar.security.jwt.middleware import JWTCookieAuthenticationMiddleware
+
+from service.core.claims import Principal
+from service.core.tokens import TokenVerifier
 
 ALGORITHM = "HS256"
 # Paths served without a token: health, metrics, the schema, and signed download links.
 PUBLIC_PATHS = ["^/health", "^/metrics", "^/schema", "^/video-gen/files/"]
 
 
-class Principal(msgspec.Struct, frozen=True):
-    user_id: str
-    roles: tuple[str, ...] = ()
+async def _never(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    # Required by JWTAuth; the middleware below builds the principal itself.
+    raise NotAuthorizedException("Invalid token")
+
+
+class _Verifying:
+    verifier: TokenVerifier
+
+    async def authenticate_token(
+        self, encoded_token: str, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        principal, claims = await self.verifier.principal(encoded_token)
+        return AuthenticationResult(user=principal, auth=claims)
+
+
+class BearerMiddleware(_Verifying, JWTAuthenticationMiddleware):
+    def __init__(self, *args: Any, verifier: TokenVerifier, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.verifier = verifier
+
+
+class CookieMiddleware(_Verifying, JWTCookieAuthenticationMiddleware):
+    def __init__(self, *args: Any, verifier: TokenVerifier, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.verifier = verifier
+
+
+@dataclass
+class BearerAuth(JWTAuth[Principal, Token]):
+    verifier: TokenVerifier | None = None
+    authentication_middleware_class: type[JWTAuthenticationMiddleware] = BearerMiddleware
 
     @property
-    def is_admin(self) -> bool:
-        return "admin" in self.roles
+    def middleware(self) -> DefineMiddleware:
+        define = super().middleware
+        define.kwargs["verifier"] = self.verifier
+        return define
 
 
-MAX_USER_ID_CHARS = 255  # the ledger's and the records' user id columns
+@dataclass
+class CookieAuth(JWTCookieAuth[Principal, Token]):
+    verifier: TokenVerifier | None = None
+    authentication_middleware_class: type[JWTCookieAuthenticationMiddleware] = CookieMiddleware
+
+    @property
+    def middleware(self) -> DefineMiddleware:
+        define = super().middleware
+        define.kwargs["verifier"] = self.verifier
+        return define
 
 
-async def _principal(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
-    if len(token.sub) > MAX_USER_ID_CHARS or "\x00" in token.sub:  # nothing could store or key it
-        raise NotAuthorizedException(f"Invalid token: sub must be at most {MAX_USER_ID_CHARS} characters, without NUL")
-    roles = token.extras.get("roles") or []
-    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-        raise NotAuthorizedException("Invalid token: roles must be a list of strings")
-    return Principal(user_id=token.sub, roles=tuple(roles))
-
-
-def jwt_auth(secret: str) -> JWTAuth[Principal]:
-    return JWTAuth[Principal](
-        token_secret=secret,
-        algorithm=ALGORITHM,
-        retrieve_user_handler=_principal,
+def jwt_auth(verifier: TokenVerifier) -> BearerAuth:
+    """The API's bearer-token auth (every path but ``PUBLIC_PATHS``)."""
+    return BearerAuth(
+        token_secret=verifier.secret,
+        retrieve_user_handler=_never,
         exclude=PUBLIC_PATHS,
-        require_claims=["exp", "sub"],
-        verify_expiry=True,
+        verifier=verifier,
     )
 
 
+def cookie_auth(verifier: TokenVerifier, **options: Any) -> CookieAuth:
+    """The same check on a token kept in a cookie (the operator console's session)."""
+    return CookieAuth(token_secret=verifier.secret, retrieve_user_handler=_never, verifier=verifier, **options)
+
+
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-    """Controller guard: the caller's token carries the ``admin`` role.
+    """Controller guard: the caller's token carries the admin role (``JWT_ADMIN_ROLE``).
 
     Requests the JWT middleware lets through unauthenticated (``OPTIONS``) have no user: a 401."""
     if "user" not in connection.scope:
@@ -68,3 +111,6 @@ def make_token(
     """Sign a token the API accepts (demo, CLI and tests)."""
     payload = {"sub": user_id, "roles": roles or [], "exp": datetime.now(UTC) + ttl, "iat": datetime.now(UTC), **claims}
     return jwt.encode(payload, secret, algorithm=ALGORITHM)
+
+
+__all__ = ["Principal", "TokenVerifier", "admin_guard", "cookie_auth", "jwt_auth", "make_token"]

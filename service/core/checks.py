@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 import asyncpg
 
 from service.core.settings import DEV_JWT_SECRET, MIN_SECRET_BYTES, Settings, SettingsError
+from service.core.tokens import TokenVerifier
 
 _DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
@@ -70,15 +71,28 @@ def check_settings(settings: Settings, *, embedded: bool = False) -> None:
     if settings.event_loop not in _EVENT_LOOPS:
         raise SettingsError(f"EVENT_LOOP must be one of {', '.join(_EVENT_LOOPS)}, got {settings.event_loop!r}")
     _check_source_prefix(settings.source_key_prefix)
+    algorithms = token_algorithms(settings)
     if not embedded:
         if not settings.redis_url:
             raise SettingsError("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
-        _require_key_source(settings)
+        _require_key_source(settings, algorithms)
 
 
-def _require_key_source(settings: Settings) -> None:
+def token_algorithms(settings: Settings) -> list[str]:
+    """The token algorithms the API will accept; SettingsError for a token configuration that
+    cannot work (JWKS URL, PEM, JWT_ALGORITHMS: see ``tokens.py``)."""
+    return TokenVerifier(settings).algorithms
+
+
+def _require_key_source(settings: Settings, algorithms: list[str]) -> None:
     """Tokens must be verifiable with a key nobody else knows: a JWT_SECRET of 32 bytes or more that
-    is not the public development value (an identity provider's keys would also do)."""
+    is not the public development value. Waived when an identity provider's keys are configured, no
+    HMAC algorithm is accepted and storage is S3: then JWT_SECRET verifies no token and signs no
+    download link (local storage's links are signed with it)."""
+    provider = bool(settings.jwt_jwks_url or settings.jwt_public_key)
+    local_links = settings.storage_url.strip().startswith("file://")
+    if provider and not local_links and not any(a.startswith("HS") for a in algorithms):
+        return
     secret = settings.jwt_secret
     if secret == DEV_JWT_SECRET:
         raise SettingsError(

@@ -29,6 +29,19 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     """Runtime configuration. Field names map to upper-case environment variables."""
 
     jwt_secret: str = DEV_JWT_SECRET
+    # A customer's identity provider (README "Tokens from your identity provider"): its keys, by
+    # JWKS URL or one PEM, and what its tokens must say. Empty: HS256 tokens signed with JWT_SECRET.
+    jwt_jwks_url: str = ""
+    jwt_public_key: str = ""  # a PEM, or the path of a PEM file
+    jwt_algorithms: str = ""  # comma-separated; empty: derived from the key sources configured
+    jwt_issuer: str = ""
+    jwt_audience: str = ""  # comma-separated when several are accepted
+    jwt_leeway_seconds: float = 5.0  # clock skew allowed on exp, nbf and iat
+    jwt_user_claim: str = "sub"  # a claim name or a dotted path
+    jwt_roles_claim: str = "roles"
+    jwt_admin_role: str = "admin"
+    jwt_jwks_cache_seconds: float = 300.0  # keys are refetched this often
+    jwt_jwks_cooldown_seconds: float = 10.0  # least time between refetches for unknown kids, and between retries
     database_url: str = "sqlite:///var/video-gen.sqlite"
     redis_url: str | None = None  # None: spawn an embedded redis-server
     storage_url: str = "file://./var/storage"

@@ -8,12 +8,14 @@ from litestar.di import NamedDependency
 from redis.asyncio import Redis
 
 from service.core.db import current_engine
+from service.core.tokens import TokenVerifier
 
 
-class Health(msgspec.Struct):
+class Health(msgspec.Struct, omit_defaults=True):
     status: str
     redis: str = "unknown"
     database: str = "unknown"
+    keys: str | None = None  # with JWT_JWKS_URL: the identity provider's signing keys, "ok" once loaded
 
 
 class HealthController(Controller):
@@ -24,9 +26,12 @@ class HealthController(Controller):
     async def live(self) -> Health:
         return Health(status="ok")
 
-    @get("/ready", summary="Redis and the database answer")
-    async def ready(self, redis: NamedDependency[Redis]) -> Response[Health]:
+    @get("/ready", summary="Redis and the database answer, and the token keys are loaded")
+    async def ready(self, redis: NamedDependency[Redis], verifier: NamedDependency[TokenVerifier]) -> Response[Health]:
         health = Health(status="ok")
+        if verifier.jwks is not None:
+            health.keys = "ok" if verifier.ready else f"not loaded: {verifier.jwks.error or 'fetching'}"
+            health.status = "ok" if verifier.ready else "unavailable"
         try:
             await redis.ping()
             health.redis = "ok"

@@ -76,3 +76,15 @@ def test_a_server_that_is_down_is_one_line(tmp_path: Path) -> None:
     url = "postgresql://postgres@127.0.0.1:9/test"  # the discard port: nothing listens
     line = _refused(_run("migrate", {"DATABASE_URL": url}, tmp_path))
     assert "cannot connect to PostgreSQL at 127.0.0.1:9:" in line and "is PostgreSQL running there" in line
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "expected"),
+    [
+        ("FAL_POLL_SECONDS", "often", "FAL_POLL_SECONDS must be a number, got 'often'"),
+        ("LOCAL_MODEL_FPS", "fast", "LOCAL_MODEL_FPS must be an integer, got 'fast'"),
+    ],
+)
+def test_a_plugins_own_setting_is_checked_at_start(variable: str, value: str, expected: str, tmp_path: Path) -> None:
+    line = _refused(_run("worker", {"JWT_SECRET": SECRET, variable: value}, tmp_path))
+    assert line.endswith(expected)

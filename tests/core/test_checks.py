@@ -36,6 +36,13 @@ def _check(env: dict[str, str], *, embedded: bool = False) -> Settings:
         ({"SOURCE_KEY_PREFIX": "images/{user}/"}, "SOURCE_KEY_PREFIX may only use {user_id}"),
         ({"JWT_SECRET": DEV_JWT_SECRET}, "JWT_SECRET is the public development value"),
         ({"JWT_SECRET": "too-short"}, "JWT_SECRET must be at least 32 bytes, got 9"),
+        ({"JWT_ALGORITHMS": "HS256,none"}, "JWT_ALGORITHMS must not include none"),
+        ({"JWT_JWKS_URL": "http://idp.example/jwks"}, "JWT_JWKS_URL must be an https:// URL"),
+        ({"JWT_LEEWAY_SECONDS": "a bit"}, "JWT_LEEWAY_SECONDS must be a number, got 'a bit'"),
+        (  # HS256 still accepted beside the provider: the secret still matters
+            {"JWT_JWKS_URL": "https://t.example/jwks", "JWT_ALGORITHMS": "RS256,HS256", "JWT_SECRET": DEV_JWT_SECRET},
+            "JWT_SECRET is the public development value",
+        ),
     ],
 )
 def test_a_setting_that_cannot_work_is_one_line_naming_it(env: dict[str, str], message: str) -> None:
@@ -43,6 +50,17 @@ def test_a_setting_that_cannot_work_is_one_line_naming_it(env: dict[str, str], m
         _check(env)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value) and "$." not in str(caught.value)
+
+
+@pytest.mark.parametrize("source", ["JWT_JWKS_URL", "JWT_PUBLIC_KEY"])
+def test_with_an_identity_providers_keys_jwt_secret_verifies_no_token(source: str) -> None:
+    from tests.fakes.identity_provider import SigningKey
+
+    value = "https://t.example/.well-known/jwks.json" if source == "JWT_JWKS_URL" else SigningKey.ec().public_pem()
+    env = {source: value, "JWT_SECRET": DEV_JWT_SECRET, "STORAGE_URL": "s3://videos"}
+    assert _check(env).jwt_secret == DEV_JWT_SECRET
+    with pytest.raises(SettingsError, match="JWT_SECRET is the public development value"):
+        _check({**env, "STORAGE_URL": "file:///srv/videos"})  # it signs local download links
 
 
 def test_the_accepted_database_urls() -> None:

@@ -3,10 +3,11 @@ redeliveries, too many attempts. Each test runs on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
+from models_registry.base import GeneratedVideo, GenerationJob
 from service.core.db import write_transaction
 from service.core.errors import AppError
 from service.generations import repository as generations
@@ -192,3 +193,57 @@ async def test_a_failed_upload_is_a_failed_generation_refunded_once(
     assert await kinds("job-1") == ["debit", "refund"]
     assert await ledger.balance_of("u1") == 1000
     assert (await generations.get("job-1")).status is GenerationStatus.FAILED
+
+
+class KeylessModel(ScriptedModel):
+    """A model installed in this worker but unable to run here (its key is missing)."""
+
+    name = "keyless"
+
+    def readiness(self) -> str | None:
+        return "KEYLESS_KEY is not set"
+
+
+@pytest.mark.parametrize(
+    ("model", "options", "message"),
+    [
+        ("keyless", {}, "model keyless is not available here: KEYLESS_KEY is not set"),
+        ("scripted", {"colour": "red"}, "options.property colour should not exist"),
+    ],
+)
+async def test_a_job_this_worker_cannot_run_is_refused_before_any_charge(
+    worker_db, storage, seeded, model: str, options: dict[str, Any], message: str
+) -> None:
+    """The API checked the job; the worker checks again where it runs (its environment may differ)."""
+    from models_registry.registry import ModelRegistry
+
+    await grant("u1", 1000)
+    task = GenerationTask(worker_db, ModelRegistry.load(extra=[ScriptedModel, KeylessModel]), storage)
+    reply = await task.run(make_job(seeded, model=model, options=options), 1)
+    assert reply.status_code == 400 and body(reply)["message"] == [message]
+    assert await generations.get("job-1") is None and await ledger.balance_of("u1") == 1000
+    assert sum(storage.uploads.values()) == 0
+
+
+class UrlWantingModel(ScriptedModel):
+    """Wants a presigned URL of the source image (as the fal models do with FAL_SEND_IMAGE_URL)."""
+
+    name = "url-wanting"
+    wants_image_url = True
+    seen: ClassVar[list[str | None]] = []
+
+    async def generate(self, job: GenerationJob) -> GeneratedVideo:
+        self.seen.append(job.image.url)
+        return await super().generate(job)
+
+
+async def test_a_model_that_wants_an_image_url_gets_one_and_others_do_not(worker_db, storage, seeded) -> None:
+    from models_registry.registry import ModelRegistry
+
+    await grant("u1", 2000)
+    task = GenerationTask(worker_db, ModelRegistry.load(extra=[ScriptedModel, UrlWantingModel]), storage)
+    UrlWantingModel.seen.clear()
+    assert (await task.run(make_job(seeded, model="url-wanting"), 1)).status_code == 200
+    [url] = UrlWantingModel.seen
+    assert url is not None and "images/u1/source-image.png" in url
+    assert (await task.run(make_job(seeded, job_id="job-2"), 1)).status_code == 200  # scripted: no URL asked

@@ -21,6 +21,10 @@ from models_registry.settings import PluginSettingsError
 from models_registry.veo3.plugin import Veo3FastModel, Veo3Model
 from models_registry.veo31.plugin import Veo31FastModel, Veo31Model
 from models_registry.video import probe_video
+from service.embedded import embedded_stack
+from service.ledger import service as ledger
+from service.ledger.verify import verify_ledger
+from tests.factories import grant, seed_image, token_for
 from tests.fakes.fal_queue import FakeFal, install_in_process
 from tests.models_registry.test_veo3 import Recorder, make_job, open_plugin
 
@@ -163,9 +167,8 @@ async def test_unreachable_fal_fails_the_step_within_its_budget(silent_server, m
         await plugin.close()
     # Without the bound, fal-client alone would wait 120 s per attempt and retry 10 times.
     message = caught.value.message
-    assert re.fullmatch(
-        r"fal\.ai did not answer in time while submitting to fal\.ai \(gave up after \d attempts in [\d.]+ s\)", message
-    )
+    unreachable = r"fal\.ai could not be reached or did not answer in time while submitting to fal\.ai"
+    assert re.fullmatch(unreachable + r" \(gave up after \d attempts in [\d.]+ s\)", message)
     assert connections
 
 
@@ -184,3 +187,33 @@ async def test_refused_connections_fail_the_step_within_its_budget(monkeypatch, 
             await plugin.generate(make_job(tmp_path, Recorder()))
     finally:
         await plugin.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_with_fal_unreachable_a_request_fails_in_seconds_and_is_refunded(
+    settings, silent_server, monkeypatch
+) -> None:
+    """FAL_KEY set, fal not answering: the spec's 500 after FAL_RETRY_SECONDS, not minutes; refunded."""
+    port, _ = silent_server
+    monkeypatch.setattr(fal_client.client, "QUEUE_URL_FORMAT", f"http://127.0.0.1:{port}/")
+    monkeypatch.setenv("FAL_KEY", "test-key")
+    monkeypatch.setenv("FAL_REQUEST_SECONDS", "0.3")
+    monkeypatch.setenv("FAL_RETRY_SECONDS", "1")
+    s = msgspec.structs.replace(settings, default_model=None)  # veo3, the default with a key
+    async with embedded_stack(s, registry=ModelRegistry.load()) as stack:
+        await seed_image(s)
+        await grant("u1", 900)
+        async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
+            r = await client.post(
+                "/video-gen/image-to-video",
+                json={"id": "images/u1/source-image.png", "prompt": "A quiet harbour"},
+                headers={"Authorization": f"Bearer {token_for(s, 'u1')}"},
+            )
+        assert r.status_code == 500, r.text
+        message = r.json()["message"]
+        assert message.startswith("Image-to-video generation failed: fal.ai could not be reached or did not answer")
+        assert "while submitting to fal.ai (gave up after" in message
+        assert await ledger.balance_of("u1") == 900
+        entries = (await ledger.credits_of("u1", limit=10, cursor=None)).entries
+        assert [e.kind for e in entries] == ["refund", "debit", "grant"]
+        assert (await verify_ledger()).ok

@@ -20,6 +20,8 @@ import asyncio
 from collections import Counter
 from typing import ClassVar
 
+import msgspec
+
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, Progress, parse_duration
 from models_registry.errors import GenerationFailed
 from models_registry.registry import ModelRegistry
@@ -30,8 +32,16 @@ class SimulatedCrash(BaseException):
     """The worker "dies" here: the job is neither failed, replied nor acknowledged."""
 
 
+class ScriptedOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    crash: list[int] = []
+    sleep: float = 0.0
+    gate: str | None = None
+    fail: str | None = None
+
+
 class ScriptedModel(ModelPlugin):
     name = "scripted"
+    Options = ScriptedOptions
     durations = ("5s", "8s", "10s")
     default_duration = "5s"
     timeout_seconds = 60.0
@@ -70,13 +80,14 @@ class ScriptedModel(ModelPlugin):
             self.submissions[job.job_id] += 1
             await job.save_provider_request_id(f"req-{job.job_id}-{attempt}")
         await job.report_progress(Progress("working", fraction=0.1))
-        if attempt in job.options.get("crash", []):
+        options: ScriptedOptions = job.options
+        if attempt in options.crash:
             raise SimulatedCrash(f"crash on attempt {attempt}")
-        if "fail" in job.options:
-            raise GenerationFailed(str(job.options["fail"]))
-        if gate := job.options.get("gate"):
-            await self.gates.setdefault(gate, asyncio.Event()).wait()
-        sleep = float(job.options.get("sleep", 0))
+        if options.fail is not None:
+            raise GenerationFailed(options.fail)
+        if options.gate:
+            await self.gates.setdefault(options.gate, asyncio.Event()).wait()
+        sleep = options.sleep
         steps = max(int(sleep / 0.1), 1)
         for i in range(steps):
             await asyncio.sleep(sleep / steps)
