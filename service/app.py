@@ -41,21 +41,24 @@ from service.health.endpoints import HealthController
 from service.jobs.inbox import ReplyInbox
 from service.jobs.shutdown import install_shutdown_hook
 from service.jobs.stream import JobStream
+from service.jobs.watchers import JobWatchers
 from service.ledger.endpoints import CreditsController
 from service.storage.base import Storage
 from service.storage.endpoints import FilesController
 from service.storage.factory import storage_from_settings
+from service.storage.upload_endpoints import UploadsController
 
 CONTROLLERS: list[Any] = [
     GenerationController,
     CatalogueController,
     HealthController,
     FilesController,
+    UploadsController,
     CreditsController,
     AdminController,
     QueueAdminController,
 ]
-SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "verifier")
+SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "verifier", "watchers")
 
 
 def _rate_limit_identity(request: Request[Any, Any, Any]) -> str:
@@ -93,10 +96,12 @@ def _lifespan(
             idempotency_ttl=settings.idempotency_ttl_seconds,
         )
         inbox = ReplyInbox(stream, make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:inbox"))
+        watchers = JobWatchers(stream, make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:events"))
         store = storage or storage_from_settings(settings)
         if storage is None:  # a storage passed in is opened and closed by its owner
             await store.open()
         await inbox.start()
+        await watchers.start()
         models = registry or ModelRegistry.load()
         app.state.update(
             settings=settings,
@@ -105,6 +110,7 @@ def _lifespan(
             stream=stream,
             redis=redis,
             inbox=inbox,
+            watchers=watchers,
             generations=GenerationService(registry=models, stream=stream, inbox=inbox, settings=settings),
             verifier=verifier,
         )
@@ -120,6 +126,7 @@ def _lifespan(
             uninstall_shutdown_hook()
             inbox.release_all()
             await inbox.stop()
+            await watchers.stop()
             if storage is None:
                 await store.close()
             await redis.aclose()
@@ -149,7 +156,8 @@ def create_app(
             RateLimitConfig(
                 rate_limit=("minute", settings.rate_limit_per_minute),
                 store=rate_store,
-                exclude=["^/health", "^/metrics", "^/schema", "^/console"],
+                # Following a job's events is one request for its whole life, not polling: not counted.
+                exclude=["^/health", "^/metrics", "^/schema", "^/console", "^/video-gen/jobs/[^/]+/events$"],
                 identifier_for_request=_rate_limit_identity,
             ).middleware
         )

@@ -76,7 +76,7 @@ async def run_worker(
         )
         scheduler = Scheduler(
             stream,
-            GenerationTask(settings, registry, store, fault=crash_point),
+            GenerationTask(settings, registry, store, fault=crash_point, publish=stream.publish),
             reader,
             name=name,
             concurrency=settings.worker_concurrency,

@@ -44,6 +44,7 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
             "max_source_pixels",
             "max_prompt_chars",
             "download_url_seconds",
+            "upload_url_seconds",
         ),
         (lambda v: v > 0, _POSITIVE),
     ),

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import msgspec
 import structlog
 
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, SourceImage
@@ -22,21 +23,23 @@ from models_registry.registry import options_type
 from service.core.errors import Transient
 from service.generations import repository
 from service.generations.records import GenerationRecord, Progress
+from service.generations.schemas import JobProgress
 from service.generations.stops import Stops
-from service.jobs.messages import JobMessage
+from service.jobs.messages import JobEvent, JobMessage
 from service.storage.base import Storage
 
 log = structlog.get_logger(__name__)
 
 DURATION_METADATA = "duration-seconds"  # the stored video's probed length, read back on resume
 Fault = Callable[[str, str], None]
+Publish = Callable[[JobEvent], Awaitable[None]]
 
 
 class Production:
     """Runs models and stores their videos for one worker process."""
 
-    def __init__(self, storage: Storage, fault: Fault) -> None:
-        self.storage, self.fault = storage, fault
+    def __init__(self, storage: Storage, fault: Fault, publish: Publish | None = None) -> None:
+        self.storage, self.fault, self.publish = storage, fault, publish
         self.stops = Stops()
         # Provider request ids this process saw, in case the database missed one: a retry after an
         # outage then resumes the request instead of paying for a second one.
@@ -77,6 +80,17 @@ class Production:
         except (KeyError, ValueError):
             return None  # not ours, or written before lengths were recorded: generate again
 
+    async def announce(self, job_id: str, *, progress: JobProgress | None = None) -> None:
+        """Tell the API processes following the job (Server-Sent Events) that it runs, or progressed.
+        Best effort: a follower also re-reads the job now and then."""
+        if self.publish is None:
+            return
+        shown = None if progress is None else msgspec.to_builtins(progress)
+        try:
+            await self.publish(JobEvent(job_id=job_id, status="running", progress=shown))
+        except Exception as exc:
+            log.warning("generation.event_not_published", job_id=job_id, error=str(exc) or type(exc).__name__)
+
     def forget(self, job_id: str) -> None:
         self._request_ids.pop(job_id, None)
 
@@ -94,6 +108,8 @@ class Production:
                 await repository.save_progress(
                     job.job_id, Progress(message=p.message, fraction=p.fraction, queue_position=p.queue_position)
                 )
+                shown = JobProgress(message=p.message, fraction=p.fraction, queue_position=p.queue_position)
+                await self.announce(job.job_id, progress=shown)
             except Exception as exc:
                 log.warning("generation.progress_not_saved", job_id=job.job_id, error=str(exc) or type(exc).__name__)
 

@@ -41,7 +41,7 @@ from service.core.settings import Settings
 from service.core.transient import is_transient
 from service.generations import repository, settlement
 from service.generations.outcomes import error_reply, reply_from_record, success_reply
-from service.generations.production import Fault, Production
+from service.generations.production import Fault, Production, Publish
 from service.generations.records import GenerationRecord
 from service.generations.repository import NewGeneration
 from service.generations.status import TERMINAL, GenerationStatus
@@ -67,10 +67,18 @@ class GenerationTask:
     """One per worker process: the registry, the storage and the settings every job needs."""
 
     def __init__(
-        self, settings: Settings, registry: ModelRegistry, storage: Storage, *, fault: Fault = _no_fault
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        storage: Storage,
+        *,
+        fault: Fault = _no_fault,
+        publish: Publish | None = None,
     ) -> None:
+        """``publish`` tells the API processes following a job (``JobStream.publish``) that it
+        started or progressed; without it nobody is told (they re-read the job now and then)."""
         self.settings, self.registry, self.storage, self.fault = settings, registry, storage, fault
-        self.production = Production(storage, fault)
+        self.production = Production(storage, fault, publish)
 
     def accepts(self, job: JobMessage) -> bool:
         """Whether this worker has the job's model."""
@@ -152,6 +160,7 @@ class GenerationTask:
         except InsufficientCredits as exc:
             return error_reply(job.job_id, exc)  # nothing written
         self.fault("after_debit", job.job_id)
+        await self.production.announce(job.job_id)
         return await self._produce(job, plugin, image, charged.record, check_lease)
 
     async def _resume(
