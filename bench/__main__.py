@@ -14,6 +14,7 @@ BENCHMARKS = {
     "render": "bench.local_render",  # the local model's render against a plain encode
     "unreachable": "bench.fal_unreachable",  # time to fail with fal unreachable, bounded vs unbounded
     "webhooks": "bench.webhooks",  # webhook deliveries through the queue against bare signed POSTs
+    "image": "bench.source_image_memory",  # memory of checking a source image against a plain decode
 }
 
 
