@@ -38,6 +38,16 @@ faults:
 bench *names:
     uv run python -m bench {{names}}
 
+# Compose's topology as processes on this machine (Redis with AOF, a fresh PostgreSQL database,
+# moto's S3 server, the migration, 2 APIs, 3 workers), kept running until Ctrl-C.
+cluster:
+    uv run python -m tests.cluster.run
+
+# A rolling restart of that topology under load (every worker, then every API, SIGTERM and
+# restart in turn), then the audit. `just test` runs a faster subset (one worker restarted).
+cluster-test *args:
+    uv run python -m tests.cluster.rolling {{args}}
+
 # Apply database migrations to DATABASE_URL.
 migrate:
     uv run video-gen migrate

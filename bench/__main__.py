@@ -10,10 +10,12 @@ import sys
 
 BENCHMARKS = {
     "pipeline": "bench.pipeline",  # the hot path of one job against the peer-bench prototype
-    "waiting": "bench.waiting_requests",  # many requests waiting on one API process
+    "waiting": "bench.waiting_requests",  # many requests waiting on one API process, against the prototype
+    "inflight": "bench.inflight",  # 1,000 provider jobs in flight in one worker (fake fal)
     "render": "bench.local_render",  # the local model's render against a plain encode
     "unreachable": "bench.fal_unreachable",  # time to fail with fal unreachable, bounded vs unbounded
     "webhooks": "bench.webhooks",  # webhook deliveries through the queue against bare signed POSTs
+    "stream": "bench.stream_limit",  # jobs/s one Redis stream carries, against what N workers need
     "image": "bench.source_image_memory",  # memory of checking a source image against a plain decode
 }
 

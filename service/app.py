@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from litestar import Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -29,6 +30,7 @@ from service.core.auth import Principal, jwt_auth
 from service.core.docs import docs_assets, render_plugins
 from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.keys import Keys
+from service.core.limits import raise_fd_limit, waiting_capacity
 from service.core.logging import structlog_plugin
 from service.core.openapi import truthful
 from service.core.ratelimit import rate_limits
@@ -61,6 +63,7 @@ CONTROLLERS: list[Any] = [
     QueueAdminController,
     WebhookAdminController,
 ]
+log = structlog.get_logger(__name__)
 SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "webhooks", "verifier")
 
 
@@ -104,7 +107,7 @@ def _lifespan(
 ) -> Callable[[Litestar], Any]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await db.connect(settings.database_url, name="video-gen-api")
+        await db.connect(settings.database_url, pool_size=settings.database_pool_size, name="video-gen-api")
         await db.require_migrated()
         redis = make_redis(
             settings.redis_url, max_connections=settings.redis_max_connections, name=f"{keys.prefix}:api"
@@ -116,7 +119,11 @@ def _lifespan(
             meta_ttl=settings.job_meta_ttl_seconds,
             idempotency_ttl=settings.idempotency_ttl_seconds,
         )
-        inbox = ReplyInbox(stream, make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:inbox"))
+        soft, hard = raise_fd_limit()
+        capacity = waiting_capacity(settings.max_waiting_requests, soft)
+        log.info("api.capacity", fd_soft_limit=soft, fd_hard_limit=hard, max_waiting_requests=capacity)
+        reader = make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:inbox")
+        inbox = ReplyInbox(stream, reader, capacity=capacity)
         store = storage or storage_from_settings(settings)
         if storage is None:  # a storage passed in is opened and closed by its owner
             await store.open()

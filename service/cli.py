@@ -1,4 +1,4 @@
-"""``video-gen``: the one console entry point (serve, api, worker, demo, migrate, token...)."""
+"""``video-gen``: the one console entry point (serve, api, worker, demo, migrate, token, probe...)."""
 
 from __future__ import annotations
 
@@ -240,10 +240,24 @@ def models() -> None:
     from models_registry.registry import ModelRegistry
 
     for entry in ModelRegistry.load().catalogue():
+        state = f"unavailable ({entry.unavailable_reason})" if entry.unavailable_reason else "available"
+        options = ",".join(o.name for o in entry.options) or "none"
         click.echo(
-            f"{entry.name:12} durations={','.join(entry.durations)} default={entry.default_duration} "
-            f"cost={entry.cost} from {entry.package}"
+            f"{entry.name:12} {state} durations={','.join(entry.durations)} default={entry.default_duration} "
+            f"cost={entry.cost} options={options} from {entry.package}"
         )
+
+
+@main.command()
+@click.argument("role", type=click.Choice(["api", "worker"]))
+def probe(role: str) -> None:
+    """Health check of this host's API or worker (exit 0 healthy, 1 not): containers' HEALTHCHECK."""
+    from service.health.probe import probe_api, probe_worker
+
+    settings = _settings()
+    ok, detail = probe_api(settings) if role == "api" else asyncio.run(probe_worker(settings))
+    click.echo(f"{role} {'healthy' if ok else 'UNHEALTHY'}: {detail}")
+    sys.exit(0 if ok else 1)
 
 
 def _add_operator_commands() -> None:

@@ -20,6 +20,7 @@ from service.core import db
 from service.core.embedded_redis import EmbeddedRedis
 from service.core.http import json_error_protocol
 from service.core.settings import Settings
+from service.core.tracing import configure_tracing
 from service.ledger import service as ledger
 from service.storage.base import Storage
 from service.storage.factory import storage_from_settings
@@ -68,6 +69,7 @@ async def embedded_stack(
     ``registry`` and ``storage`` replace the entry-point registry and ``STORAGE_URL`` (tests); the
     stack opens and closes them either way.
     """
+    configure_tracing("video-gen")  # before any client is made: httpx clients are instrumented at creation
     redis = EmbeddedRedis() if settings.embedded_redis else None
     if redis:
         settings = msgspec.structs.replace(settings, redis_url=redis.start())

@@ -1,4 +1,8 @@
-"""``video-gen worker``: one worker process (a consumer running up to N jobs at once).
+"""``video-gen worker``: one worker process (a consumer running each model's slots of jobs at once).
+
+Its database pool is ``DATABASE_POOL_SIZE`` connections whatever the slots: a job holds one only
+while it reads or writes, never while its model runs. CPU-bound work goes to a process pool of
+``CPU_PROCESSES`` (the cores).
 
 SIGTERM (or SIGINT) stops claiming at once, lets running jobs finish for
 ``SHUTDOWN_GRACE_SECONDS`` and hands the rest over to the other workers (reclaimable at once, no
@@ -19,6 +23,7 @@ import socket
 
 import structlog
 
+from models_registry import cpu
 from models_registry.registry import ModelRegistry
 from service.core import db
 from service.core.checks import describe_connect_error, is_permanent_refusal
@@ -37,6 +42,7 @@ from service.webhooks.service import WebhookDispatcher
 from workers.faults import crash_point
 from workers.metrics_server import start_metrics_server
 from workers.scheduler import Scheduler
+from workers.slots import model_limits
 
 log = structlog.get_logger(__name__)
 
@@ -72,6 +78,8 @@ async def run_worker(
             await store.open()
         if owned[0]:
             await registry.open_all(settings)
+        limits = model_limits(registry, settings.model_slots, settings.worker_concurrency)
+        processes = cpu.start(settings.cpu_processes)
         stream = JobStream(
             redis,
             keys,
@@ -90,13 +98,16 @@ async def run_worker(
         )
         scheduler = Scheduler(
             stream,
-            GenerationTask(settings, registry, store, fault=crash_point),
+            GenerationTask(settings, registry, store, fault=crash_point, on_started=notifier.job_started),
             reader,
             name=name,
             concurrency=settings.worker_concurrency,
             lease_seconds=settings.job_lease_seconds,
             notify=notifier.job_ended,
+            limits=limits,
+            prefetch=settings.worker_prefetch,
         )
+        log.info("worker.capacity", model_slots=limits, cpu_processes=processes, db_pool=settings.database_pool_size)
         sending = asyncio.create_task(dispatcher.run(), name="webhooks") if dispatcher else None
         try:
             await _serve(scheduler, settings, stop, hurry)
@@ -106,6 +117,7 @@ async def run_worker(
                 await sending
                 await dispatcher.sender.close()
     finally:
+        cpu.stop()
         if owned[0]:
             await registry.close_all()
         if owned[1]:
@@ -144,7 +156,6 @@ async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, 
     log.info(
         "worker.started",
         consumer=scheduler.name,
-        concurrency=settings.worker_concurrency,
         metrics_port=settings.metrics_port or None,
     )
     try:
@@ -184,9 +195,7 @@ async def _connect_database(settings: Settings, stop: asyncio.Event) -> bool:
     while not stop.is_set():
         try:
             if not connected:
-                await db.connect(
-                    settings.database_url, pool_size=settings.worker_concurrency + 2, name="video-gen-worker"
-                )
+                await db.connect(settings.database_url, pool_size=settings.database_pool_size, name="video-gen-worker")
                 connected = True
             await db.require_migrated()
             return True

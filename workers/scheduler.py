@@ -1,5 +1,5 @@
-"""The worker's scheduling loop: claim jobs while slots are free, run each as a task, reply and
-acknowledge. Every Redis command is a ``JobStream`` method; every step of a job is the
+"""The worker's scheduling loop: claim jobs while slots are free (per model: ``workers.slots``),
+run each as a task, reply and acknowledge. Every Redis command is a ``JobStream`` method; every step of a job is the
 generation's task (``service.generations.task``).
 
 - Delivery is at-least-once, effects exactly-once: a job is acknowledged only with its reply,
@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -38,6 +38,7 @@ from service.jobs.lease import LeaseLost, Leases
 from service.jobs.messages import Delivery, JobMessage, JobReply
 from service.jobs.stream import JobStream
 from workers.faults import crash_point
+from workers.slots import ModelSlots
 
 log = structlog.get_logger(__name__)
 Notify = Callable[[JobMessage, JobReply], Awaitable[None]]
@@ -58,10 +59,17 @@ class Scheduler:
         concurrency: int,
         lease_seconds: float,
         notify: Notify | None = None,
+        limits: Mapping[str, int] | None = None,
+        prefetch: int | None = None,
     ) -> None:
+        """``limits``: slots per model (``workers.slots.model_limits``); a model without one gets
+        ``concurrency``. ``prefetch``: jobs claimed at a time (default: ``concurrency``)."""
         self.stream, self.task, self._reader, self.name = stream, task, reader, name
         self.notify = notify or _nobody
-        self.concurrency, self.lease_ms = concurrency, int(lease_seconds * 1000)
+        self.lease_ms = int(lease_seconds * 1000)
+        if limits is None:
+            limits = dict.fromkeys(task.registry.names(), concurrency)
+        self.slots = ModelSlots(limits, default=concurrency, prefetch=prefetch or concurrency)
         self.leases = Leases(stream, name, lease_seconds, on_lost=self._lost)
         self.reclaim_every = min(self.leases.every, 5.0)
         self.active: dict[str, asyncio.Task[None]] = {}
@@ -91,7 +99,7 @@ class Scheduler:
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
-                free = self.concurrency - len(self.active)
+                free = self.slots.claimable()
                 if free <= 0:
                     await asyncio.wait(list(self.active.values()), return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
                     continue
@@ -143,12 +151,16 @@ class Scheduler:
 
     def _start(self, entry: Delivery, since: float) -> None:
         self.leases.hold(entry.message_id, since)
-        task = asyncio.create_task(self._handle(entry), name=f"job-{entry.message_id}")
+        model = entry.job.model if entry.job is not None and self.task.accepts(entry.job) else None
+        turn = self.slots.take(model) if model is not None else None  # taken now: the next claim counts it
+        task = asyncio.create_task(self._handle(entry, turn), name=f"job-{entry.message_id}")
         self.active[entry.message_id] = task
 
         def done(_: asyncio.Task[None]) -> None:
             self.active.pop(entry.message_id, None)
             self.leases.release(entry.message_id)
+            if model is not None:
+                self.slots.give_back(model, turn)
 
         task.add_done_callback(done)
 
@@ -157,20 +169,22 @@ class Scheduler:
         if task is not None:
             task.cancel()
 
-    async def _handle(self, entry: Delivery) -> None:
+    async def _handle(self, entry: Delivery, turn: asyncio.Future[None] | None = None) -> None:
         # This task's own context: every line of this job, the scheduler's and the task's, says which.
         if entry.job is None:
-            await self._handle_traced(entry)
+            await self._handle_traced(entry, turn)
             return
         job = entry.job
         structlog.contextvars.bind_contextvars(
             job_id=job.job_id, user_id=job.user_id, model=job.model, request_id=job.request_id
         )
         with job_span(job.trace_context, job.submitted_at, job_id=job.job_id, model=job.model, delivery=entry.count):
-            await self._handle_traced(entry)
+            await self._handle_traced(entry, turn)
 
-    async def _handle_traced(self, entry: Delivery) -> None:
+    async def _handle_traced(self, entry: Delivery, turn: asyncio.Future[None] | None) -> None:
         try:
+            if turn is not None:  # its model's slots are full: wait for one (the lease is renewed meanwhile)
+                await turn
             if entry.job is None:
                 reply = _salvage_reply(entry)
                 await self._retrying(lambda: self.stream.dead_letter(entry, entry.error or "unparseable", reply))

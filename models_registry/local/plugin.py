@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
+from functools import partial
 from typing import Any, ClassVar
 
 import msgspec
@@ -14,6 +14,7 @@ from models_registry.base import (
     Progress,
     parse_duration,
 )
+from models_registry.cpu import cores, run_cpu
 from models_registry.local.render import render_pan_zoom
 from models_registry.settings import read_settings
 from models_registry.video import probe_video
@@ -34,6 +35,7 @@ class LocalPanZoomModel(ModelPlugin):
     durations: ClassVar[tuple[str, ...]] = ("5s", "8s", "10s")
     default_duration: ClassVar[str] = "8s"
     timeout_seconds: ClassVar[float] = 120.0
+    max_concurrency: ClassVar[int] = cores()  # CPU-bound: one render per core
     description: ClassVar[str] = (
         "Offline pan-and-zoom (Ken Burns) animation of the source image; no provider, no key. "
         "The prompt only picks the camera move."
@@ -50,21 +52,23 @@ class LocalPanZoomModel(ModelPlugin):
         return 750
 
     async def generate(self, job: GenerationJob) -> GeneratedVideo:
-        """Render the clip in a worker thread and report the length probed from the file."""
+        """Render the clip in the CPU pool (``models_registry.cpu``) and report the length probed from the file."""
         seconds = parse_duration(job.duration)
         out_path = job.workdir / f"{job.job_id}.mp4"
         await job.report_progress(Progress("rendering pan-and-zoom", fraction=0.0))
-        await asyncio.to_thread(
-            render_pan_zoom,
-            job.image.data,
-            out_path,
-            seconds=seconds,
-            width=self.width,
-            height=self.height,
-            fps=self.fps,
-            seed=job.prompt,
+        await run_cpu(
+            partial(
+                render_pan_zoom,
+                job.image.data,
+                out_path,
+                seconds=seconds,
+                width=self.width,
+                height=self.height,
+                fps=self.fps,
+                seed=job.prompt,
+            )
         )
         await job.report_progress(Progress("checking the video", fraction=0.9))
-        info = await asyncio.to_thread(probe_video, out_path)
+        info = await run_cpu(probe_video, out_path)
         await job.report_progress(Progress("done", fraction=1.0))
         return GeneratedVideo(out_path, info.duration_seconds)

@@ -30,6 +30,10 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "port": (lambda v: 0 <= v <= 65535, "must be between 0 and 65535"),
     "metrics_port": (lambda v: 0 <= v <= 65535, "must be between 0 and 65535 (0: workers serve no /metrics)"),
     "worker_concurrency": (lambda v: v >= 1, "must be at least 1"),
+    "worker_prefetch": (lambda v: v >= 1, "must be at least 1"),
+    "database_pool_size": (lambda v: v >= 1, "must be at least 1"),
+    "cpu_processes": (lambda v: v >= 0, "must not be negative (0: one per core)"),
+    "max_waiting_requests": (lambda v: v >= 0, "must not be negative (0: what the file descriptors allow)"),
     "job_max_attempts": (lambda v: v >= 1, "must be at least 1"),
     "redis_max_connections": (lambda v: v >= 2, "must be at least 2"),
     "sync_wait_seconds": (lambda v: v >= 0, "must not be negative"),
@@ -89,6 +93,7 @@ def check_settings(settings: Settings, *, embedded: bool = False) -> None:
                 f"(or *), got {origin!r}"
             )
     _check_logging(settings)
+    settings.model_slots  # noqa: B018  (MODEL_CONCURRENCY's form; its names are checked with the models)
     settings.webhook_keys  # noqa: B018  (a bad secret is refused at start, not at the first delivery)
     settings.webhook_retry_delays  # noqa: B018
     algorithms = token_algorithms(settings)
@@ -151,12 +156,18 @@ def _check_source_prefix(template: str) -> None:
 
 
 def check_default_model(settings: Settings, installed: Iterable[str]) -> None:
-    """``DEFAULT_MODEL``, when set, must name an installed model (unset: the registry chooses)."""
+    """``DEFAULT_MODEL``, when set, must name an installed model (unset: the registry chooses), and
+    so must every model ``MODEL_CONCURRENCY`` names."""
     names = sorted(installed)
     if settings.default_model and settings.default_model not in names:
         raise SettingsError(
             f"DEFAULT_MODEL must name an installed model ({', '.join(names) or 'none installed'}), "
             f"got {settings.default_model!r}"
+        )
+    unknown = sorted(set(settings.model_slots) - set(names))
+    if unknown:
+        raise SettingsError(
+            f"MODEL_CONCURRENCY must name installed models ({', '.join(names) or 'none installed'}), got {unknown}"
         )
 
 

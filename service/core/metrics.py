@@ -8,6 +8,10 @@ state is read from Redis by the API when it is scraped (``video_gen_queue_*``).
 
 Labels stay bounded: a model name (installed plugins), an outcome, a reason class, an error type.
 Never a user, a job or a prompt.
+
+``jobs_finished_total`` counts the replies workers compute: a job whose reply was lost after it
+finished (its worker died before acknowledging, and the reply expired) is answered again from its
+record on redelivery and counted again. That is rare; the ledger, not this counter, is the record.
 """
 
 from __future__ import annotations
@@ -59,6 +63,26 @@ LEDGER_VERIFICATIONS = Counter(
 )
 LEDGER_VIOLATIONS = Gauge(
     "video_gen_ledger_violations", "Violations the last ledger verification in this process found (0: balanced)."
+)
+
+WEBHOOK_ATTEMPTS = Counter(
+    "video_gen_webhook_attempts",
+    "Webhook attempts, by event and result: delivered (2xx), http_error (another status), timeout, error "
+    "(connection, TLS, DNS), refused (an internal address).",
+    ["event", "result"],
+)
+WEBHOOK_DELIVERIES_FINISHED = Counter(
+    "video_gen_webhook_deliveries_finished",
+    "Webhook deliveries that ended, by event and outcome (delivered, failed: its retries spent or refused).",
+    ["event", "outcome"],
+)
+WEBHOOK_ATTEMPT_SECONDS = Histogram(
+    "video_gen_webhook_attempt_seconds",
+    "Time one webhook attempt took, from resolving the host to the last byte read.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+WEBHOOKS_PENDING = Gauge(
+    "video_gen_webhooks_pending", "Webhook deliveries queued or waiting for a retry (read at scrape)."
 )
 
 

@@ -22,6 +22,8 @@ from contextvars import ContextVar
 import structlog
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.core.tracing import trace_ids
+
 HEADER = "x-request-id"
 _VALID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
 _QUIET_PATHS = ("/health", "/metrics")
@@ -60,11 +62,13 @@ class RequestContextMiddleware:
         request_id = request_id_from(sent)
         status = 500
         started = time.perf_counter()
+        traced: dict[str, str] = {}
 
         async def send_with_id(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                traced.update(trace_ids())  # the request's span is current here, not out where we log
                 message["headers"] = [*message.get("headers", []), (HEADER.encode(), request_id.encode())]
             await send(message)
 
@@ -82,4 +86,5 @@ class RequestContextMiddleware:
                         path=path,
                         status=status,
                         duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                        **traced,
                     )

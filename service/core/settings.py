@@ -53,7 +53,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     default_model: str | None = None  # None: the registry's choice (veo3 when FAL_KEY is set, else local)
     host: str = "127.0.0.1"
     port: int = 8000
-    worker_concurrency: int = 4
+    worker_concurrency: int = 4  # the default slots of a model that declares no max_concurrency
+    # Per-model slots in one worker process, overriding the plugins' max_concurrency: "veo3=500,local=2".
+    model_concurrency: str = ""
+    worker_prefetch: int = 16  # jobs claimed at a time, and the most that wait in a worker for their model's slot
+    cpu_processes: int = 0  # the worker's process pool for CPU-bound work (render, probe, trim); 0: the cores
+    database_pool_size: int = 10  # connections per process; a job holds one only while it reads or writes
+    max_waiting_requests: int = 0  # requests one API process holds open; 0: what its descriptors allow
     sync_wait_seconds: float = 120.0
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 3
@@ -91,6 +97,22 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     webhook_per_host: int = 8  # of those, at most this many to one host (a dead receiver cannot take them all)
     webhook_poll_seconds: float = 1.0  # how often a worker looks for due deliveries
     webhook_retention_seconds: int = 30 * 86400  # how long a finished delivery's record is kept
+    # Where clients reach this deployment (issue 15): links handed out must resolve from outside.
+    public_url: str | None = None  # base of local download links; None: http://HOST:PORT
+    s3_public_endpoint_url: str | None = None  # endpoint presigned links name; None: S3_ENDPOINT_URL
+
+    @property
+    def model_slots(self) -> dict[str, int]:
+        """``MODEL_CONCURRENCY`` parsed: model name -> jobs of it one worker process runs at once."""
+        slots: dict[str, int] = {}
+        for part in filter(None, (p.strip() for p in self.model_concurrency.split(","))):
+            name, _, value = part.partition("=")
+            if not name.strip() or not value.strip().isdigit() or int(value) < 1:
+                raise SettingsError(
+                    f"MODEL_CONCURRENCY must be model=N,... with N >= 1 (e.g. veo3=500,local=2), got {part!r}"
+                )
+            slots[name.strip()] = int(value)
+        return slots
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
         """Run ``main`` on the configured event loop (``EVENT_LOOP``)."""
@@ -104,6 +126,15 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def http_parser(self) -> str:
         """uvicorn's HTTP implementation that goes with ``EVENT_LOOP``."""
         return "httptools" if self.event_loop == "uvloop" else "h11"
+
+    @property
+    def public_base_url(self) -> str:
+        """The base of every link this service hands out: ``PUBLIC_URL``, else where the API listens
+        (a wildcard listen address is not somewhere a client can go, so loopback stands in)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://{host}:{self.port}"
 
     @property
     def webhook_keys(self) -> list[bytes]:

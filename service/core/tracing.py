@@ -107,10 +107,16 @@ def job_span(carrier: Mapping[str, str], submitted_at: float, **attributes: Any)
         yield span
 
 
+def trace_ids() -> dict[str, str]:
+    """The current ``trace_id`` and ``span_id`` (hex, as trace backends show them); {} untraced."""
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return {}
+    return {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
+
+
 def add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """structlog processor: the current ``trace_id`` and ``span_id`` on each line, when traced."""
-    context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        event_dict["trace_id"] = format(context.trace_id, "032x")
-        event_dict["span_id"] = format(context.span_id, "016x")
+    for key, value in trace_ids().items():
+        event_dict.setdefault(key, value)
     return event_dict

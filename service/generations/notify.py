@@ -5,6 +5,10 @@ the job. Redis and the database share no transaction, so this is what makes the 
 a worker that dies after the outcome is recorded and before the event is queued leaves the job
 unacknowledged; its redelivery answers from the terminal record and queues the same event (the
 same ``webhook-id``, derived from the job and the event); queueing one twice keeps the first.
+
+``job_started`` (``generation.started``, for clients that asked for it by name) is called by the
+task once the job is charged, and again by any later delivery that resumes it: the same event,
+kept once. Events are separate deliveries: a receiver may get ``started`` after the outcome.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from datetime import UTC, datetime
 import msgspec
 
 from service.core.pagination import iso
+from service.generations.records import GenerationRecord
 from service.generations.schemas import JobView, WebhookPayload
-from service.generations.views import outcome_view
+from service.generations.views import outcome_view, record_view
 from service.jobs.messages import JobMessage, JobReply
 from service.storage.base import Storage
-from service.webhooks.messages import EVENTS, WebhookDelivery, WebhookEvent, delivery_id
+from service.webhooks.messages import DEFAULT_EVENTS, EVENTS, WebhookDelivery, WebhookEvent, delivery_id
 from service.webhooks.queue import WebhookQueue
 
 _encoder = msgspec.json.Encoder()
@@ -46,8 +51,17 @@ class WebhookNotifier:
             return
         view = await outcome_view(job, reply, storage=self.storage, download_seconds=self.download_seconds)
         event = event_of(view)
-        if event is None or (job.webhook_events is not None and event.value not in job.webhook_events):
-            return
+        if event is not None and event.value in (job.webhook_events or DEFAULT_EVENTS):
+            await self._queue(job, event, view)
+
+    async def job_started(self, job: JobMessage, record: GenerationRecord) -> None:
+        """Queue ``generation.started`` for a charged, running job whose client asked for it."""
+        if job.webhook_url and WebhookEvent.STARTED.value in (job.webhook_events or ()):
+            view = await record_view(record, storage=self.storage, download_seconds=self.download_seconds)
+            await self._queue(job, WebhookEvent.STARTED, view)
+
+    async def _queue(self, job: JobMessage, event: WebhookEvent, view: JobView) -> None:
+        assert job.webhook_url is not None
         now = time.time()
         payload = WebhookPayload(type=event.value, timestamp=iso(datetime.fromtimestamp(now, UTC)) or "", data=view)
         delivery = WebhookDelivery(

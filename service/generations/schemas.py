@@ -27,7 +27,8 @@ class ImageToVideoRequest(msgspec.Struct, forbid_unknown_fields=True, rename="ca
     model: str | None = None
     """A model from ``GET /video-gen/models``; ``DEFAULT_MODEL`` when absent."""
     options: dict[str, Any] | None = None
-    """Model-specific options passed to the plugin."""
+    """The model's options (``GET /video-gen/models`` lists each one's type, allowed values and
+    default); an unknown key or a wrong value is a 400 before anything is charged."""
     webhook_url: str | None = None
     """Where to POST the job's outcome, signed (Standard Webhooks); https unless ``WEBHOOK_ALLOW_HTTP``."""
     webhook_events: list[str] | None = None

@@ -28,7 +28,7 @@ from models_registry.registry import ModelRegistry
 from service.core import metrics, tracing
 from service.core.auth import Principal
 from service.core.db import health as database
-from service.core.errors import QUEUE_FULL, ServiceUnavailable, ShuttingDown, from_model_error
+from service.core.errors import QUEUE_FULL, TOO_MANY_WAITING, ServiceUnavailable, ShuttingDown, from_model_error
 from service.core.request_context import current_request_id
 from service.core.settings import Settings
 from service.generations.schemas import ImageToVideoRequest, JobAccepted
@@ -96,6 +96,8 @@ class GenerationService:
         await database.check()  # the worker needs it to charge: refuse now rather than queue a stuck job
         if self.inbox.backlog >= self.settings.jobs_stream_maxlen:
             raise ServiceUnavailable(QUEUE_FULL)
+        if not sub.respond_async and self.inbox.waiting >= self.inbox.capacity:
+            raise ServiceUnavailable(TOO_MANY_WAITING)  # its descriptors are all but spent (core.limits)
         idem = None
         if sub.idempotency_key is not None:
             idem = IdempotentRequest(idempotency.check_key(sub.idempotency_key), idempotency.body_hash(sub.request))

@@ -46,6 +46,7 @@ from service.storage.images import load_source_image, output_key
 
 log = structlog.get_logger(__name__)
 CheckLease = Callable[[], Awaitable[None]]
+Started = Callable[[JobMessage, GenerationRecord], Awaitable[None]]
 
 
 def _no_fault(point: str, job_id: str) -> None:
@@ -56,13 +57,27 @@ async def _held() -> None:
     return None
 
 
+async def _untold(job: JobMessage, record: GenerationRecord) -> None:
+    return None
+
+
 class GenerationTask:
-    """One per worker process: the registry, the storage and the settings every job needs."""
+    """One per worker process: the registry, the storage and the settings every job needs.
+
+    ``on_started`` is told of every charged job a delivery starts or resumes (the worker queues
+    its ``generation.started`` webhook there)."""
 
     def __init__(
-        self, settings: Settings, registry: ModelRegistry, storage: Storage, *, fault: Fault = _no_fault
+        self,
+        settings: Settings,
+        registry: ModelRegistry,
+        storage: Storage,
+        *,
+        fault: Fault = _no_fault,
+        on_started: Started = _untold,
     ) -> None:
         self.settings, self.registry, self.storage, self.fault = settings, registry, storage, fault
+        self.on_started = on_started
         self.production = Production(storage, fault)
 
     def accepts(self, job: JobMessage) -> bool:
@@ -132,6 +147,7 @@ class GenerationTask:
         except InsufficientCredits as exc:
             return error_reply(job.job_id, exc)  # nothing written
         self.fault("after_debit", job.job_id)
+        await self.on_started(job, charged.record)
         return await self._produce(job, plugin, image, charged.record, check_lease)
 
     async def _resume(
@@ -140,6 +156,7 @@ class GenerationTask:
         record = await repository.resume(job.job_id, attempts=delivery) or record
         if record.status is not GenerationStatus.RUNNING:
             return await reply_from_record(record)
+        await self.on_started(job, record)
         key = output_key(job.user_id, job.job_id, record.created_at)
         length = await self.production.stored_length(key)
         if length is not None:  # generated and stored by a delivery that died before recording it

@@ -78,6 +78,11 @@ async def outcome_view(job: JobMessage, reply: JobReply, *, storage: Storage, do
     return view
 
 
+async def record_view(record: GenerationRecord, *, storage: Storage, download_seconds: int) -> JobView:
+    """The view of a charged job as its record says (a ``generation.started`` webhook's data)."""
+    return await _from_record(record, None, storage, download_seconds)
+
+
 async def _describe(
     job_id: str, principal: Principal, *, stream: JobStream, storage: Storage, download_seconds: int
 ) -> JobView:

@@ -1,10 +1,11 @@
 """Liveness and readiness probes.
 
 ``/health/ready`` answers 200 when Redis and the database answer, the storage's bucket (or
-directory) can be reached, and at least one installed model can run here; else 503. The body says
-which part is ``unavailable``, never why: exception text can carry hosts, users and paths, so the
-reason goes to the log (``health.unavailable``), not to the public body. Each check is bounded
-by ``CHECK_SECONDS`` so that a hung dependency fails the probe instead of hanging it.
+directory) can be reached, at least one installed model can run here, and (with ``JWT_JWKS_URL``)
+the identity provider's signing keys are loaded; else 503. The body says which part is
+``unavailable``, never why: exception text can carry hosts, users and paths, so the reason goes to
+the log (``health.unavailable``), not to the public body. Each check is bounded by
+``CHECK_SECONDS`` so that a hung dependency fails the probe instead of hanging it.
 """
 
 from __future__ import annotations
@@ -49,6 +50,15 @@ async def _check(part: str, probe: Callable[[], Awaitable[object]]) -> str:
         return UNAVAILABLE
 
 
+def _keys(verifier: TokenVerifier) -> str | msgspec.UnsetType:
+    if verifier.jwks is None:
+        return msgspec.UNSET
+    if verifier.ready:
+        return OK
+    log.warning("health.unavailable", part="keys", error=verifier.jwks.error or "fetching")
+    return UNAVAILABLE
+
+
 class HealthController(Controller):
     path = "/health"
     tags = ["health"]
@@ -57,7 +67,7 @@ class HealthController(Controller):
     async def live(self) -> Health:
         return Health(status="ok")
 
-    @get("/ready", summary="Redis, the database and the storage answer, and a model can run")
+    @get("/ready", summary="Redis, the database and the storage answer, a model can run, token keys are loaded")
     async def ready(
         self,
         redis: NamedDependency[Redis],
@@ -78,9 +88,8 @@ class HealthController(Controller):
             storage=store,
             models=OK if usable else UNAVAILABLE,
             usable_models=usable,
+            keys=_keys(verifier),
         )
-        if verifier.jwks is not None:
-            health.keys = OK if verifier.ready else f"not loaded: {verifier.jwks.error or 'fetching'}"
-        if UNAVAILABLE in (health.redis, health.database, health.storage, health.models) or not verifier.ready:
+        if UNAVAILABLE in (health.redis, health.database, health.storage, health.models, health.keys):
             health.status = UNAVAILABLE
         return Response(health, status_code=200 if health.status == OK else 503)

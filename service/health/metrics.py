@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from service.core import metrics
 from service.jobs.stream import JobStream
+from service.webhooks.queue import WebhookQueue
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +37,14 @@ async def read_queue(stream: JobStream) -> None:
     metrics.QUEUE_OLDEST_WAITING_SECONDS.set(counts.oldest_waiting_seconds)
 
 
+async def read_webhooks(queue: WebhookQueue) -> None:
+    """Set ``video_gen_webhooks_pending`` from Redis; on an outage it keeps its last value."""
+    try:
+        metrics.WEBHOOKS_PENDING.set(await queue.due())
+    except (RedisError, OSError) as exc:
+        log.warning("metrics.webhooks_unreadable", error=str(exc) or type(exc).__name__)
+
+
 def metrics_controller(token: str | None) -> type[Controller]:
     """``GET /metrics``, behind ``METRICS_TOKEN`` when it is set."""
 
@@ -48,9 +57,15 @@ def metrics_controller(token: str | None) -> type[Controller]:
         tags = ["health"]
         guards = [token_guard]
 
-        @get(summary="Prometheus metrics (the HTTP API's, the jobs', the queue's)", media_type=CONTENT_TYPE_LATEST)
-        async def metrics(self, stream: NamedDependency[JobStream]) -> Response[bytes]:
+        @get(
+            summary="Prometheus metrics (the HTTP API's, the jobs', the queue's, the webhooks')",
+            media_type=CONTENT_TYPE_LATEST,
+        )
+        async def metrics(
+            self, stream: NamedDependency[JobStream], webhooks: NamedDependency[WebhookQueue]
+        ) -> Response[bytes]:
             await read_queue(stream)
+            await read_webhooks(webhooks)
             return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
     return MetricsController

@@ -45,8 +45,9 @@ def process_name() -> str:
 
 
 class ReplyInbox:
-    def __init__(self, stream: JobStream, reader: Redis, name: str | None = None) -> None:
+    def __init__(self, stream: JobStream, reader: Redis, name: str | None = None, capacity: int = 1_000_000) -> None:
         self.stream, self._reader = stream, reader  # the reader is a dedicated connection: it blocks
+        self.capacity = capacity  # the most requests this process lets wait (``core.limits``)
         self.name = stream.keys.inbox(name or process_name())
         self.backlog = 0
         self._waiters: dict[str, asyncio.Future[JobReply | None]] = {}

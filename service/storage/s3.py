@@ -57,6 +57,7 @@ class S3Storage:
         endpoint_url: str | None = None,
         region: str | None = None,
         path_style: bool = False,
+        public_endpoint_url: str | None = None,
     ) -> None:
         if not bucket:
             raise ValueError("S3Storage needs a bucket name")
@@ -71,8 +72,10 @@ class S3Storage:
         self._endpoint_url = endpoint_url
         self._region = region
         self._path_style = path_style
+        self._public_endpoint_url = public_endpoint_url
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
+        self._signer: Any = None  # the client that presigns: the public endpoint's, else _client
 
     async def open(self) -> None:
         if self._client is not None:
@@ -84,13 +87,23 @@ class S3Storage:
             **({"request_checksum_calculation": "when_required"} if self._endpoint_url else {}),
         )
         stack = AsyncExitStack()
+        session = get_session()
         self._client = await stack.enter_async_context(
-            get_session().create_client("s3", endpoint_url=self._endpoint_url, region_name=self._region, config=config)
+            session.create_client("s3", endpoint_url=self._endpoint_url, region_name=self._region, config=config)
         )
+        self._signer = self._client
+        if self._public_endpoint_url:
+            # A presigned URL signs its host: it must be made for the name clients use (a proxy, a
+            # public DNS name), not the internal one workers reach. Presigning sends no request.
+            self._signer = await stack.enter_async_context(
+                session.create_client(
+                    "s3", endpoint_url=self._public_endpoint_url, region_name=self._region, config=config
+                )
+            )
         self._stack = stack
 
     async def close(self) -> None:
-        stack, self._stack, self._client = self._stack, None, None
+        stack, self._stack, self._client, self._signer = self._stack, None, None, None
         if stack is not None:
             await stack.aclose()
 
@@ -215,7 +228,9 @@ class S3Storage:
         await self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key))
 
     async def download_url(self, key: str, *, expires_in: int) -> str:
-        return await self.client.generate_presigned_url(
+        """A presigned GET, named for ``public_endpoint_url`` when one is set."""
+        signer = self._signer if self._signer is not None else self.client
+        return await signer.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": self.full_key(key)}, ExpiresIn=int(expires_in)
         )
 

@@ -19,9 +19,13 @@ class WebhookEvent(enum.StrEnum):
     SUCCEEDED = "generation.succeeded"
     FAILED = "generation.failed"
     CANCELLED = "generation.cancelled"
+    STARTED = "generation.started"
+    """Charged and running; only when asked for by name (``webhookEvents``)."""
 
 
 EVENTS: tuple[str, ...] = tuple(e.value for e in WebhookEvent)
+DEFAULT_EVENTS: tuple[str, ...] = tuple(e for e in EVENTS if e != WebhookEvent.STARTED)
+"""What a subscription without ``webhookEvents`` is told: how the job ended."""
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -77,7 +81,7 @@ class WebhookDelivery(msgspec.Struct, kw_only=True):
 
 
 def delivery_id(job_id: str, event: WebhookEvent) -> str:
-    """``msg_<job>_<succeeded|failed|cancelled>``: one per job and event."""
+    """``msg_<job>_<succeeded|failed|cancelled|started>``: one per job and event."""
     return f"msg_{job_id}_{event.value.removeprefix('generation.')}"
 
 

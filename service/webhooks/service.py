@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import structlog
 from redis.exceptions import RedisError
 
+from service.core import metrics
 from service.webhooks.messages import MAX_ATTEMPTS_KEPT, DeliveryStatus, WebhookDelivery
 from service.webhooks.queue import WebhookQueue
 from service.webhooks.sender import Result, Sender
@@ -48,6 +49,25 @@ def _origin(url: str) -> str:
     """Scheme, host and port: what "one receiver" means for the per-host cap."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{(parts.hostname or '').lower()}:{parts.port or ''}"
+
+
+def _result(result: Result) -> str:
+    attempt = result.attempt
+    if result.delivered:
+        return "delivered"
+    if result.refused:
+        return "refused"
+    if attempt.status_code is not None:
+        return "http_error"
+    return "timeout" if (attempt.error or "").startswith("timed out") else "error"
+
+
+def _count(delivery: WebhookDelivery, result: Result) -> None:
+    event = delivery.event.value
+    metrics.WEBHOOK_ATTEMPTS.labels(event, _result(result)).inc()
+    metrics.WEBHOOK_ATTEMPT_SECONDS.observe(result.attempt.duration_ms / 1000)
+    if delivery.status is not DeliveryStatus.PENDING:
+        metrics.WEBHOOK_DELIVERIES_FINISHED.labels(event, delivery.status.value).inc()
 
 
 class WebhookDispatcher:
@@ -152,6 +172,7 @@ class WebhookDispatcher:
         result = await self.sender.send(delivery)
         next_state(delivery, result, self.delays, time.time())
         attempt = result.attempt
+        _count(delivery, result)
         log.info(
             f"webhook.{delivery.status.value if delivery.status is not DeliveryStatus.PENDING else 'retry'}",
             delivery_id=delivery.id,

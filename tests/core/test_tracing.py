@@ -3,6 +3,7 @@ job message to the worker's spans (queue wait, charge, model, upload) and the Re
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import httpx
@@ -13,6 +14,7 @@ from opentelemetry.trace import SpanKind
 from service.core.tracing import configure_tracing, shutdown_tracing, tracing_wanted
 from service.embedded import embedded_stack
 from tests.conftest import make_settings
+from tests.core.test_request_context import Captured
 from tests.factories import TestModels, grant, image_request, seed_image, token_for
 
 
@@ -28,11 +30,13 @@ def test_off_unless_the_standard_variables_ask() -> None:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_one_trace_spans_the_api_and_the_worker(database_url: str, redis_prefix: str, tmp_path: Path) -> None:
     exporter = InMemorySpanExporter()
+    captured = Captured()
     configure_tracing("video-gen-test", exporter=exporter)
     try:
         settings = make_settings(database_url, redis_prefix, tmp_path)
         await seed_image(settings)
         async with embedded_stack(settings, registry=TestModels.registry()) as stack:
+            logging.getLogger().addHandler(captured)
             await grant("u1", 750)
             async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
                 r = await client.post(
@@ -44,6 +48,7 @@ async def test_one_trace_spans_the_api_and_the_worker(database_url: str, redis_p
                 assert (await client.get("/health/live")).status_code == 200
         spans = exporter.get_finished_spans()
     finally:
+        logging.getLogger().removeHandler(captured)
         shutdown_tracing()
 
     [server] = [s for s in spans if s.kind == SpanKind.SERVER and s.name == "POST /video-gen/image-to-video"]
@@ -61,3 +66,8 @@ async def test_one_trace_spans_the_api_and_the_worker(database_url: str, redis_p
     redis_spans = [s for s in in_trace if s.attributes.get("db.system") == "redis"]
     assert len(redis_spans) >= 2, names  # the API's submit and the worker's reply-and-ack
     assert not [s for s in spans if s.kind == SpanKind.SERVER and "/health" in s.name]  # probes are not traced
+    # the logs name the trace: the access line and the worker's lines of the job
+    hex_id = format(trace_id, "032x")
+    [access] = [e for e in captured.named("http.request") if e["path"] == "/video-gen/image-to-video"]
+    [done] = captured.named("job.done")
+    assert access["trace_id"] == hex_id and done["trace_id"] == hex_id

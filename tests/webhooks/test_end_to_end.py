@@ -145,6 +145,22 @@ async def test_a_receiver_that_never_answers_delays_no_generation(hooked: tuple[
     assert delivery["status"] == "pending" and delivery["attempts"] == []  # its first attempt still hangs
 
 
+async def test_generation_started_is_sent_when_asked_for_by_name(hooked: tuple[JobsApi, Receiver, str]) -> None:
+    api, receiver, url = hooked
+    await grant("u1", 1000)
+    events = ["generation.started", "generation.succeeded"]
+    job_id = (await api.post(image_request(webhookUrl=url, webhookEvents=events), headers=ASYNC)).json()["jobId"]
+    got = await receiver.wait_for(2)
+    by_type = {r.payload["type"]: r for r in got}
+    assert set(by_type) == set(events) and all(r.payload is not None for r in got)
+    started = by_type["generation.started"]
+    assert started.headers["webhook-id"] == f"msg_{job_id}_started"
+    assert started.payload["data"]["status"] == "running" and started.payload["data"]["result"] is None
+    assert started.payload["data"]["jobId"] == job_id and started.payload["data"]["attempts"] == 1
+    view = await view_when_delivered(api, job_id)
+    assert sorted(w["event"] for w in view["webhooks"]) == sorted(events)
+
+
 async def test_only_the_subscribed_events_are_sent(hooked: tuple[JobsApi, Receiver, str]) -> None:
     api, receiver, url = hooked
     await grant("u1", 2000)
@@ -168,7 +184,7 @@ async def test_only_the_subscribed_events_are_sent(hooked: tuple[JobsApi, Receiv
         (
             {"webhookUrl": "https://hooks.example.com/", "webhookEvents": ["generation.done"]},
             "each value in webhookEvents must be one of the following values: "
-            "generation.succeeded, generation.failed, generation.cancelled",
+            "generation.succeeded, generation.failed, generation.cancelled, generation.started",
         ),
         ({"webhookUrl": "https://hooks.example.com/", "webhookEvents": []}, "webhookEvents should not be empty"),
         ({"webhookUrl": "https://hooks.example.com/", "webhookEvents": "all"}, "webhookEvents must be an array"),

@@ -8,6 +8,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from prometheus_client import REGISTRY
+
 from service.core.settings import parse_webhook_secret
 from service.webhooks.messages import DeliveryStatus, WebhookDelivery, WebhookEvent
 from service.webhooks.queue import WebhookQueue
@@ -49,9 +51,16 @@ async def test_queueing_an_event_twice_keeps_one_delivery(queue: WebhookQueue) -
     assert stored is not None and stored.url == "https://example.com/a" and await queue.due() == 1
 
 
+def counted(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, {"event": "generation.succeeded", **labels}) or 0.0
+
+
 async def test_a_receiver_that_fails_three_times_gets_one_logical_delivery(
     queue: WebhookQueue, receivers: Callable[..., Any], dispatchers: Callable[..., Any]
 ) -> None:
+    metrics = ("video_gen_webhook_attempts_total", "video_gen_webhook_deliveries_finished_total")
+    before = [counted(metrics[0], result="http_error"), counted(metrics[0], result="delivered")]
+    before.append(counted(metrics[1], outcome="delivered"))
     receiver, url = await receivers(answers=[500, 503, 429])
     delivery = make_delivery(url)
     await queue.enqueue(delivery)
@@ -62,6 +71,9 @@ async def test_a_receiver_that_fails_three_times_gets_one_logical_delivery(
     assert done.status is DeliveryStatus.DELIVERED
     assert [a.status_code for a in done.attempts] == [500, 503, 429, 204]
     assert all(a.duration_ms >= 0 and a.at > 0 for a in done.attempts)
+    after = [counted(metrics[0], result="http_error"), counted(metrics[0], result="delivered")]
+    after.append(counted(metrics[1], outcome="delivered"))
+    assert [a - b for a, b in zip(after, before)] == [3, 1, 1]
 
 
 async def test_a_delivery_fails_once_the_schedule_is_spent(
