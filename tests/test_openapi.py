@@ -10,12 +10,11 @@ run: cursors are opaque and model options are checked per model, which a schema 
 from __future__ import annotations
 
 import asyncio
-import shutil
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 import redis
@@ -31,7 +30,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.embedded import embedded_stack
-from tests.conftest import REDIS_URL, make_settings
+from tests.conftest import REDIS_URL, TABLES, make_settings
 from tests.factories import TestModels, token_for
 
 EXAMPLES = 12  # per operation and role: enough to reach each documented answer, cheap enough for `just test`
@@ -45,18 +44,27 @@ CHECKS = [
 ]
 
 
+async def _truncate(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+    finally:
+        await conn.close()
+
+
 class Served:
     def __init__(self, url: str, tokens: dict[str, str]) -> None:
         self.url, self.tokens = url, tokens
 
 
 @pytest.fixture(scope="module")
-def served(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The whole stack on its own thread and loop (Schemathesis calls it synchronously)."""
+def served(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The whole stack on its own thread and loop (Schemathesis calls it synchronously), on
+    PostgreSQL: what production runs, and the stricter of the two databases (NUL, int32, ranges)."""
     tmp = tmp_path_factory.mktemp("openapi")
-    shutil.copy(sqlite_template, tmp / "db.sqlite")
+    asyncio.run(_truncate(postgres_url))
     prefix = f"vgtest-{uuid.uuid4().hex[:12]}"
-    config = make_settings(f"sqlite:///{tmp / 'db.sqlite'}", prefix, tmp, sync_wait_seconds=5)
+    config = make_settings(postgres_url, prefix, tmp, sync_wait_seconds=5)
     ready, done = threading.Event(), threading.Event()
     box: dict[str, object] = {}
 
