@@ -8,16 +8,22 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import msgspec
 import pytest
 import yaml
 
 from service.core.keys import Keys
+from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
+from service.jobs.messages import JobMessage, JobReply
+from service.jobs.stream import JobStream
+from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
@@ -199,3 +205,33 @@ def test_workers_expose_their_metrics_port() -> None:
     [container] = pod("video-gen-worker")["containers"]
     ports = {p["name"]: p["containerPort"] for p in container.get("ports", [])}
     assert str(ports["metrics"]) == config()["METRICS_PORT"]
+
+
+async def test_the_group_reports_the_counts_keda_reads(redis_prefix: str) -> None:
+    """What the ScaledObject's triggers read (XPENDING's count and XINFO GROUPS' lag, Redis 7+)
+    stays right through the service's own stream operations, acknowledged entries deleted by
+    ``prune`` included (a deletion after the group's position would leave the lag undefined)."""
+    keys = Keys(redis_prefix)
+    redis, reader = make_redis(REDIS_URL), make_dedicated_redis(REDIS_URL)
+    stream = JobStream(redis, keys, reply_ttl=60, meta_ttl=60, idempotency_ttl=60)
+    try:
+        await stream.ensure_group()
+        for n in range(6):
+            job = JobMessage(
+                job_id=f"j{n}", user_id="u", model="m", prompt="p", source_key="images/u/s.png",
+                duration="5s", submitted_at=time.time(),
+            )  # fmt: skip
+            await stream.submit(job)
+        claimed = await stream.claim(reader, "w1", 3, 100)  # three running
+        for d in claimed[:2]:  # two finished
+            assert d.job is not None
+            reply = JobReply(job_id=d.job.job_id, status_code=200, body=msgspec.Raw(b"{}"))
+            await stream.complete(d.message_id, d.job, reply)
+        await stream.prune(60_000)
+        [group] = await redis.xinfo_groups(keys.jobs_stream)
+        pending = (await redis.xpending(keys.jobs_stream, keys.jobs_group))["pending"]
+        assert (pending, group["lag"]) == (1, 3)  # one running, three waiting
+        assert await redis.xlen(keys.jobs_stream) == 4  # the finished ones were deleted
+    finally:
+        await reader.aclose()
+        await redis.aclose()
