@@ -17,7 +17,6 @@ from urllib.parse import quote
 from litestar import Request
 from litestar.config.app import AppConfig
 from litestar.datastructures import Headers
-from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.stores.redis import RedisStore
@@ -49,7 +48,7 @@ class IdentifyCaller:
                 try:
                     principal, _ = await self.verifier.principal(token)
                     scope[CALLER] = principal.user_id  # type: ignore[typeddict-unknown-key]
-                except NotAuthorizedException:
+                except Exception:
                     pass
         await self.app(scope, receive, send)
 
