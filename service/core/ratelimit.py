@@ -48,7 +48,7 @@ class IdentifyCaller:
                 try:
                     principal, _ = await self.verifier.principal(token)
                     scope[CALLER] = principal.user_id  # type: ignore[typeddict-unknown-key]
-                except Exception:
+                except Exception:  # any refusal: known by its address; authentication answers for it
                     pass
         await self.app(scope, receive, send)
 
