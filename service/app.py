@@ -180,7 +180,7 @@ def create_app(
             *(controllers or CONTROLLERS),
             metrics_controller(settings.metrics_token),
             *console_routes(settings, verifier),
-            docs_assets(),
+            *docs_assets(),
         ],
         lifespan=[_lifespan(settings, keys, verifier, registry, storage)],
         dependencies={

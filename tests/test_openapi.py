@@ -10,6 +10,7 @@ run: cursors are opaque and model options are checked per model, which a schema 
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import uuid
 from collections.abc import Iterator
@@ -164,3 +165,14 @@ def test_swagger_works_offline(served: Served) -> None:
         assert r.status_code == 200 and len(r.content) > 500, asset
     bundle = httpx.get(f"{served.url}/docs-assets/swagger/swagger-ui-bundle.js").text
     assert 'PACKAGE_VERSION:"5.' in bundle  # Swagger UI 5 renders OpenAPI 3.1 (4 does not)
+
+
+def test_scalar_works_offline(served: Served) -> None:
+    page = httpx.get(f"{served.url}/schema/scalar")
+    assert page.status_code == 200
+    assert not re.findall(r"(?:src|href)=\"https?://", page.text)  # every asset is ours
+    assert "\"withDefaultFonts\":false" in page.text  # no fonts.scalar.com
+    for asset, size in (("standalone.js", 1_000_000), ("scalar.css", 10)):
+        assert f"/docs-assets/scalar/{asset}" in page.text
+        r = httpx.get(f"{served.url}/docs-assets/scalar/{asset}")
+        assert r.status_code == 200 and len(r.content) > size, asset
