@@ -30,10 +30,10 @@ browser *args:
     VIDEO_GEN_BROWSER_SUITE=1 uv run pytest -q tests/console/test_browser.py {{args}}
 
 # The fault-injection suite: kills workers at every pipeline stage, restarts Redis, drops PostgreSQL.
-faults:
-    uv run python -m tests.faults.run
+faults *names:
+    uv run python -m tests.faults.run {{names}}
 
-# Benchmarks, all or by name (pipeline, waiting, render); each prints ratios against a baseline
+# Benchmarks, all or by name (pipeline, waiting, inflight, open, render, unreachable, webhooks, stream); each prints ratios against a baseline
 # measured in the same run.
 bench *names:
     uv run python -m bench {{names}}

@@ -166,10 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--model-seconds", type=float, default=60.0)
     parser.add_argument("--lease-seconds", type=float, default=60.0)
+    parser.add_argument("--json", help="also write the row to this file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="video-gen-bench-inflight-") as tmp:
         row = run(args, Path(tmp))
-    print(json.dumps(row))
+    if args.json:
+        Path(args.json).write_text(json.dumps([row], indent=2))
     print(
         f"{row['jobs']} veo3 jobs in flight in one worker ({os.cpu_count()} cores), "
         f"{row['model_s']:g} s each on fake fal:\n"

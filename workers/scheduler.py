@@ -73,6 +73,7 @@ class Scheduler:
         self.leases = Leases(stream, name, lease_seconds, on_lost=self._lost)
         self.reclaim_every = min(self.leases.every, 5.0)
         self.active: dict[str, asyncio.Task[None]] = {}
+        self._waiting: set[str] = set()  # claimed jobs waiting for a slot of their model
         self._stopping = asyncio.Event()
         self._reclaim_at = 0.0  # owners get time to renew after an outage before anyone reclaims
         self._cursor = "0-0"
@@ -100,6 +101,9 @@ class Scheduler:
         try:
             while not self._stopping.is_set():
                 free = self.slots.claimable()
+                if free <= 0 and self._waiting and self.slots.any_free():
+                    await self._hand_back()  # full models' jobs fill the prefetch: others may run them
+                    continue
                 if free <= 0:
                     await asyncio.wait(list(self.active.values()), return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
                     continue
@@ -145,6 +149,8 @@ class Scheduler:
         if since >= self._reclaim_at:
             self._reclaim_at = since + self.reclaim_every
             self._cursor, stale = await self.stream.reclaim(self.name, free, self.lease_ms, self._cursor)
+            if len(stale) == free:  # a dead worker left more: take the next batch at once, not next period
+                self._reclaim_at = since
             if stale:
                 return stale
         return await self.stream.claim(self._reader, self.name, free, BLOCK_MS)
@@ -155,14 +161,36 @@ class Scheduler:
         turn = self.slots.take(model) if model is not None else None  # taken now: the next claim counts it
         task = asyncio.create_task(self._handle(entry, turn), name=f"job-{entry.message_id}")
         self.active[entry.message_id] = task
+        if turn is not None:
+            self._waiting.add(entry.message_id)
+            turn.add_done_callback(lambda _: self._waiting.discard(entry.message_id))
 
         def done(_: asyncio.Task[None]) -> None:
             self.active.pop(entry.message_id, None)
+            self._waiting.discard(entry.message_id)
             self.leases.release(entry.message_id)
             if model is not None:
                 self.slots.give_back(model, turn)
 
         task.add_done_callback(done)
+
+    async def _hand_back(self) -> None:
+        """Give the jobs waiting for a full model's slot back to the group (reclaimable at once by
+        any worker, no delivery counted), so that this worker claims jobs of its idle models again.
+        This worker takes them back itself once a reclaim period has passed, if nobody else did."""
+        ids = list(self._waiting)
+        tasks = [self.active[i] for i in ids if i in self.active]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        self._reclaim_at = time.monotonic() + self.reclaim_every
+        try:
+            handed = await self.stream.hand_back(self.name, self.lease_ms, ids)
+        except (RedisError, OSError) as exc:  # then they are reclaimed after the lease instead
+            log.warning("worker.hand_back_failed", error=str(exc) or type(exc).__name__)
+            return
+        log.info("worker.handed_back", jobs=handed, reason="their model's slots are full")
 
     def _lost(self, message_id: str) -> None:
         task = self.active.get(message_id)

@@ -7,9 +7,11 @@ declares hundreds; a CPU-bound one declares the cores (its work runs in the proc
 
 The scheduler claims from the one jobs stream while some model has a free slot, at most
 ``WORKER_PREFETCH`` jobs at a time less the jobs already waiting here for a slot of theirs. A job
-whose model is full waits here (its lease renewed) while jobs of other models start: a busy
-model holds back another model's jobs in this process only once ``WORKER_PREFETCH`` of its own
-jobs are waiting. (Claiming strictly per model would need one stream per model.)
+whose model is full waits here (its lease renewed) while jobs of other models start. Once
+``WORKER_PREFETCH`` jobs wait and another model has a free slot, the waiting ones are handed back
+to the group (reclaimable at once by any worker, no delivery counted) and claiming goes on: a
+busy model never stops another model's jobs. (Claiming strictly per model, with nothing to hand
+back, would need one stream per model.)
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ class ModelSlots:
 
     def free(self, model: str) -> int:
         return self.limit(model) - self.running.get(model, 0)
+
+    def any_free(self) -> bool:
+        """Whether some model has a free slot."""
+        return any(self.free(m) > 0 for m in self.limits)
 
     def claimable(self) -> int:
         """How many jobs to ask Redis for now: free slots of all models, at most ``prefetch``

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -41,6 +41,16 @@ CREDITS_PER_USD = 500
 
 POLL_BACKOFF = 1.5  # each status poll of a running request waits this much longer than the last ...
 POLL_JITTER = 0.2  # ... give or take this fraction
+
+
+def poll_delays(first: float, cap: float) -> Iterator[float]:
+    """The waits between status polls: ``first``, then 1.5 times longer each time up to ``cap``,
+    each give or take 20 %. A long generation is polled less often, and jobs submitted together do
+    not poll together (1,000 in flight cost about 130 polls a second: the README's benchmarks)."""
+    interval = first
+    while True:
+        yield interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+        interval = min(interval * POLL_BACKOFF, max(cap, first))
 
 
 class FalVideoModel(ModelPlugin):
@@ -167,7 +177,7 @@ class FalVideoModel(ModelPlugin):
     async def _wait(self, handle: AsyncRequestHandle, job: GenerationJob) -> Any:
         """Poll until COMPLETED, reporting progress; a completed request with an error fails."""
         seen_logs, last = 0, None
-        interval = self.settings.poll_seconds
+        delays = poll_delays(self.settings.poll_seconds, self.settings.poll_max_seconds)
         while True:
             status = await self._retry(lambda: handle.status(with_logs=True), "polling fal.ai")
             if isinstance(status, Completed):
@@ -176,10 +186,7 @@ class FalVideoModel(ModelPlugin):
             if progress is not None and progress != last:
                 await job.report_progress(progress)
                 last = progress
-            # Backoff with jitter: a long generation is polled less often, and jobs submitted
-            # together do not poll together (1,000 of them: see the README's benchmarks).
-            await asyncio.sleep(interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER))
-            interval = min(interval * POLL_BACKOFF, max(self.settings.poll_max_seconds, self.settings.poll_seconds))
+            await asyncio.sleep(next(delays))
         if status.error:
             kind = f" ({status.error_type})" if status.error_type else ""
             raise GenerationFailed(f"fal request {handle.request_id} failed{kind}: {status.error}")

@@ -53,7 +53,8 @@ class IdentifyCaller:
         await self.app(scope, receive, send)
 
 
-def _is_job_status(request: Request[Any, Any, Any]) -> bool:
+async def _is_job_status(request: Request[Any, Any, Any]) -> bool:
+    # async: Litestar runs a sync check_throttle_handler in a thread, a thread hop per request
     return request.url.path.startswith(JOB_STATUS_PATH)
 
 

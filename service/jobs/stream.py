@@ -77,7 +77,7 @@ class JobStream:
         self.dead_letter_maxlen = dead_letter_maxlen
         self._scripts = {
             name: redis.register_script(getattr(scripts, name))
-            for name in ("SUBMIT_IDEMPOTENT", "COPY_REPLY", "RENEW", "HAND_OVER", "PRUNE")
+            for name in ("SUBMIT_IDEMPOTENT", "COPY_REPLY", "RENEW", "HAND_OVER", "HAND_BACK", "PRUNE")
         }
         self._scripts["REQUEUE"] = redis.register_script(scripts.REQUEUE)
 
@@ -166,12 +166,16 @@ class JobStream:
             self.keys.jobs_stream, self.keys.jobs_group, consumer, min_idle_time=idle_ms, start_id=cursor, count=count
         )
         claimed = [(_text(m), f) for m, f in stale if f]
-        out = []
-        for message_id, fields in claimed:
-            info = await self.redis.xpending_range(
-                self.keys.jobs_stream, self.keys.jobs_group, min=message_id, max=message_id, count=1
-            )
-            out.append(delivery(message_id, fields, int(info[0]["times_delivered"]) if info else 1))
+        async with self.redis.pipeline(transaction=False) as pipe:  # their delivery counts: one round trip
+            for message_id, _ in claimed:
+                pipe.xpending_range(
+                    self.keys.jobs_stream, self.keys.jobs_group, min=message_id, max=message_id, count=1
+                )
+            infos = await pipe.execute() if claimed else []
+        out = [
+            delivery(message_id, fields, int(info[0]["times_delivered"]) if info else 1)
+            for (message_id, fields), info in zip(claimed, infos, strict=True)
+        ]
         return _text(cursor), out
 
     async def renew(self, consumer: str, message_ids: Iterable[str]) -> set[str]:
@@ -231,6 +235,13 @@ class JobStream:
                 keys=[self.keys.jobs_stream], args=[self.keys.jobs_group, consumer, idle_ms]
             )
         )
+
+    async def hand_back(self, consumer: str, idle_ms: int, message_ids: list[str]) -> int:
+        """Make these jobs of ``consumer`` reclaimable now by any worker, without counting a delivery."""
+        if not message_ids:
+            return 0
+        args = [self.keys.jobs_group, consumer, idle_ms, *message_ids]
+        return int(await self._scripts["HAND_BACK"](keys=[self.keys.jobs_stream], args=args))
 
     async def prune(self, stale_consumer_ms: int) -> tuple[int, int]:
         """Trim acknowledged entries and remove dead consumers; returns how many of each."""

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -516,11 +518,75 @@ async def _one_delivery(c: Cluster, receiver: Any, expected_id: str) -> list[str
     return problems
 
 
+# -- 1b. a worker killed with 1,000 provider jobs in flight -----------------------------------
+
+INFLIGHT = int(os.environ.get("FAULTS_INFLIGHT", "1000"))  # jobs running on fal when the worker dies
+INFLIGHT_MODEL_SECONDS = float(os.environ.get("FAULTS_INFLIGHT_SECONDS", "60"))  # each one's time on fal
+
+
+async def kill_inflight(env: Env) -> Result:
+    """SIGKILL a worker once every one of ``INFLIGHT`` veo3 jobs is running on the fake fal; another
+    worker resumes them all from their recorded request ids: none lost, none submitted twice."""
+    n = INFLIGHT
+    result = Result(f"SIGKILL worker, {n} veo3 jobs in flight")
+    slots = {"MODEL_CONCURRENCY": f"veo3={n}", "WORKER_PREFETCH": "100"}
+    async with cluster("kill-inflight", env.dbs, fal=env.fal, FAL_POLL_SECONDS="1", JOB_LEASE_SECONDS="10") as c:
+        api = asyncio.create_task(c.start_api())
+        victim = await c.start_worker(**slots)
+        await api
+        client = Client(c)
+        try:
+            users = [f"u{i}" for i in range(10)]
+            for user in users:
+                await client.setup_user(user, -(-n // len(users)) * COST)
+            tag = f"[time:{INFLIGHT_MODEL_SECONDS:g}]"
+            jobs = [
+                client.new_job(users[i % len(users)], model="veo3", prompt=f"in flight {i} {tag}") for i in range(n)
+            ]
+            gate = asyncio.Semaphore(50)
+
+            async def submit(job: Any) -> None:
+                async with gate:
+                    await client.submit(job)
+
+            await asyncio.gather(*(submit(j) for j in jobs))
+            sql = "SELECT count(*) AS n FROM generations WHERE provider_request_id IS NOT NULL AND status = 'running'"
+
+            async def all_on_fal() -> bool:
+                return (await _rows(c, sql))[0]["n"] >= n
+
+            await until(all_on_fal, f"all {n} jobs to be running on fal", every=1.0)
+            victim.signal(signal.SIGKILL)
+            code = await c.wait_exit(victim, "the worker to die")
+            held = (await _rows(c, sql))[0]["n"]
+            await c.start_worker(**slots)
+            done = "SELECT count(*) AS n FROM generations WHERE status IN ('succeeded', 'failed')"
+
+            async def all_done() -> bool:
+                return (await _rows(c, done))[0]["n"] >= n
+
+            await until(all_done, f"all {n} jobs to finish", timeout=INFLIGHT_MODEL_SECONDS * 3 + 600, every=1.0)
+            await client.resolve_all()
+            extra = [] if code == -signal.SIGKILL else [f"the victim exited {code}, not by SIGKILL"]
+            if any(j.status != 200 for j in client.jobs):
+                extra.append(f"{sum(j.status != 200 for j in client.jobs)} job(s) did not succeed")
+            attempts = Counter(r["attempts"] for r in await _rows(c, "SELECT attempts FROM generations"))
+            report = await _audit(c, client, paid_once={j.body["prompt"]: 1 for j in client.jobs})
+            result.events = (
+                f"victim exit {code} with {held} jobs running on fal; all resumed by another worker from their "
+                f"request ids (attempts: {dict(attempts)})" + ("; fal paid once per job" if not report.problems else "")
+            )
+            return _finish(result, client, report, c, extra)
+        finally:
+            await client.close()
+
+
 SCENARIOS: dict[str, Callable[[Env], Awaitable[Result]]] = {
     "kill-after-debit": kill_at("after_debit"),
     "kill-during-generation": kill_at("during_generation", model="veo3"),
     "kill-after-upload": kill_at("after_upload"),
     "kill-before-ack": kill_at("before_ack"),
+    "kill-inflight": kill_inflight,
     "crash-loop": poison,
     "sigterm-worker": sigterm_worker,
     "sigterm-api": sigterm_api,

@@ -88,3 +88,26 @@ async def test_jobs_of_an_idle_model_run_while_a_busy_models_slots_are_full(
         assert (await until(replied(rds, job), "a busy job's reply")).status_code == 200
     await until(lambda: settled(rds), "every ack")
     assert worker.slots.running["scripted"] == 0
+
+
+@pytestmark_db
+async def test_jobs_waiting_for_a_full_model_are_handed_back_so_an_idle_models_job_runs(
+    schedulers: Schedulers, rds: Redis, seeded
+) -> None:
+    await grant("u1", 10_000)
+    busy = [make_job(seeded, job_id=f"busy-{i}", options={"gate": "busy"}) for i in range(3)]
+    idle = make_job(seeded, job_id="idle", model="scripted-other")
+    for job in [*busy, idle]:  # the idle model's job is last in the stream, behind the busy ones
+        await rds.queue(job)
+    worker = schedulers.run("a", limits={"scripted": 1, "scripted-other": 1}, prefetch=1, lease_seconds=3)
+    reply = await until(replied(rds, idle), "the idle model's reply")
+    assert reply.status_code == 200, body(reply)
+    assert sum(ScriptedModel.generations[j.job_id] for j in busy) == 1  # the other two were handed back
+    deliveries = {p["message_id"]: p["times_delivered"] for p in await rds.pending()}
+    assert all(n <= 2 for n in deliveries.values()), deliveries
+    ScriptedModel.gates.setdefault("busy", asyncio.Event()).set()
+    for job in busy:  # taken back (by this worker, a reclaim period later) and run, one at a time
+        assert (await until(replied(rds, job), "a busy job's reply", timeout=60)).status_code == 200
+    await until(lambda: settled(rds), "every ack")
+    assert all(ScriptedModel.generations[j.job_id] == 1 for j in busy)
+    assert worker.slots.running == {"scripted": 0, "scripted-other": 0}
