@@ -30,13 +30,23 @@ browser *args:
     VIDEO_GEN_BROWSER_SUITE=1 uv run pytest -q tests/console/test_browser.py {{args}}
 
 # The fault-injection suite: kills workers at every pipeline stage, restarts Redis, drops PostgreSQL.
-faults:
-    uv run python -m tests.faults.run
+faults *names:
+    uv run python -m tests.faults.run {{names}}
 
-# Benchmarks, all or by name (pipeline, waiting, render); each prints ratios against a baseline
+# Benchmarks, all or by name (pipeline, waiting, inflight, open, render, unreachable, webhooks, stream); each prints ratios against a baseline
 # measured in the same run.
 bench *names:
     uv run python -m bench {{names}}
+
+# Compose's topology as processes on this machine (Redis with AOF, a fresh PostgreSQL database,
+# moto's S3 server, the migration, 2 APIs, 3 workers), kept running until Ctrl-C.
+cluster:
+    uv run python -m tests.cluster.run
+
+# A rolling restart of that topology under load (every worker, then every API, SIGTERM and
+# restart in turn), then the audit. `just test` runs a faster subset (one worker restarted).
+cluster-test *args:
+    uv run python -m tests.cluster.rolling {{args}}
 
 # Apply database migrations to DATABASE_URL.
 migrate:

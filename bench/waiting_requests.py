@@ -1,105 +1,259 @@
-"""Benchmark: many requests waiting on one API process.
+"""Benchmark: many requests waiting on one API process, this service against the prototype.
 
-Starts the embedded stack (child redis-server, SQLite, no workers), puts N requests in flight,
-then plays the worker by writing every job's reply at once, and measures how long the API takes
-to hand all N answers back, and how many Redis connections it held meanwhile. The baseline is
-N=1 in the same run; figures are per-request time as a ratio of that baseline.
+For each size N and each system, in one run: a fresh API process and no worker (this service:
+``video-gen api`` on a private PostgreSQL database and redis-server; the prototype: the
+``../shared/peer-bench`` Litestar + Streams mux app in ``bench/.peers-venv``), N requests held
+open by a client in its own process (``bench.holder``) until N jobs sit in the jobs stream; then
+the API process's RSS per waiting request, its file descriptors and its connections to Redis; then
+this script plays the worker, writing every reply in one pipeline, and times until the last
+answer arrived. Ratios are this service's figures over the prototype's, same N, same run.
 
-    uv run python -m bench.waiting_requests [--sizes 1,100,1000]
+    uv run python -m bench.waiting_requests [--sizes 1000,15000] [--no-peer]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import secrets
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
-import aiohttp
 import msgspec
-import redis.asyncio as aioredis
+import redis
 
-from service.core.auth import make_token
-from service.core.embedded_redis import free_port
+from bench import peers
+from bench.driver import render
+from bench.harness import PgDatabase, Procs, RedisCounter, free_port, wait_http
+from bench.pipeline import BIN, PROMPT, ROOT, SECRET, token
 from service.core.keys import Keys
-from service.core.settings import Settings
-from service.embedded import embedded_stack
 from service.jobs.messages import DATA_FIELD, JobReply, decode_job, encode
 
 
-async def _answer(redis: aioredis.Redis, keys: Keys, n: int) -> None:
-    """Play the workers: every queued job's reply, added to the inbox the job names."""
-    entries = await redis.xrange(keys.jobs_stream, count=n)
-    async with redis.pipeline(transaction=False) as pipe:
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def redis_connections(pid: int, port: int) -> int:
+    """TCP connections of ``pid`` to ``port`` on loopback (its sockets' inodes in /proc/net/tcp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes and int(fields[2].rsplit(":", 1)[1], 16) == port:
+                count += 1
+    return count
+
+
+def release_project(client: redis.Redis, keys: Keys) -> int:
+    """Play the workers: every queued job's reply, written and added to the inbox it names."""
+    done = 0
+    while entries := client.xrange(keys.jobs_stream, count=5000):
+        pipe = client.pipeline(transaction=False)
         for message_id, fields in entries:
             job = decode_job(fields[DATA_FIELD])
             body = msgspec.json.encode({"statusCode": 400, "message": job.job_id, "error": "Bad Request"})
-            reply = JobReply(job_id=job.job_id, status_code=400, body=msgspec.Raw(body))
-            pipe.xadd(job.inbox, {DATA_FIELD: encode(reply)})
+            data = encode(JobReply(job_id=job.job_id, status_code=400, body=msgspec.Raw(body)))
+            pipe.set(keys.reply(job.job_id), data, ex=600)
+            pipe.xadd(job.inbox, {DATA_FIELD: data})
             pipe.xdel(keys.jobs_stream, message_id)
-        await pipe.execute()
+        pipe.execute()
+        done += len(entries)
+    return done
 
 
-async def _post(http: aiohttp.ClientSession, url: str, body: dict, token: str) -> tuple[int, str]:
-    async with http.post(url, json=body, headers={"Authorization": f"Bearer {token}"}) as response:
-        return response.status, await response.text()
+def release_prototype(client: redis.Redis) -> int:
+    done = 0
+    while entries := client.xrange("jobs", count=5000):
+        pipe = client.pipeline(transaction=False)
+        for message_id, fields in entries:
+            pipe.xadd(fields[b"reply_to"], {"id": fields[b"id"], "ok": 1}, maxlen=100_000, approximate=True)
+            pipe.xdel("jobs", message_id)
+        pipe.execute()
+        done += len(entries)
+    return done
 
 
-async def _round(stack, http: aiohttp.ClientSession, redis: aioredis.Redis, token: str, n: int) -> tuple[float, int]:
-    app, keys = stack.server.config.app, Keys(stack.settings.redis_key_prefix)
-    body = {"id": "images/bench/source-image.png", "prompt": "bench"}
-    url = f"{stack.url}/video-gen/image-to-video"
-    tasks = [asyncio.create_task(_post(http, url, body, token)) for _ in range(n)]
-    # waiting: registered with the inbox, and queued (a request registers just before it queues)
-    while app.state.inbox.waiting < n or await redis.xlen(keys.jobs_stream) < n:
-        done = [t for t in tasks if t.done()]
-        if done:  # a request answered before its job did: not a waiting request, report it
-            status, text = done[0].result()
-            raise SystemExit(f"{len(done)} of {n} requests answered early: {status} {text[:200]}")
-        await asyncio.sleep(0.01)
-    held = sum(1 for c in await redis.client_list() if c.get("name", "").startswith(f"{keys.prefix}:api"))
-    start = time.perf_counter()
-    await _answer(redis, keys, n)
-    responses = await asyncio.gather(*tasks)
-    elapsed = time.perf_counter() - start
-    assert all(status == 400 for status, _ in responses)
-    return elapsed, held
+def hold(name: str, api: subprocess.Popen, endpoint: str, requests: list[bytes], n: int, ctx: dict) -> dict:
+    """Hold ``n`` requests on ``api``, measure, release them all, time the answers."""
+    client, stream, work = ctx["client"], ctx["stream"], ctx["work"]
+    idle = rss_kib(api.pid)
+    out = work / f"held-{name}-{n}.json"
+    lines = "".join(json.dumps(r.decode("latin-1")) + "\n" for r in requests)
+    holder = subprocess.Popen(
+        [sys.executable, "-m", "bench.holder", endpoint, str(n), str(out)], stdin=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    holder.stdin.write(lines)
+    holder.stdin.close()
+    deadline = time.monotonic() + 600
+    while client.xlen(stream) < n:
+        if holder.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"{name}: only {client.xlen(stream)} of {n} requests got queued (holder exited)")
+        time.sleep(0.2)
+    time.sleep(1.0)
+    held = {
+        "rss_kib": rss_kib(api.pid),
+        "fds": len(os.listdir(f"/proc/{api.pid}/fd")),
+        "redis_conns": redis_connections(api.pid, ctx["redis_port"]),
+    }
+    released = time.time()
+    ctx["release"]()
+    holder.wait(600)
+    res = json.loads(out.read_text())["res"]
+    statuses: dict[str, int] = {}
+    for _, _, status in res:
+        statuses[str(status)] = statuses.get(str(status), 0) + 1
+    return {
+        "system": name,
+        "n": n,
+        "statuses": statuses,
+        "errors": sum(v for k, v in statuses.items() if k != ctx["expected"]),
+        "kib_per_request": (held["rss_kib"] - idle) / n,
+        "fds": held["fds"],
+        "redis_conns": held["redis_conns"],
+        "answer_s": max(done for _, done, _ in res) - released,
+    }
 
 
-async def main(sizes: list[int]) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(
-            database_url=f"sqlite:///{Path(tmp) / 'db.sqlite'}",
-            storage_url=f"file://{tmp}/storage",
-            port=free_port(),
-            jwt_secret=secrets.token_urlsafe(32),
-            rate_limit_per_minute=0,
-            log_level="WARNING",
-            sync_wait_seconds=300,
+def project_row(n: int, rc: RedisCounter, pg: PgDatabase, procs: Procs, work: Path) -> dict:
+    storage, port = work / "storage", free_port()
+    env = {
+        **os.environ,
+        "JWT_SECRET": SECRET,
+        "DATABASE_URL": pg.url,
+        "REDIS_URL": rc.url,
+        "STORAGE_URL": f"file://{storage}",
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "DEFAULT_MODEL": "local",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        "LOG_LEVEL": "WARNING",
+        "SYNC_WAIT_SECONDS": "900",
+    }
+    subprocess.run([str(BIN / "video-gen"), "migrate"], env=env, check=True, capture_output=True)
+    rc.flush()
+    api = procs.start(f"api-{n}", [str(BIN / "video-gen"), "api"], env, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/health/ready", api)
+    users = [f"user{i}" for i in range(50)]
+    sample = (ROOT / "service" / "assets" / "sample-image.png").read_bytes()
+    admin = {"Authorization": f"Bearer {token('bench-admin', ['admin'])}", "Content-Type": "application/json"}
+    for user in users:
+        (storage / "images" / user).mkdir(parents=True, exist_ok=True)
+        (storage / "images" / user / "source.png").write_bytes(sample)
+        body = json.dumps({"userId": user, "amount": 10**9, "reason": "benchmark"}).encode()
+        urllib.request.urlopen(urllib.request.Request(f"{url}/admin/credits/grants", body, admin), timeout=30)
+    endpoint = f"{url}/video-gen/image-to-video"
+    body = {"prompt": PROMPT, "duration": "5s"}
+    requests = [
+        render(endpoint, token(u), json.dumps({**body, "id": f"images/{u}/source.png"}).encode()) for u in users
+    ]
+    keys = Keys()
+    ctx = {
+        "client": rc.client,
+        "stream": keys.jobs_stream,
+        "work": work,
+        "redis_port": int(rc.url.rsplit(":", 1)[1].split("/")[0]),
+        "release": lambda: release_project(rc.client, keys),
+        "expected": "400",
+    }
+    try:
+        return hold("video-gen", api, endpoint, requests, n, ctx)
+    finally:
+        procs.stop(api)
+
+
+def prototype_row(n: int, rc: RedisCounter, procs: Procs, work: Path, kit: Path) -> dict:
+    rc.flush()
+    port = free_port()
+    env = {**os.environ, "REDIS_URL": rc.url, "PROTO_JWT_SECRET": SECRET, "HOLD_WAIT_S": "900"}
+    cmd = [peers.python(), "-m", "uvicorn", "--app-dir", str(kit), "--loop", "uvloop", "--http", "httptools"]
+    cmd += ["--no-access-log", "--log-level", "warning", "--backlog", "8192", "--port", str(port), "proto_app:app"]
+    api = procs.start(f"proto-api-{n}", cmd, env)
+    wait_http(f"http://127.0.0.1:{port}/stats", api)
+    endpoint = f"http://127.0.0.1:{port}/v1/generate"
+    body = json.dumps({"image_url": "https://example.com/img/cat.png", "prompt": PROMPT, "model": "veo3"}).encode()
+    requests = [render(endpoint, token(f"user{i}"), body) for i in range(50)]
+    ctx = {
+        "client": rc.client,
+        "stream": "jobs",
+        "work": work,
+        "redis_port": int(rc.url.rsplit(":", 1)[1].split("/")[0]),
+        "release": lambda: release_prototype(rc.client),
+        "expected": "200",
+    }
+    try:
+        return hold("prototype", api, endpoint, requests, n, ctx)
+    finally:
+        procs.stop(api)
+
+
+def table(rows: list[dict]) -> str:
+    head = f"{'system':>10} {'waiting':>8} {'errors':>7} {'KiB/req':>8} {'fds':>6} {'Redis':>6} {'answer s':>9}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['system']:>10} {r['n']:>8} {r['errors']:>7} {r['kib_per_request']:>8.1f} {r['fds']:>6} "
+            f"{r['redis_conns']:>6} {r['answer_s']:>9.2f}"
         )
-        async with embedded_stack(settings, workers=0) as stack:
-            token = make_token(settings.jwt_secret, "bench")
-            # aiohttp rather than httpx: httpx's pool costs O(connections) per request, which would
-            # make the client, not the API, the thing measured at 1,000 connections.
-            connector = aiohttp.TCPConnector(limit=0)
-            async with (
-                aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(300)) as http,
-                aioredis.Redis.from_url(stack.settings.redis_url) as redis,
-            ):
-                await _round(stack, http, redis, token, 1)  # warm-up
-                rows = [(n, *await _round(stack, http, redis, token, n)) for n in sizes]
-    base = rows[0][1] / rows[0][0]
-    print(f"{'waiting':>8} {'total s':>9} {'ms/request':>11} {'vs baseline':>12} {'redis conns':>12}")
-    for n, elapsed, held in rows:
-        per = elapsed / n
-        print(f"{n:>8} {elapsed:>9.3f} {per * 1000:>11.3f} {per / base:>11.3f}x {held:>12}")
-    print(f"(baseline: {sizes[0]} waiting request; pool limit REDIS_MAX_CONNECTIONS={settings.redis_max_connections})")
+    for r in rows:
+        base = next((b for b in rows if b["system"] == "prototype" and b["n"] == r["n"]), None)
+        if base is not None and r is not base:
+            lines.append(
+                f"{'vg/proto':>10} {r['n']:>8} {'':>7} {r['kib_per_request'] / base['kib_per_request']:>7.2f}x "
+                f"{'':>6} {'':>6} {r['answer_s'] / base['answer_s']:>8.2f}x"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="1000,15000")
+    parser.add_argument("--no-peer", action="store_true")
+    parser.add_argument("--peer-kit", default=str(ROOT.parent / "shared" / "peer-bench"))
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    kit = Path(args.peer_kit).resolve() / "peers"
+    with tempfile.TemporaryDirectory(prefix="video-gen-bench-wait-") as tmp:
+        work = Path(tmp)
+        procs, rc, pg = Procs(work), RedisCounter(), PgDatabase()
+        rows = []
+        try:
+            for n in sizes:
+                rows.append(project_row(n, rc, pg, procs, work))
+                if not args.no_peer:
+                    rows.append(prototype_row(n, rc, procs, work, kit))
+        except BaseException:
+            print(f"process logs: {work} (kept until exit)", file=sys.stderr)
+            raise
+        finally:
+            procs.stop_all()
+            rc.close()
+            pg.drop()
+    print(f"\nrequests waiting on one API process, no worker; {os.cpu_count()} cores\n")
+    print(table(rows))
+    for r in rows:
+        print(f"{r['system']} {r['n']}: statuses {r['statuses']}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0 if all(r["errors"] == 0 for r in rows) else 1
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1,100,1000")
-    args = parser.parse_args()
-    asyncio.run(main([int(s) for s in args.sizes.split(",")]))
+    sys.exit(main())

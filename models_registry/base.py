@@ -17,6 +17,10 @@ The class is instantiated once per process with no arguments. It declares:
   ``options`` is an ``Options`` instance; ``price_options`` names the options it depends on;
 - ``readiness() -> str | None``: ``None`` when the model can run here, else why not (a missing
   key): such a model is shown as unavailable and refused before any charge.
+- ``max_concurrency``: how many of its generations one worker process runs at once (optional:
+  default ``WORKER_CONCURRENCY``; the operator's ``MODEL_CONCURRENCY`` overrides it). A provider
+  model that mostly waits declares hundreds; a CPU-bound one the cores, and runs its CPU work
+  through ``models_registry.cpu.run_cpu``, never on the event loop;
 
 and implements ``async generate(job) -> GeneratedVideo``. Optional ``async open(settings)`` and
 ``async close()`` run once per process lifespan (open clients, sessions...). A plugin reads its own
@@ -102,6 +106,7 @@ class ModelPlugin:
     durations: ClassVar[tuple[str, ...]]
     default_duration: ClassVar[str]
     timeout_seconds: ClassVar[float] = 600.0
+    max_concurrency: ClassVar[int | None] = None  # None: WORKER_CONCURRENCY
     description: ClassVar[str] = ""
     Options: ClassVar[type] = NoOptions
     # The options the cost depends on (Literals or booleans): the catalogue prices every combination.

@@ -94,6 +94,9 @@ def validate_plugin(plugin: Any, origin: str) -> None:
     timeout = plugin.timeout_seconds
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise PluginError(f"{where}: timeout_seconds must be a positive number, not {timeout!r}")
+    slots = getattr(plugin, "max_concurrency", None)
+    if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or slots < 1):
+        raise PluginError(f"{where}: max_concurrency must be a positive int (or None), not {slots!r}")
     try:
         opts.describe(options_type(plugin))
         opts.parse(options_type(plugin), {})

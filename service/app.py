@@ -7,37 +7,43 @@ lifespan opened. No handler reads ``app.state``.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import structlog
 from litestar import Litestar, Request
+from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
-from litestar.stores.redis import RedisStore
+from litestar.plugins.prometheus import PrometheusConfig
 
 from models_registry.registry import ModelRegistry
 from service.admin.endpoints import AdminController
 from service.admin.queue_endpoints import QueueAdminController
+from service.admin.webhook_endpoints import WebhookAdminController
 from service.catalog.endpoints import CatalogueController
 from service.console import console_routes, console_templates
 from service.core import db
 from service.core.auth import Principal, jwt_auth
+from service.core.docs import docs_assets, render_plugins
 from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.keys import Keys
+from service.core.limits import raise_fd_limit, waiting_capacity
 from service.core.logging import structlog_plugin
+from service.core.openapi import truthful
+from service.core.ratelimit import rate_limits
 from service.core.redis import make_dedicated_redis, make_redis
-from service.core.settings import Settings
+from service.core.request_context import RequestContextMiddleware
+from service.core.settings import Settings, cors_origins
 from service.core.tokens import TokenVerifier
+from service.core.tracing import configure_tracing
 from service.core.validation import strict_body
 from service.generations.endpoints import GenerationController
 from service.generations.service import GenerationService
 from service.health.endpoints import HealthController
+from service.health.metrics import metrics_controller
 from service.jobs.inbox import ReplyInbox
 from service.jobs.shutdown import install_shutdown_hook
 from service.jobs.stream import JobStream
@@ -47,6 +53,7 @@ from service.storage.base import Storage
 from service.storage.endpoints import FilesController
 from service.storage.factory import storage_from_settings
 from service.storage.upload_endpoints import UploadsController
+from service.webhooks.queue import WebhookQueue
 
 CONTROLLERS: list[Any] = [
     GenerationController,
@@ -57,14 +64,24 @@ CONTROLLERS: list[Any] = [
     CreditsController,
     AdminController,
     QueueAdminController,
+    WebhookAdminController,
 ]
-SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "verifier", "watchers")
+log = structlog.get_logger(__name__)
+SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "webhooks", "verifier", "watchers")
 
 
-def _rate_limit_identity(request: Request[Any, Any, Any]) -> str:
-    # Per caller (its token) rather than per IP: product teams call from a few shared egress IPs.
-    auth = request.headers.get("authorization")
-    return hashlib.sha256(auth.encode()).hexdigest()[:32] if auth else get_remote_address(request)
+def _cors(settings: Settings) -> CORSConfig | None:
+    """Browsers may call the API from ``CORS_ALLOW_ORIGINS`` only; none when it is empty."""
+    origins = cors_origins(settings)
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Prefer"],
+        expose_headers=["Location", "Retry-After", "Preference-Applied"],
+        max_age=600,
+    )
 
 
 def _shared(name: str) -> Provide:
@@ -72,6 +89,16 @@ def _shared(name: str) -> Provide:
         return state[name]
 
     return Provide(provide, sync_to_thread=False)
+
+
+def _tracing_plugins() -> list[Any]:
+    """Litestar's own OpenTelemetry plugin when ``OTEL_*`` asks for traces (``service.core.tracing``)."""
+    provider = configure_tracing("video-gen-api")
+    if provider is None:
+        return []
+    from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+
+    return [OpenTelemetryPlugin(OpenTelemetryConfig(tracer_provider=provider, exclude=["^/health", "^/metrics"]))]
 
 
 def _principal(request: Request[Principal, Any, Any]) -> Principal:
@@ -83,7 +110,7 @@ def _lifespan(
 ) -> Callable[[Litestar], Any]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await db.connect(settings.database_url, name="video-gen-api")
+        await db.connect(settings.database_url, pool_size=settings.database_pool_size, name="video-gen-api")
         await db.require_migrated()
         redis = make_redis(
             settings.redis_url, max_connections=settings.redis_max_connections, name=f"{keys.prefix}:api"
@@ -95,7 +122,11 @@ def _lifespan(
             meta_ttl=settings.job_meta_ttl_seconds,
             idempotency_ttl=settings.idempotency_ttl_seconds,
         )
-        inbox = ReplyInbox(stream, make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:inbox"))
+        soft, hard = raise_fd_limit()
+        capacity = waiting_capacity(settings.max_waiting_requests, soft)
+        log.info("api.capacity", fd_soft_limit=soft, fd_hard_limit=hard, max_waiting_requests=capacity)
+        reader = make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:inbox")
+        inbox = ReplyInbox(stream, reader, capacity=capacity)
         watchers = JobWatchers(stream, make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:events"))
         store = storage or storage_from_settings(settings)
         if storage is None:  # a storage passed in is opened and closed by its owner
@@ -111,6 +142,7 @@ def _lifespan(
             redis=redis,
             inbox=inbox,
             watchers=watchers,
+            webhooks=WebhookQueue(redis, keys, retention_seconds=settings.webhook_retention_seconds),
             generations=GenerationService(registry=models, stream=stream, inbox=inbox, settings=settings),
             verifier=verifier,
         )
@@ -148,43 +180,42 @@ def create_app(
         raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
     verifier = TokenVerifier(settings)
     keys = Keys(settings.redis_key_prefix)
-    rate_store = "rate_limit"
-    stores = {rate_store: RedisStore.with_client(url=settings.redis_url, namespace=keys.rate_limit)}
-    middleware = []
-    if settings.rate_limit_per_minute > 0:
-        middleware.append(
-            RateLimitConfig(
-                rate_limit=("minute", settings.rate_limit_per_minute),
-                store=rate_store,
-                # Following a job's events is one request for its whole life, not polling: not counted.
-                exclude=["^/health", "^/metrics", "^/schema", "^/console", "^/video-gen/jobs/[^/]+/events$"],
-                identifier_for_request=_rate_limit_identity,
-            ).middleware
-        )
+    stores, install_rate_limits = rate_limits(settings, keys, verifier)
     prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
-    return Litestar(
-        route_handlers=[*(controllers or CONTROLLERS), PrometheusController, *console_routes(settings, verifier)],
+    app = Litestar(
+        route_handlers=[
+            *(controllers or CONTROLLERS),
+            metrics_controller(settings.metrics_token),
+            *console_routes(settings, verifier),
+            *docs_assets(),
+        ],
         lifespan=[_lifespan(settings, keys, verifier, registry, storage)],
         dependencies={
             **{name: _shared(name) for name in SHARED},
             "principal": Provide(_principal, sync_to_thread=False),
         },
         before_request=strict_body,
-        on_app_init=[jwt_auth(verifier).on_app_init],
+        on_app_init=[jwt_auth(verifier).on_app_init, install_rate_limits],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[prometheus.middleware, *middleware],
+        middleware=[prometheus.middleware],
         stores=stores,
-        plugins=[structlog_plugin(settings.log_level)],
+        plugins=[structlog_plugin(settings.log_level, settings.log_format), *_tracing_plugins()],
         template_config=console_templates(),
         openapi_config=OpenAPIConfig(
             title="video-gen",
             version="0.1.0",
             path="/schema",
             description="Image-to-video generation: the spec's endpoint plus jobs, models, credits and admin.",
-            render_plugins=[SwaggerRenderPlugin(), ScalarRenderPlugin()],
+            render_plugins=render_plugins(),
         ),
+        cors_config=_cors(settings),
         debug=False,
     )
+    truthful(app.openapi_schema, max_prompt_chars=settings.max_prompt_chars)
+    # Outside Litestar's exception handling, so that a 401 from the auth middleware or a 404 from
+    # the router also gets the request id and its access line (app middleware runs inside it).
+    app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    return app
 
 
 __all__ = ["create_app"]

@@ -1,4 +1,4 @@
-"""``video-gen``: the one console entry point (serve, api, worker, demo, migrate, token...)."""
+"""``video-gen``: the one console entry point (serve, api, worker, demo, migrate, token, probe...)."""
 
 from __future__ import annotations
 
@@ -66,6 +66,27 @@ async def _open_database(settings: Settings, *, migrate: bool = False) -> None:
         await db.disconnect()
 
 
+async def _check_storage(settings: Settings) -> None:
+    """A missing bucket is found at start (one line, exit); a store that does not answer yet is
+    only reported, since a process manager may start us before it (``/health/ready`` says so)."""
+    from service.storage.factory import storage_from_settings
+    from service.storage.s3 import BucketMissing
+
+    store = storage_from_settings(settings)
+    try:
+        await store.open()
+        await asyncio.wait_for(store.check(), 15)
+    except BucketMissing as exc:
+        refuse(
+            f"STORAGE_URL names the bucket {exc.bucket!r}, which does not exist: create it, or fix STORAGE_URL "
+            "(and S3_ENDPOINT_URL)"
+        )
+    except Exception as exc:
+        click.echo(f"video-gen: warning: the storage does not answer yet: {str(exc) or type(exc).__name__}", err=True)
+    finally:
+        await store.close()
+
+
 def _database_errors() -> tuple[type[BaseException], ...]:
     import sqlite3
 
@@ -85,6 +106,10 @@ async def _until_signal() -> None:
 @click.group()
 def main() -> None:
     """video-gen: image-to-video generation service."""
+    from service.core.logging import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level, settings.log_format)  # one pipeline for every command
 
 
 @main.command()
@@ -127,18 +152,22 @@ def api() -> None:
     import uvicorn
 
     from service.app import create_app
+    from service.core.http import json_error_protocol
 
     settings = _settings(check=False)
     _require_models(settings)
     app = create_app(settings)
     asyncio.run(_open_database(settings))  # refuse plainly here rather than inside the server's lifespan
+    asyncio.run(_check_storage(settings))
     uvicorn.run(
         app,
         host=settings.host,
         port=settings.port,
-        log_level="info",
+        log_config=None,  # uvicorn's records go through our pipeline (service.core.logging)
+        access_log=False,  # one access line per request: service.core.request_context writes it
         loop="uvloop" if settings.event_loop == "uvloop" else "asyncio",
-        http=settings.http_parser,
+        http=json_error_protocol(settings.http_parser, settings.http_read_timeout_seconds),
+        timeout_keep_alive=settings.http_keep_alive_seconds,
     )
 
 
@@ -149,6 +178,7 @@ def worker() -> None:
 
     settings = _settings(check=False)
     _require_models(settings)
+    asyncio.run(_check_storage(settings))
     settings.run(run_worker(settings))
 
 
@@ -210,10 +240,24 @@ def models() -> None:
     from models_registry.registry import ModelRegistry
 
     for entry in ModelRegistry.load().catalogue():
+        state = f"unavailable ({entry.unavailable_reason})" if entry.unavailable_reason else "available"
+        options = ",".join(o.name for o in entry.options) or "none"
         click.echo(
-            f"{entry.name:12} durations={','.join(entry.durations)} default={entry.default_duration} "
-            f"cost={entry.cost} from {entry.package}"
+            f"{entry.name:12} {state} durations={','.join(entry.durations)} default={entry.default_duration} "
+            f"cost={entry.cost} options={options} from {entry.package}"
         )
+
+
+@main.command()
+@click.argument("role", type=click.Choice(["api", "worker"]))
+def probe(role: str) -> None:
+    """Health check of this host's API or worker (exit 0 healthy, 1 not): containers' HEALTHCHECK."""
+    from service.health.probe import probe_api, probe_worker
+
+    settings = _settings()
+    ok, detail = probe_api(settings) if role == "api" else asyncio.run(probe_worker(settings))
+    click.echo(f"{role} {'healthy' if ok else 'UNHEALTHY'}: {detail}")
+    sys.exit(0 if ok else 1)
 
 
 def _add_operator_commands() -> None:

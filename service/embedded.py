@@ -18,7 +18,9 @@ from models_registry.registry import ModelRegistry
 from service.app import create_app
 from service.core import db
 from service.core.embedded_redis import EmbeddedRedis
+from service.core.http import json_error_protocol
 from service.core.settings import Settings
+from service.core.tracing import configure_tracing
 from service.ledger import service as ledger
 from service.storage.base import Storage
 from service.storage.factory import storage_from_settings
@@ -67,6 +69,7 @@ async def embedded_stack(
     ``registry`` and ``storage`` replace the entry-point registry and ``STORAGE_URL`` (tests); the
     stack opens and closes them either way.
     """
+    configure_tracing("video-gen")  # before any client is made: httpx clients are instrumented at creation
     redis = EmbeddedRedis() if settings.embedded_redis else None
     if redis:
         settings = msgspec.structs.replace(settings, redis_url=redis.start())
@@ -78,13 +81,24 @@ async def embedded_stack(
         await storage.open()
         await registry.open_all(settings)
         app = create_app(settings, registry=registry, storage=storage)
-        server = uvicorn.Server(uvicorn.Config(app, host=settings.host, port=settings.port, log_level="warning"))
+        config = uvicorn.Config(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            access_log=False,
+            http=json_error_protocol(settings.http_parser, settings.http_read_timeout_seconds),
+            timeout_keep_alive=settings.http_keep_alive_seconds,
+        )
+        server = uvicorn.Server(config)
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the CLI owns signals
         stop = asyncio.Event()
         tasks = [asyncio.create_task(server.serve(), name="api")]
+        # One process: the API's /metrics already shows the workers' metrics (one registry).
+        in_process = msgspec.structs.replace(settings, metrics_port=0)
         tasks += [
             asyncio.create_task(
-                run_worker(settings, stop=stop, name=f"embedded-{i}", registry=registry, storage=storage),
+                run_worker(in_process, stop=stop, name=f"embedded-{i}", registry=registry, storage=storage),
                 name=f"worker-{i}",
             )
             for i in range(workers)

@@ -32,7 +32,14 @@ async def test_health_metrics_and_schema(api: Api) -> None:
     live = await api.client.get("/health/live")
     ready = await api.client.get("/health/ready")
     assert live.json()["status"] == "ok"
-    assert ready.status_code == 200 and ready.json() == {"status": "ok", "redis": "ok", "database": "ok"}
+    assert ready.status_code == 200 and ready.json() | {"usableModels": []} == {
+        "status": "ok",
+        "redis": "ok",
+        "database": "ok",
+        "storage": "ok",
+        "models": "ok",
+        "usableModels": [],
+    }
     raw = await api.client.get("/schema/openapi.json")
     assert raw.status_code == 200, raw.text[:500]
     schema = raw.json()

@@ -8,7 +8,8 @@ first) reaches ``<point>``. The points, in pipeline order:
 - ``during_generation``: the model is working (its first progress report, or the provider's
   request id just saved);
 - ``after_upload``: the video is in storage, the database does not say so yet;
-- ``before_ack``: the reply is written, the job is not acknowledged.
+- ``before_webhook``: the outcome is recorded, its webhook event is not queued yet;
+- ``before_ack``: the webhook event is queued, the reply not written, the job not acknowledged.
 
 Unset (production), ``crash_point`` does nothing but one dictionary lookup.
 """
@@ -19,7 +20,7 @@ import os
 import signal
 
 ENV_VAR = "VIDEO_GEN_CRASH_AT"
-POINTS = ("after_debit", "during_generation", "after_upload", "before_ack")
+POINTS = ("after_debit", "during_generation", "after_upload", "before_webhook", "before_ack")
 
 _seen: dict[str, list[str]] = {}
 

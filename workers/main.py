@@ -1,4 +1,8 @@
-"""``video-gen worker``: one worker process (a consumer running up to N jobs at once).
+"""``video-gen worker``: one worker process (a consumer running each model's slots of jobs at once).
+
+Its database pool is ``DATABASE_POOL_SIZE`` connections whatever the slots: a job holds one only
+while it reads or writes, never while its model runs. CPU-bound work goes to a process pool of
+``CPU_PROCESSES`` (the cores).
 
 SIGTERM (or SIGINT) stops claiming at once, lets running jobs finish for
 ``SHUTDOWN_GRACE_SECONDS`` and hands the rest over to the other workers (reclaimable at once, no
@@ -19,18 +23,26 @@ import socket
 
 import structlog
 
+from models_registry import cpu
 from models_registry.registry import ModelRegistry
 from service.core import db
 from service.core.checks import describe_connect_error, is_permanent_refusal
 from service.core.keys import Keys
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
+from service.core.tracing import configure_tracing
+from service.generations.notify import WebhookNotifier
 from service.generations.task import GenerationTask
 from service.jobs.stream import JobStream
 from service.storage.base import Storage
 from service.storage.factory import storage_from_settings
+from service.webhooks.queue import WebhookQueue
+from service.webhooks.sender import Sender
+from service.webhooks.service import WebhookDispatcher
 from workers.faults import crash_point
+from workers.metrics_server import start_metrics_server
 from workers.scheduler import Scheduler
+from workers.slots import model_limits
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +58,7 @@ async def run_worker(
     """Run until ``stop`` is set (or SIGTERM/SIGINT when run as a process), then shut down gracefully."""
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
+    configure_tracing("video-gen-worker")
     hurry = asyncio.Event()
     stop = stop or _signal_event(hurry)
     if not await _connect_database(settings, stop):
@@ -66,6 +79,8 @@ async def run_worker(
             await store.open()
         if owned[0]:
             await registry.open_all(settings)
+        limits = model_limits(registry, settings.model_slots, settings.worker_concurrency)
+        processes = cpu.start(settings.cpu_processes)
         stream = JobStream(
             redis,
             keys,
@@ -74,17 +89,44 @@ async def run_worker(
             idempotency_ttl=settings.idempotency_ttl_seconds,
             dead_letter_maxlen=settings.dead_letter_maxlen,
         )
+        webhooks = WebhookQueue(redis, keys, retention_seconds=settings.webhook_retention_seconds)
+        dispatcher = webhook_dispatcher(settings, webhooks)
+        notifier = WebhookNotifier(
+            webhooks,
+            store,
+            download_seconds=settings.download_url_seconds,
+            on_queued=dispatcher.wake if dispatcher else lambda: None,
+        )
         scheduler = Scheduler(
             stream,
-            GenerationTask(settings, registry, store, fault=crash_point, publish=stream.publish),
+            GenerationTask(
+                settings,
+                registry,
+                store,
+                fault=crash_point,
+                on_started=notifier.job_started,
+                publish=stream.publish,
+            ),
             reader,
             name=name,
             concurrency=settings.worker_concurrency,
             lease_seconds=settings.job_lease_seconds,
+            notify=notifier.job_ended,
+            limits=limits,
+            prefetch=settings.worker_prefetch,
             cancel_reader=cancels,
         )
-        await _serve(scheduler, settings, stop, hurry)
+        log.info("worker.capacity", model_slots=limits, cpu_processes=processes, db_pool=settings.database_pool_size)
+        sending = asyncio.create_task(dispatcher.run(), name="webhooks") if dispatcher else None
+        try:
+            await _serve(scheduler, settings, stop, hurry)
+        finally:
+            if dispatcher and sending:
+                await dispatcher.stop(grace=min(settings.shutdown_grace_seconds, settings.webhook_timeout_seconds))
+                await sending
+                await dispatcher.sender.close()
     finally:
+        cpu.stop()
         if owned[0]:
             await registry.close_all()
         if owned[1]:
@@ -95,10 +137,37 @@ async def run_worker(
         await db.disconnect()
 
 
+def webhook_dispatcher(settings: Settings, queue: WebhookQueue) -> WebhookDispatcher | None:
+    """The process's webhook sender; None without ``WEBHOOK_SECRET`` (deliveries then wait, queued,
+    for a worker that has it)."""
+    if not settings.webhook_keys:
+        return None
+    sender = Sender(
+        settings.webhook_keys, timeout=settings.webhook_timeout_seconds, allow_private=settings.webhook_allow_private
+    )
+    return WebhookDispatcher(
+        queue,
+        sender,
+        delays=settings.webhook_retry_delays,
+        concurrency=settings.webhook_concurrency,
+        poll_seconds=settings.webhook_poll_seconds,
+        per_host=settings.webhook_per_host,
+    )
+
+
 async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, hurry: asyncio.Event) -> None:
     """Schedule jobs until ``stop``; then give running jobs the grace period (cut short by ``hurry``)."""
     runner = asyncio.create_task(scheduler.run(), name="scheduler")
-    log.info("worker.started", consumer=scheduler.name, concurrency=settings.worker_concurrency)
+    server = None
+    if settings.metrics_port:
+        server = await start_metrics_server(
+            settings.host, settings.metrics_port, token=settings.metrics_token, alive=lambda: not runner.done()
+        )
+    log.info(
+        "worker.started",
+        consumer=scheduler.name,
+        metrics_port=settings.metrics_port or None,
+    )
     try:
         await stop.wait()
         log.info(
@@ -120,6 +189,8 @@ async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, 
         hurried.cancel()
         log.info("worker.stopped", consumer=scheduler.name)
     finally:
+        if server is not None:
+            server.close()
         if not runner.done():
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -134,9 +205,7 @@ async def _connect_database(settings: Settings, stop: asyncio.Event) -> bool:
     while not stop.is_set():
         try:
             if not connected:
-                await db.connect(
-                    settings.database_url, pool_size=settings.worker_concurrency + 2, name="video-gen-worker"
-                )
+                await db.connect(settings.database_url, pool_size=settings.database_pool_size, name="video-gen-worker")
                 connected = True
             await db.require_migrated()
             return True

@@ -1,5 +1,5 @@
-"""The worker's scheduling loop: claim jobs while slots are free, run each as a task, reply and
-acknowledge. Every Redis command is a ``JobStream`` method; every step of a job is the
+"""The worker's scheduling loop: claim jobs while slots are free (per model: ``workers.slots``),
+run each as a task, reply and acknowledge. Every Redis command is a ``JobStream`` method; every step of a job is the
 generation's task (``service.generations.task``).
 
 - Delivery is at-least-once, effects exactly-once: a job is acknowledged only with its reply,
@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -32,15 +32,18 @@ from redis.exceptions import RedisError, ResponseError
 
 from service.core.errors import GenerationFailed, ValidationFailed
 from service.core.redis import BLOCK_MS
+from service.core.tracing import job_span
 from service.core.transient import is_transient
 from service.generations.outcomes import error_reply
 from service.generations.task import GenerationTask
 from service.jobs.lease import LeaseLost, Leases
-from service.jobs.messages import Delivery, JobReply
+from service.jobs.messages import Delivery, JobMessage, JobReply
 from service.jobs.stream import JobStream
 from workers.faults import crash_point
+from workers.slots import ModelSlots
 
 log = structlog.get_logger(__name__)
+Notify = Callable[[JobMessage, JobReply], Awaitable[None]]
 
 PRUNE_EVERY = 5.0  # seconds between trims of acknowledged entries
 STALE_CONSUMER_MS = 3_600_000  # a consumer silent this long, with nothing pending, is removed
@@ -57,14 +60,24 @@ class Scheduler:
         name: str,
         concurrency: int,
         lease_seconds: float,
+        notify: Notify | None = None,
+        limits: Mapping[str, int] | None = None,
+        prefetch: int | None = None,
         cancel_reader: Redis | None = None,
     ) -> None:
+        """``limits``: slots per model (``workers.slots.model_limits``); a model without one gets
+        ``concurrency``. ``prefetch``: jobs claimed at a time (default: ``concurrency``)."""
         self.stream, self.task, self._reader, self.name = stream, task, reader, name
+        self.notify = notify or _nobody
         self._cancel_reader = cancel_reader
-        self.concurrency, self.lease_ms = concurrency, int(lease_seconds * 1000)
+        self.lease_ms = int(lease_seconds * 1000)
+        if limits is None:
+            limits = dict.fromkeys(task.registry.names(), concurrency)
+        self.slots = ModelSlots(limits, default=concurrency, prefetch=prefetch or concurrency)
         self.leases = Leases(stream, name, lease_seconds, on_lost=self._lost)
         self.reclaim_every = min(self.leases.every, 5.0)
         self.active: dict[str, asyncio.Task[None]] = {}
+        self._waiting: set[str] = set()  # claimed jobs waiting for a slot of their model
         self._stopping = asyncio.Event()
         self._reclaim_at = 0.0  # owners get time to renew after an outage before anyone reclaims
         self._cursor = "0-0"
@@ -93,7 +106,10 @@ class Scheduler:
         stop = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
-                free = self.concurrency - len(self.active)
+                free = self.slots.claimable()
+                if free <= 0 and self._waiting and self.slots.any_free():
+                    await self._hand_back()  # full models' jobs fill the prefetch: others may run them
+                    continue
                 if free <= 0:
                     await asyncio.wait(list(self.active.values()), return_when=asyncio.FIRST_COMPLETED, timeout=0.5)
                     continue
@@ -139,28 +155,70 @@ class Scheduler:
         if since >= self._reclaim_at:
             self._reclaim_at = since + self.reclaim_every
             self._cursor, stale = await self.stream.reclaim(self.name, free, self.lease_ms, self._cursor)
+            if len(stale) == free:  # a dead worker left more: take the next batch at once, not next period
+                self._reclaim_at = since
             if stale:
                 return stale
         return await self.stream.claim(self._reader, self.name, free, BLOCK_MS)
 
     def _start(self, entry: Delivery, since: float) -> None:
         self.leases.hold(entry.message_id, since)
-        task = asyncio.create_task(self._handle(entry), name=f"job-{entry.message_id}")
+        model = entry.job.model if entry.job is not None and self.task.accepts(entry.job) else None
+        turn = self.slots.take(model) if model is not None else None  # taken now: the next claim counts it
+        task = asyncio.create_task(self._handle(entry, turn), name=f"job-{entry.message_id}")
         self.active[entry.message_id] = task
+        if turn is not None:
+            self._waiting.add(entry.message_id)
+            turn.add_done_callback(lambda _: self._waiting.discard(entry.message_id))
 
         def done(_: asyncio.Task[None]) -> None:
             self.active.pop(entry.message_id, None)
+            self._waiting.discard(entry.message_id)
             self.leases.release(entry.message_id)
+            if model is not None:
+                self.slots.give_back(model, turn)
 
         task.add_done_callback(done)
+
+    async def _hand_back(self) -> None:
+        """Give the jobs waiting for a full model's slot back to the group (reclaimable at once by
+        any worker, no delivery counted), so that this worker claims jobs of its idle models again.
+        This worker takes them back itself once a reclaim period has passed, if nobody else did."""
+        ids = list(self._waiting)
+        tasks = [self.active[i] for i in ids if i in self.active]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=10)
+        self._reclaim_at = time.monotonic() + self.reclaim_every
+        try:
+            handed = await self.stream.hand_back(self.name, self.lease_ms, ids)
+        except (RedisError, OSError) as exc:  # then they are reclaimed after the lease instead
+            log.warning("worker.hand_back_failed", error=str(exc) or type(exc).__name__)
+            return
+        log.info("worker.handed_back", jobs=handed, reason="their model's slots are full")
 
     def _lost(self, message_id: str) -> None:
         task = self.active.get(message_id)
         if task is not None:
             task.cancel()
 
-    async def _handle(self, entry: Delivery) -> None:
+    async def _handle(self, entry: Delivery, turn: asyncio.Future[None] | None = None) -> None:
+        # This task's own context: every line of this job, the scheduler's and the task's, says which.
+        if entry.job is None:
+            await self._handle_traced(entry, turn)
+            return
+        job = entry.job
+        structlog.contextvars.bind_contextvars(
+            job_id=job.job_id, user_id=job.user_id, model=job.model, request_id=job.request_id
+        )
+        with job_span(job.trace_context, job.submitted_at, job_id=job.job_id, model=job.model, delivery=entry.count):
+            await self._handle_traced(entry, turn)
+
+    async def _handle_traced(self, entry: Delivery, turn: asyncio.Future[None] | None) -> None:
         try:
+            if turn is not None:  # its model's slots are full: wait for one (the lease is renewed meanwhile)
+                await turn
             if entry.job is None:
                 reply = _salvage_reply(entry)
                 await self._retrying(lambda: self.stream.dead_letter(entry, entry.error or "unparseable", reply))
@@ -176,6 +234,7 @@ class Scheduler:
     async def _reject(self, entry: Delivery, error: ValidationFailed) -> None:
         assert entry.job is not None
         reply = await self.task.reject(entry.job, error)
+        await self.notify(entry.job, reply)
         await self.stream.dead_letter(entry, f"unknown model {entry.job.model!r}", reply)
 
     async def _attempt(self, entry: Delivery) -> None:
@@ -183,10 +242,15 @@ class Scheduler:
         assert job is not None
         if entry.count > 1 and (earlier := await self.stream.reply_of(job.job_id)) is not None:
             await self.task.answered(job, earlier)  # cancelled while its worker was dead: stop the provider
+            await self.notify(job, earlier)  # queued already, unless the reply came from elsewhere: once
             await self.stream.complete(entry.message_id, job, earlier)  # only the ack was missing
             return
         reply = await self.task.run(job, entry.count, lambda: self.leases.check(entry.message_id))
         self.leases.release(entry.message_id)  # answered: past the point where a takeover matters
+        crash_point("before_webhook", job.job_id)
+        # The webhook is queued before the job is acknowledged: a crash in between redelivers the
+        # job, which queues the same event again (kept once).
+        await self.notify(job, reply)
         crash_point("before_ack", job.job_id)
         await self.stream.complete(entry.message_id, job, reply)
         log.info("job.done", job_id=job.job_id, model=job.model, status=reply.status_code, delivery=entry.count)
@@ -264,6 +328,10 @@ class Scheduler:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
+
+
+async def _nobody(job: JobMessage, reply: JobReply) -> None:
+    return None
 
 
 def _salvage_reply(entry: Delivery) -> JobReply | None:

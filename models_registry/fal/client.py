@@ -15,28 +15,42 @@ struct (sent to fal as they are, ``None`` fields left out) and its cost rule.
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
-from collections.abc import Awaitable, Callable
+import random
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import fal_client
 import httpx
 import msgspec
-from fal_client import AsyncRequestHandle, Completed, InProgress, Queued, Status
+from fal_client import AsyncRequestHandle, Completed
 
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, Progress
+from models_registry.cpu import run_cpu
 from models_registry.errors import GenerationFailed, ProviderRejected
 from models_registry.fal.durations import DurationPlan, Plans, finish_video, plan_for
 from models_registry.fal.errors import with_retries
+from models_registry.fal.queue import cancel, progress_of, video_url
 from models_registry.fal.settings import FalSettings, fal_settings
 
 T = TypeVar("T")
-log = logging.getLogger(__name__)
 
 # Credits are sold at 500 to the US dollar fal charges (one credit = $0.002), rounded up per clip.
 CREDITS_PER_USD = 500
+
+
+POLL_BACKOFF = 1.5  # each status poll of a running request waits this much longer than the last ...
+POLL_JITTER = 0.2  # ... give or take this fraction
+
+
+def poll_delays(first: float, cap: float) -> Iterator[float]:
+    """The waits between status polls: ``first``, then 1.5 times longer each time up to ``cap``,
+    each give or take 20 %. A long generation is polled less often, and jobs submitted together do
+    not poll together (1,000 in flight cost about 130 polls a second: the README's benchmarks)."""
+    interval = first
+    while True:
+        yield interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
+        interval = min(interval * POLL_BACKOFF, max(cap, first))
 
 
 class FalVideoModel(ModelPlugin):
@@ -46,6 +60,8 @@ class FalVideoModel(ModelPlugin):
     plans: ClassVar[Plans]
     provider_name: ClassVar[str] = "Veo"  # as fal's refusals are reported: "Veo3 rejected the request: ..."
     timeout_seconds = 600.0
+    # A generation mostly waits on fal: one worker process polls hundreds (MODEL_CONCURRENCY overrides).
+    max_concurrency = 500
     # The worker cancels generate() at timeout_seconds; stopping this much earlier leaves time to
     # cancel the fal request and to fail with a message that names it.
     cleanup_seconds: ClassVar[float] = 10.0
@@ -114,13 +130,13 @@ class FalVideoModel(ModelPlugin):
             async with deadline:
                 handle = await self._start(self._fal, job, plan)
                 result = await self._wait(handle, job)
-                await self._download(_video_url(result), raw)
+                await self._download(video_url(result), raw)
                 await job.report_progress(Progress(f"Finishing the {plan.requested} video", fraction=0.95))
-                info = await asyncio.to_thread(finish_video, plan, raw, out)
+                info = await run_cpu(finish_video, plan, raw, out)
         except TimeoutError:
             if not deadline.expired():
                 raise
-            await _cancel(handle)
+            await cancel(handle)
             which = f" (fal request {handle.request_id})" if handle else ""
             raise GenerationFailed(f"{self.name} did not finish within {budget:g} s{which}") from None
         return GeneratedVideo(path=out, duration_seconds=info.duration_seconds)
@@ -166,15 +182,16 @@ class FalVideoModel(ModelPlugin):
     async def _wait(self, handle: AsyncRequestHandle, job: GenerationJob) -> Any:
         """Poll until COMPLETED, reporting progress; a completed request with an error fails."""
         seen_logs, last = 0, None
+        delays = poll_delays(self.settings.poll_seconds, self.settings.poll_max_seconds)
         while True:
             status = await self._retry(lambda: handle.status(with_logs=True), "polling fal.ai")
             if isinstance(status, Completed):
                 break
-            progress, seen_logs = _progress(status, seen_logs)
+            progress, seen_logs = progress_of(status, seen_logs)
             if progress is not None and progress != last:
                 await job.report_progress(progress)
                 last = progress
-            await asyncio.sleep(self.settings.poll_seconds)
+            await asyncio.sleep(next(delays))
         if status.error:
             kind = f" ({status.error_type})" if status.error_type else ""
             raise GenerationFailed(f"fal request {handle.request_id} failed{kind}: {status.error}")
@@ -213,36 +230,3 @@ class FalVideoModel(ModelPlugin):
             budget_seconds=self.settings.retry_seconds,
             provider=self.provider_name,
         )
-
-
-def _progress(status: Status, seen_logs: int) -> tuple[Progress | None, int]:
-    """The report for a non-final status (queue position, newest log line) and logs seen so far."""
-    if isinstance(status, Queued):
-        return Progress(
-            f"Waiting in fal.ai's queue (position {status.position})", queue_position=status.position
-        ), seen_logs
-    if isinstance(status, InProgress):
-        logs = status.logs or []
-        if len(logs) > seen_logs:
-            return Progress(str(logs[-1].get("message", "")).strip() or "Generating on fal.ai"), len(logs)
-        return (Progress("Generating on fal.ai") if not seen_logs else None), seen_logs
-    return None, seen_logs
-
-
-def _video_url(result: Any) -> str:
-    video = result.get("video") if isinstance(result, dict) else None
-    url = video.get("url") if isinstance(video, dict) else None
-    if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-        raise GenerationFailed(f"fal.ai's result has no video URL: {json.dumps(result)[:200]}")
-    return url
-
-
-async def _cancel(handle: AsyncRequestHandle | None) -> None:
-    """Best effort: stop fal working (and billing) on a request nobody waits for any more."""
-    if handle is None:
-        return
-    try:
-        async with asyncio.timeout(5):
-            await handle.cancel()
-    except Exception as exc:  # the job fails with the timeout either way
-        log.warning("could not cancel fal request %s: %s", handle.request_id, exc)

@@ -15,7 +15,10 @@ class FalSettings(msgspec.Struct, kw_only=True, frozen=True):
     key: str | None = None
     """fal's API key; without it the fal models are shown as unavailable and refused."""
     poll_seconds: float = 3.0
-    """How often a running request's status is polled."""
+    """The wait after the first status poll of a running request (made at once); each later wait is
+    1.5 times longer (give or take 20 %), up to ``poll_max_seconds``."""
+    poll_max_seconds: float = 10.0
+    """The longest wait between two status polls of one request."""
     send_image_url: bool = False
     """Send fal a presigned URL of the source image instead of its bytes (a data URI)."""
     request_seconds: float = 10.0

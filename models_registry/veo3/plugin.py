@@ -10,7 +10,10 @@ fal's prices, from fal's model pages (https://fal.ai/models/fal-ai/veo3/llms.txt
 https://fal.ai/models/fal-ai/veo3/fast/llms.txt, read 2026-11-27 through the stored-pages search;
 fal.ai itself cannot be reached from here). Those pages price the text-to-video endpoints; that the
 image-to-video endpoints cost the same could not be confirmed from fal's own pages (a mirror of
-fal's image-to-video page, docs.kkiai.com, lists the same inputs and no price):
+fal's image-to-video pages, docs.kkiai.com, lists the inputs: aspect_ratio auto/16:9/9:16,
+duration default "8s", generate_audio default true, resolution 720p/1080p; and no price). That the
+image-to-video endpoints take "6s" (asked for the 5s clip) is from the text-to-video pages' 4s/6s/8s
+and could not be confirmed either; fal refusing it would fail the job with a 400, refunded:
 
 | model       | fal endpoint                       | audio off | audio on | resolutions   |
 | ----------- | ---------------------------------- | --------- | -------- | ------------- |

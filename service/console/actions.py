@@ -1,5 +1,5 @@
 """The console's state-changing forms (role ``admin``, CSRF-checked): refund a generation, grant
-credits, requeue or discard a dead letter.
+credits, requeue or discard a dead letter, resend a webhook.
 
 Each takes two steps. The first POST changes nothing: it answers a confirmation page that says
 exactly what will happen. The second (``confirm=yes``) calls the admin service, the same function
@@ -21,12 +21,14 @@ from litestar.response import Redirect, Template
 
 from service.admin import queue
 from service.admin import service as admin
+from service.admin import webhooks as deliveries
 from service.console.forms import GrantForm, ReasonForm, amount_of, done_url, reason_problems
 from service.core.auth import Principal, admin_guard
 from service.core.errors import AppError, NotFound
 from service.generations.views import generation_of
 from service.jobs.stream import JobStream
 from service.ledger.service import balance_of
+from service.webhooks.queue import WebhookQueue
 
 Form = Body(media_type=RequestEncodingType.URL_ENCODED)
 
@@ -78,6 +80,37 @@ class ConsoleActions(Controller):
         except AppError as exc:
             return _confirm(exc.status_code, errors=_messages(exc), **screen)
         return Redirect(done_url(page, "refund", out.action_id), status_code=303)
+
+    @post("/generations/{generation_id:str}/webhooks/{delivery_id:str}/resend", status_code=200)
+    async def resend(
+        self,
+        principal: NamedDependency[Principal],
+        webhooks: NamedDependency[WebhookQueue],
+        generation_id: FromPath[str],
+        delivery_id: FromPath[str],
+        data: Annotated[ReasonForm, Form],
+    ) -> Template | Redirect:
+        page = f"/console/generations/{generation_id}"
+        delivery = await deliveries.delivery(webhooks, delivery_id)
+        screen = {
+            "title": f"Send {delivery.event} to {delivery.url} again?",
+            "lines": [("Webhook id", delivery.id), ("Status", delivery.status), ("Attempts", len(delivery.attempts))],
+            "warning": "The same event is sent again with the same webhook-id (receivers deduplicate on it), "
+            "retried on the whole schedule until a 2xx.",
+            "action": f"{page}/webhooks/{delivery_id}/resend",
+            "cancel": page,
+            "button": "Send it again",
+            "reason": data.reason,
+        }
+        if data.confirm != "yes":
+            return _confirm(**screen)
+        if problems := reason_problems(data.reason):
+            return _confirm(400, errors=problems, **screen)
+        try:
+            out = await deliveries.resend(principal.user_id, delivery_id, data.reason.strip(), queue=webhooks)
+        except AppError as exc:
+            return _confirm(exc.status_code, errors=_messages(exc), **screen)
+        return Redirect(done_url(page, "resend", out.action_id), status_code=303)
 
     @post("/users/{user_id:str}/grant", status_code=200)
     async def grant(

@@ -29,6 +29,7 @@ from service.jobs.stream import JobStream
 from service.ledger.schemas import EntryFilter
 from service.ledger.service import KINDS, credits_of
 from service.storage.base import Storage
+from service.webhooks.queue import WebhookQueue
 
 Text = Annotated[str | None, QueryParameter()]
 Limit = Annotated[int, QueryParameter(ge=1, le=200)]
@@ -95,6 +96,7 @@ class ConsolePages(Controller):
         stream: NamedDependency[JobStream],
         storage: NamedDependency[Storage],
         settings: NamedDependency[Settings],
+        webhooks: NamedDependency[WebhookQueue],
         generation_id: FromPath[str],
         done: Text = None,
         cursor: Text = None,
@@ -103,7 +105,12 @@ class ConsolePages(Controller):
         if record is None:
             raise NotFound(f"Generation {generation_id} not found")
         job = await describe_job(
-            generation_id, principal, stream=stream, storage=storage, download_seconds=settings.download_url_seconds
+            generation_id,
+            principal,
+            stream=stream,
+            storage=storage,
+            download_seconds=settings.download_url_seconds,
+            webhooks=webhooks,
         )
         trail = await admin.audit(EntryFilter(generation_id=generation_id), limit=50, cursor=cursor)
         base = f"/console/generations/{generation_id}"

@@ -84,6 +84,7 @@ NOTICES = {
     "grant": "Credits granted",
     "requeue": "Requeued: the job is back on the jobs stream",
     "discard": "Dead letter discarded",
+    "resend": "Webhook queued again, with the same webhook-id",
 }
 
 

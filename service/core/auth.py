@@ -22,11 +22,13 @@ from litestar.security.jwt import JWTAuth, JWTAuthenticationMiddleware, JWTCooki
 from litestar.security.jwt.middleware import JWTCookieAuthenticationMiddleware
 
 from service.core.claims import Principal
+from service.core.errors import AppError
 from service.core.tokens import TokenVerifier
 
 ALGORITHM = "HS256"
+MAX_AUTHORIZATION_BYTES = 8192  # a JWT is a few hundred bytes to a few kB; a larger header is abuse (431)
 # Paths served without a token: health, metrics, the schema, and signed download links.
-PUBLIC_PATHS = ["^/health", "^/metrics", "^/schema", "^/video-gen/files/"]
+PUBLIC_PATHS = ["^/health", "^/metrics", "^/schema", "^/docs-assets/", "^/video-gen/files/"]
 
 
 async def _never(token: Token, connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
@@ -45,9 +47,32 @@ class _Verifying:
 
 
 class BearerMiddleware(_Verifying, JWTAuthenticationMiddleware):
+    """Only ``Authorization: Bearer <token>`` authenticates; another scheme is a 401, a header
+    over ``MAX_AUTHORIZATION_BYTES`` a 431."""
+
     def __init__(self, *args: Any, verifier: TokenVerifier, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.verifier = verifier
+
+    async def authenticate_request(self, connection: ASGIConnection[Any, Any, Any, Any]) -> AuthenticationResult:
+        header = connection.headers.get(self.auth_header)
+        if not header:
+            raise NotAuthorizedException("No JWT token found in request header")
+        if len(header) > MAX_AUTHORIZATION_BYTES:
+            raise AppError("Request Header Fields Too Large: Authorization", 431)
+        token = bearer_token(header)
+        if token is None:
+            raise NotAuthorizedException("Invalid authorization header: expected 'Bearer <token>'")
+        return await self.authenticate_token(encoded_token=token, connection=connection)
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive), else None."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token or len(token) > MAX_AUTHORIZATION_BYTES:
+        return None
+    return token
 
 
 class CookieMiddleware(_Verifying, JWTCookieAuthenticationMiddleware):

@@ -8,30 +8,40 @@ cannot say: URL schemes, ranges, the JWT secret, the default model.
 from __future__ import annotations
 
 import getpass
+import logging
 from collections.abc import Callable, Iterable
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
-from service.core.settings import DEV_JWT_SECRET, MIN_SECRET_BYTES, Settings, SettingsError
+from service.core.settings import DEV_JWT_SECRET, MIN_SECRET_BYTES, Settings, SettingsError, cors_origins
 from service.core.tokens import TokenVerifier
 
 _DATABASE_SCHEMES = ("sqlite:///", "postgresql://", "postgres://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _STORAGE_SCHEMES = ("file://", "s3://")
 _EVENT_LOOPS = ("uvloop", "asyncio")
+_LOG_FORMATS = ("auto", "json", "console")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 # name -> (rule, the expected form): each must hold for the value the settings carry.
 _POSITIVE = "must be greater than 0"
 _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "port": (lambda v: 0 <= v <= 65535, "must be between 0 and 65535"),
+    "metrics_port": (lambda v: 0 <= v <= 65535, "must be between 0 and 65535 (0: workers serve no /metrics)"),
     "worker_concurrency": (lambda v: v >= 1, "must be at least 1"),
+    "worker_prefetch": (lambda v: v >= 1, "must be at least 1"),
+    "database_pool_size": (lambda v: v >= 1, "must be at least 1"),
+    "cpu_processes": (lambda v: v >= 0, "must not be negative (0: one per core)"),
+    "max_waiting_requests": (lambda v: v >= 0, "must not be negative (0: what the file descriptors allow)"),
     "job_max_attempts": (lambda v: v >= 1, "must be at least 1"),
     "redis_max_connections": (lambda v: v >= 2, "must be at least 2"),
     "sync_wait_seconds": (lambda v: v >= 0, "must not be negative"),
     "shutdown_grace_seconds": (lambda v: v >= 0, "must not be negative"),
     "rate_limit_per_minute": (lambda v: v >= 0, "must not be negative (0 disables it)"),
     "job_status_rate_limit_per_minute": (lambda v: v >= 0, "must not be negative (0 disables it)"),
+    "webhook_concurrency": (lambda v: v >= 1, "must be at least 1"),
+    "webhook_per_host": (lambda v: v >= 1, "must be at least 1"),
     **dict.fromkeys(
         (
             "job_lease_seconds",
@@ -45,6 +55,11 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
             "max_prompt_chars",
             "download_url_seconds",
             "upload_url_seconds",
+            "http_keep_alive_seconds",
+            "http_read_timeout_seconds",
+            "webhook_timeout_seconds",
+            "webhook_poll_seconds",
+            "webhook_retention_seconds",
         ),
         (lambda v: v > 0, _POSITIVE),
     ),
@@ -72,6 +87,16 @@ def check_settings(settings: Settings, *, embedded: bool = False) -> None:
     if settings.event_loop not in _EVENT_LOOPS:
         raise SettingsError(f"EVENT_LOOP must be one of {', '.join(_EVENT_LOOPS)}, got {settings.event_loop!r}")
     _check_source_prefix(settings.source_key_prefix)
+    for origin in cors_origins(settings):
+        if origin != "*" and (not origin.startswith(("http://", "https://")) or origin.count("/") != 2):
+            raise SettingsError(
+                f"CORS_ALLOW_ORIGINS must be a comma-separated list of origins like https://app.example.com "
+                f"(or *), got {origin!r}"
+            )
+    _check_logging(settings)
+    settings.model_slots  # noqa: B018  (MODEL_CONCURRENCY's form; its names are checked with the models)
+    settings.webhook_keys  # noqa: B018  (a bad secret is refused at start, not at the first delivery)
+    settings.webhook_retry_delays  # noqa: B018
     algorithms = token_algorithms(settings)
     if not embedded:
         if not settings.redis_url:
@@ -83,6 +108,13 @@ def token_algorithms(settings: Settings) -> list[str]:
     """The token algorithms the API will accept; SettingsError for a token configuration that
     cannot work (JWKS URL, PEM, JWT_ALGORITHMS: see ``tokens.py``)."""
     return TokenVerifier(settings).algorithms
+
+
+def _check_logging(settings: Settings) -> None:
+    if settings.log_format not in _LOG_FORMATS:
+        raise SettingsError(f"LOG_FORMAT must be one of {', '.join(_LOG_FORMATS)}, got {settings.log_format!r}")
+    if not isinstance(logging.getLevelName(settings.log_level.upper()), int):
+        raise SettingsError(f"LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}, got {settings.log_level!r}")
 
 
 def _require_key_source(settings: Settings, algorithms: list[str]) -> None:
@@ -125,12 +157,18 @@ def _check_source_prefix(template: str) -> None:
 
 
 def check_default_model(settings: Settings, installed: Iterable[str]) -> None:
-    """``DEFAULT_MODEL``, when set, must name an installed model (unset: the registry chooses)."""
+    """``DEFAULT_MODEL``, when set, must name an installed model (unset: the registry chooses), and
+    so must every model ``MODEL_CONCURRENCY`` names."""
     names = sorted(installed)
     if settings.default_model and settings.default_model not in names:
         raise SettingsError(
             f"DEFAULT_MODEL must name an installed model ({', '.join(names) or 'none installed'}), "
             f"got {settings.default_model!r}"
+        )
+    unknown = sorted(set(settings.model_slots) - set(names))
+    if unknown:
+        raise SettingsError(
+            f"MODEL_CONCURRENCY must name installed models ({', '.join(names) or 'none installed'}), got {unknown}"
         )
 
 

@@ -100,6 +100,7 @@ class ServiceUnavailable(AppError):
 
 QUEUE_UNREACHABLE = "Service temporarily unavailable: the job queue is unreachable"
 QUEUE_FULL = "Service temporarily unavailable: too many jobs are waiting, try again later"
+TOO_MANY_WAITING = "Service temporarily unavailable: too many requests are waiting on this server, try again later"
 DATABASE_UNREACHABLE = "Service temporarily unavailable: the database is unreachable"
 
 

@@ -45,6 +45,9 @@ def _malformed_json(exc: BaseException) -> bool:
 def http_exception_handler(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if exc.status_code == 400 and _malformed_json(exc):
         return _respond(400, f"Malformed JSON body: {exc.detail}")
+    if exc.status_code == 429 and exc.headers and "RateLimit-Reset" in exc.headers:
+        # Litestar's limiter sends the IETF draft's RateLimit-* fields; clients and proxies know Retry-After
+        exc.headers["Retry-After"] = str(max(int(exc.headers["RateLimit-Reset"]), 1))
     if exc.status_code >= 500:  # Litestar's own 500s (a misconfiguration) say nothing to clients
         log.error("http_error", path=request.url.path, status=exc.status_code, detail=exc.detail)
         return _respond(exc.status_code, "Internal server error" if exc.status_code == 500 else exc.detail)

@@ -14,6 +14,8 @@ deployments, or parallel test runs, can share one Redis without touching each ot
 | ``<p>:job:<job>``           | string | API               | ``JOB_META_TTL_SECONDS``                  |
 | ``<p>:idem:<user>:<key>``   | hash   | API, then workers | ``IDEMPOTENCY_TTL_SECONDS``               |
 | ``<p>:ratelimit:*``         | -      | Litestar's store  | the rate limiter's own                    |
+| ``<p>:webhooks:due``        | zset   | workers, admins   | a member per delivery until it is final   |
+| ``<p>:webhook:<delivery>``  | string | workers, admins   | kept while pending; then ``WEBHOOK_RETENTION_SECONDS`` |
 """
 
 from __future__ import annotations
@@ -75,6 +77,16 @@ class Keys:
     def rate_limit(self) -> str:
         """The namespace of the rate limiter's counters (Litestar's Redis store)."""
         return f"{self.prefix}:ratelimit"
+
+    @property
+    def webhooks_due(self) -> str:
+        """Webhook deliveries by the time (ms) their next attempt is due; a claimed one's score is
+        pushed past its send timeout, so a dead sender's claim comes back by itself."""
+        return f"{self.prefix}:webhooks:due"
+
+    def webhook(self, delivery_id: str) -> str:
+        """One webhook delivery: its event, target, payload and attempts (``WebhookDelivery``)."""
+        return f"{self.prefix}:webhook:{delivery_id}"
 
     def pattern(self) -> str:
         """A SCAN pattern matching every key of this prefix (tests clean up with it)."""

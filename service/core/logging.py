@@ -1,28 +1,152 @@
-"""Structured logging: Litestar's structlog plugin, at ``LOG_LEVEL``, without bodies or headers.
+"""One logging pipeline for every process (API, worker, ``serve``, the CLI).
 
-Request bodies carry prompts and image keys of paying users; the access log keeps only what an
-operator needs (method, path, status).
+structlog's loggers and the standard library's (uvicorn, asyncpg, botocore, fal-client, Piccolo)
+end in the same ``structlog.stdlib.ProcessorFormatter`` on one stderr handler: JSON lines, or
+readable console lines on a terminal (``LOG_FORMAT``: ``auto``, ``json``, ``console``), at
+``LOG_LEVEL``. Both carry the context bound with ``structlog.contextvars`` (``request_id`` in the
+API, ``job_id``/``user_id``/``model``/``request_id`` in a worker's job) and render tracebacks.
+
+The API hands the same ``StructLoggingConfig`` to Litestar's structlog plugin, with its request
+logging off: ``service.core.request_context`` writes the one access line per request. Request
+bodies and headers are never logged: they carry prompts, image keys and tokens.
 """
 
 from __future__ import annotations
 
 import logging
+import re
+import sys
+from typing import Any
 
-from litestar.logging.config import StructLoggingConfig, default_wrapper_class
-from litestar.middleware.logging import LoggingMiddlewareConfig
+import structlog
+from litestar.logging.config import LoggingConfig, StructLoggingConfig
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
+from structlog.typing import Processor
+
+from service.core.tracing import add_trace_ids
+
+FORMATS = ("auto", "json", "console")
+QUIET = {
+    # Chatty at INFO about things an operator does not act on.
+    "botocore": "WARNING",
+    "aiobotocore": "WARNING",
+    "httpx": "WARNING",
+    "httpcore": "WARNING",
+    "asyncio": "WARNING",
+    "piccolo": "WARNING",  # "Running Sqlite version 3.4" at every engine
+    # uvicorn's access line duplicates ours; its own lifecycle lines stay.
+    "uvicorn.access": "WARNING",
+}
 
 
-def structlog_plugin(level: str) -> StructlogPlugin:
+def level_number(level: str) -> int:
+    """``LOG_LEVEL`` as a number (``INFO`` when it names no level)."""
     numeric = logging.getLevelName(level.upper())
-    numeric = numeric if isinstance(numeric, int) else logging.INFO
+    return numeric if isinstance(numeric, int) else logging.INFO
+
+
+def wants_json(fmt: str) -> bool:
+    """JSON unless asked for console lines, or ``auto`` on a terminal."""
+    if fmt == "auto":
+        return not sys.stderr.isatty()
+    return fmt == "json"
+
+
+def _shared_processors() -> list[Processor]:
+    """What every record gets, structlog's and the standard library's alike."""
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.ExtraAdder(),
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.StackInfoRenderer(),
+        add_trace_ids,
+    ]
+
+
+_SECRET_KEYS = re.compile(r"authorization|token|secret|password|passwd|api_key|fal_key|cookie", re.IGNORECASE)
+_URL_CREDENTIALS = re.compile(r"(\w+://[^/\s:@]*:)[^@\s/]+@")
+
+
+def redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """A safety net for secrets: values of secret-named keys, and passwords inside URLs
+    (``postgresql://user:***@host``), never reach a log line."""
+    for key, value in event_dict.items():
+        if _SECRET_KEYS.search(key):
+            event_dict[key] = "***"
+        elif isinstance(value, str) and "@" in value:
+            event_dict[key] = _URL_CREDENTIALS.sub(r"\1***@", value)
+    return event_dict
+
+
+def _renderers(as_json: bool) -> list[Processor]:
+    if as_json:
+        # exc_info becomes a "exception" string here; before this fix it reached the JSON encoder
+        # as a tuple and the whole record was lost ("--- Logging error --- Unsupported type").
+        return [
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _drop_color_message,
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.processors.JSONRenderer(default=repr),
+        ]
+    return [
+        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+        _drop_color_message,
+        redact,
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+    ]
+
+
+def _drop_color_message(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    event_dict.pop("color_message", None)  # uvicorn's ANSI copy of the message
+    return event_dict
+
+
+def logging_config(level: str = "INFO", fmt: str = "auto") -> StructLoggingConfig:
+    """The one configuration: structlog and the standard library, through one formatter."""
+    numeric = level_number(level)
+    formatter = {
+        "()": structlog.stdlib.ProcessorFormatter,
+        "processors": _renderers(wants_json(fmt)),
+        "foreign_pre_chain": _shared_processors(),
+    }
+    stdlib = LoggingConfig(
+        logging_module="logging",
+        formatters={"standard": formatter},
+        handlers={
+            "console": {"class": "logging.StreamHandler", "formatter": "standard", "stream": "ext://sys.stderr"},
+            # Litestar adds its queue handler when this name is missing; we write directly.
+            "queue_listener": {"class": "logging.NullHandler"},
+        },
+        loggers={
+            "litestar": {"level": numeric, "handlers": ["console"], "propagate": False},
+            **{name: {"level": max(numeric, level_number(quiet))} for name, quiet in QUIET.items()},
+        },
+        root={"handlers": ["console"], "level": numeric},
+    )
+    return StructLoggingConfig(
+        processors=[*_shared_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        cache_logger_on_first_use=True,
+        standard_lib_logging_config=stdlib,
+    )
+
+
+def configure_logging(level: str = "INFO", fmt: str = "auto") -> StructLoggingConfig:
+    """Configure this process's logging (idempotent); returns the config for Litestar's plugin."""
+    config = logging_config(level, fmt)
+    config.configure()
+    assert config.standard_lib_logging_config is not None
+    config.standard_lib_logging_config.configure()
+    logging.captureWarnings(True)
+    return config
+
+
+def structlog_plugin(level: str = "INFO", fmt: str = "auto") -> StructlogPlugin:
+    """Litestar's structlog plugin over the same configuration, its request logging off."""
     return StructlogPlugin(
-        StructlogConfig(
-            structlog_logging_config=StructLoggingConfig(wrapper_class=default_wrapper_class(numeric)),
-            middleware_logging_config=LoggingMiddlewareConfig(
-                request_log_fields=["path", "method"],
-                response_log_fields=["status_code"],
-                exclude=["^/health", "^/metrics"],
-            ),
-        )
+        StructlogConfig(structlog_logging_config=logging_config(level, fmt), enable_middleware_logging=False)
     )

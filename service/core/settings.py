@@ -7,6 +7,8 @@ one list to read (the README's Configuration section and `.env.example` mirror i
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import os
 import types
 from collections.abc import Coroutine
@@ -51,7 +53,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     default_model: str | None = None  # None: the registry's choice (veo3 when FAL_KEY is set, else local)
     host: str = "127.0.0.1"
     port: int = 8000
-    worker_concurrency: int = 4
+    worker_concurrency: int = 4  # the default slots of a model that declares no max_concurrency
+    # Per-model slots in one worker process, overriding the plugins' max_concurrency: "veo3=500,local=2".
+    model_concurrency: str = ""
+    worker_prefetch: int = 16  # jobs claimed at a time, and the most that wait in a worker for their model's slot
+    cpu_processes: int = 0  # the worker's process pool for CPU-bound work (render, probe, trim); 0: the cores
+    database_pool_size: int = 10  # connections per process; a job holds one only while it reads or writes
+    max_waiting_requests: int = 0  # requests one API process holds open; 0: what its descriptors allow
     sync_wait_seconds: float = 120.0
     job_lease_seconds: float = 60.0
     job_max_attempts: int = 3
@@ -69,11 +77,43 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     upload_url_seconds: int = 900  # how long an upload URL from POST /video-gen/uploads is valid
     redis_max_connections: int = 16
     redis_key_prefix: str = "video-gen"
-    log_level: str = "INFO"
     event_loop: str = "uvloop"  # uvloop (and httptools for HTTP), or asyncio (and h11): the standard ones
     rate_limit_per_minute: int = 120
     job_status_rate_limit_per_minute: int = 600  # GET /video-gen/jobs/{id}: polling has its own budget
+    http_keep_alive_seconds: int = 5  # an idle connection between requests is closed after this
+    http_read_timeout_seconds: float = 30.0  # a request (line, headers, body) must arrive within this
     cors_allow_origins: str = ""  # comma-separated origins browsers may call from; empty: none
+    # Observability (README: Observability)
+    log_level: str = "INFO"
+    log_format: str = "auto"  # auto: JSON lines, or console lines on a terminal; json; console
+    metrics_token: str | None = None  # set: /metrics (API and workers) wants "Authorization: Bearer <token>"
+    metrics_port: int = 0  # a worker serves /metrics and /health on HOST:METRICS_PORT; 0: not served
+    webhook_secret: str | None = None  # whsec_<base64>; None: requests naming a webhookUrl are refused
+    webhook_previous_secrets: str = ""  # comma-separated whsec_ secrets that still sign beside the new one
+    webhook_allow_http: bool = False  # accept http:// webhook URLs (development)
+    webhook_allow_private: bool = False  # deliver to loopback/private/link-local addresses (development, tests)
+    webhook_timeout_seconds: float = 10.0  # one attempt, connect to last byte read
+    webhook_retry_schedule: str = "5s,5m,30m,2h,5h,10h,10h"  # waits before each retry (jittered +-10 %)
+    webhook_concurrency: int = 50  # deliveries one worker process sends at once
+    webhook_per_host: int = 8  # of those, at most this many to one host (a dead receiver cannot take them all)
+    webhook_poll_seconds: float = 1.0  # how often a worker looks for due deliveries
+    webhook_retention_seconds: int = 30 * 86400  # how long a finished delivery's record is kept
+    # Where clients reach this deployment (issue 15): links handed out must resolve from outside.
+    public_url: str | None = None  # base of local download links; None: http://HOST:PORT
+    s3_public_endpoint_url: str | None = None  # endpoint presigned links name; None: S3_ENDPOINT_URL
+
+    @property
+    def model_slots(self) -> dict[str, int]:
+        """``MODEL_CONCURRENCY`` parsed: model name -> jobs of it one worker process runs at once."""
+        slots: dict[str, int] = {}
+        for part in filter(None, (p.strip() for p in self.model_concurrency.split(","))):
+            name, _, value = part.partition("=")
+            if not name.strip() or not value.strip().isdigit() or int(value) < 1:
+                raise SettingsError(
+                    f"MODEL_CONCURRENCY must be model=N,... with N >= 1 (e.g. veo3=500,local=2), got {part!r}"
+                )
+            slots[name.strip()] = int(value)
+        return slots
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
         """Run ``main`` on the configured event loop (``EVENT_LOOP``)."""
@@ -87,6 +127,30 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     def http_parser(self) -> str:
         """uvicorn's HTTP implementation that goes with ``EVENT_LOOP``."""
         return "httptools" if self.event_loop == "uvloop" else "h11"
+
+    @property
+    def public_base_url(self) -> str:
+        """The base of every link this service hands out: ``PUBLIC_URL``, else where the API listens
+        (a wildcard listen address is not somewhere a client can go, so loopback stands in)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(self.host, self.host)
+        return f"http://{host}:{self.port}"
+
+    @property
+    def webhook_keys(self) -> list[bytes]:
+        """The HMAC keys that sign webhooks: ``WEBHOOK_SECRET``'s first, then the previous ones."""
+        if self.webhook_secret is None:
+            return []
+        previous = [s.strip() for s in self.webhook_previous_secrets.split(",") if s.strip()]
+        return [parse_webhook_secret(self.webhook_secret, "WEBHOOK_SECRET")] + [
+            parse_webhook_secret(s, "WEBHOOK_PREVIOUS_SECRETS") for s in previous
+        ]
+
+    @property
+    def webhook_retry_delays(self) -> list[float]:
+        """Seconds to wait before each retry of a webhook delivery."""
+        return parse_schedule(self.webhook_retry_schedule, "WEBHOOK_RETRY_SCHEDULE")
 
     @property
     def embedded_redis(self) -> bool:
@@ -119,6 +183,43 @@ def _convert(name: str, value: str, hint: Any) -> Any:
         return msgspec.convert(value, hint, strict=False)
     except msgspec.ValidationError:
         raise SettingsError(f"{name.upper()} must be {_TYPE_WORDS.get(hint, hint)}, got {value!r}") from None
+
+
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_schedule(text: str, name: str) -> list[float]:
+    """``"5s,5m,2h"`` as seconds; a SettingsError naming ``name`` when it is not one."""
+    delays = []
+    for part in (p.strip() for p in text.split(",")):
+        number = part.rstrip("smhd")
+        try:
+            value = float(number) * _UNITS[part[len(number) :] or "s"]
+        except (ValueError, KeyError):
+            raise SettingsError(f"{name} must be durations like 5s,5m,2h, got {part!r}") from None
+        if value < 0:
+            raise SettingsError(f"{name} must not have negative durations, got {part!r}")
+        delays.append(value)
+    return delays
+
+
+def parse_webhook_secret(secret: str, name: str) -> bytes:
+    """The key of a Standard Webhooks secret (``whsec_`` and base64 of 24 to 64 bytes)."""
+    hint = "(e.g. python -c \"import base64,os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())\")"
+    if not secret.startswith("whsec_"):
+        raise SettingsError(f"{name} must start with whsec_ (a Standard Webhooks secret) {hint}")
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_") + "==", validate=False)
+    except (binascii.Error, ValueError):
+        raise SettingsError(f"{name} must be whsec_ followed by base64 {hint}") from None
+    if not 24 <= len(key) <= 64:
+        raise SettingsError(f"{name} must encode 24 to 64 random bytes, got {len(key)} {hint}")
+    return key
+
+
+def cors_origins(settings: Settings) -> list[str]:
+    """``CORS_ALLOW_ORIGINS`` as a list (comma-separated in the environment)."""
+    return [origin.strip().rstrip("/") for origin in settings.cors_allow_origins.split(",") if origin.strip()]
 
 
 def project_root() -> Path:

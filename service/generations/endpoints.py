@@ -32,6 +32,7 @@ from service.jobs.messages import JobReply
 from service.jobs.stream import JobStream
 from service.jobs.watchers import JobWatchers
 from service.storage.base import Storage
+from service.webhooks.queue import WebhookQueue
 
 
 def _check_body(request: Request[Any, Any, Any], body: Any) -> list[str]:
@@ -42,6 +43,7 @@ def _check_body(request: Request[Any, Any, Any], body: Any) -> list[str]:
         state.registry,
         state.registry.default_model(settings.default_model),
         max_prompt_chars=settings.max_prompt_chars,
+        settings=settings,
     )
 
 
@@ -107,7 +109,8 @@ class GenerationController(Controller):
         summary="A generation job's status",
         description="The job a 202 answer named: `queued`, `running` (with the model's progress), `succeeded` "
         "(with the spec's success body and a short-lived download URL) or `failed` (with the spec's "
-        "error body; credits already refunded). Owner or admin only; anyone else gets 404.",
+        "error body; credits already refunded), with its webhook deliveries and their attempts. Owner or admin "
+        "only; anyone else gets 404.",
     )
     async def job(
         self,
@@ -116,9 +119,15 @@ class GenerationController(Controller):
         stream: NamedDependency[JobStream],
         storage: NamedDependency[Storage],
         settings: NamedDependency[Settings],
+        webhooks: NamedDependency[WebhookQueue],
     ) -> JobView:
         return await describe_job(
-            job_id, principal, stream=stream, storage=storage, download_seconds=settings.download_url_seconds
+            job_id,
+            principal,
+            stream=stream,
+            storage=storage,
+            download_seconds=settings.download_url_seconds,
+            webhooks=webhooks,
         )
 
     @get(

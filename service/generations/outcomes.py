@@ -62,3 +62,17 @@ def decode_success(reply: JobReply) -> ImageToVideoResponse:
 
 def decode_error(reply: JobReply) -> ErrorBody:
     return msgspec.json.decode(reply.body, type=ErrorBody)
+
+
+_REASONS = {400: "invalid_input", 404: "source_not_found", 413: "source_too_large", 500: "generation_failed"}
+
+
+def outcome_of(reply: JobReply) -> tuple[str, str]:
+    """``(outcome, reason class)`` of a reply, the labels of ``video_gen_jobs_finished_total``:
+    ``succeeded`` with no reason, or ``failed`` with one of a few classes (bounded, never the text)."""
+    if reply.status_code < 400:
+        return "succeeded", ""
+    message = decode_error(reply).message if reply.status_code == 400 else ""
+    if isinstance(message, str) and message.startswith("Insufficient credits."):
+        return "failed", "insufficient_credits"
+    return "failed", _REASONS.get(reply.status_code, f"http_{reply.status_code}")

@@ -18,13 +18,15 @@ import structlog
 
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, SourceImage
 from models_registry.base import Progress as ModelProgress
+from models_registry.errors import ModelError, ProviderRejected
 from models_registry.options import parse as parse_options
 from models_registry.registry import options_type
+from service.core import metrics, tracing
 from service.core.errors import Transient
 from service.generations import repository
 from service.generations.records import GenerationRecord, Progress
 from service.generations.schemas import JobProgress
-from service.generations.stops import Stops
+from service.generations.stops import Stopped, Stops
 from service.jobs.messages import JobEvent, JobMessage
 from service.storage.base import Storage
 
@@ -48,11 +50,26 @@ class Production:
     async def generate(
         self, plugin: ModelPlugin, job: JobMessage, image: SourceImage, record: GenerationRecord, workdir: Path
     ) -> GeneratedVideo:
-        """Run the model, within its timeout (``TimeoutError`` past it); ``Stopped`` when the job
-        is cancelled meanwhile."""
+        """Run the model, within its timeout (``TimeoutError`` past it), counted in the metrics;
+        ``Stopped`` when the job is cancelled meanwhile."""
         task = self._job(plugin, job, image, record, workdir)
-        async with asyncio.timeout(plugin.timeout_seconds):
-            return await self.stops.run(job.job_id, plugin.generate(task))
+        model = job.model
+        metrics.PROVIDER_REQUESTS.labels(model).inc()
+        started = time.monotonic()
+        with (
+            tracing.tracer.start_as_current_span("model.generate", attributes={"model": model}),
+            metrics.JOBS_RUNNING.labels(model).track_inprogress(),
+        ):
+            try:
+                async with asyncio.timeout(plugin.timeout_seconds):
+                    return await self.stops.run(job.job_id, plugin.generate(task))
+            except Stopped:
+                raise
+            except Exception as exc:
+                metrics.PROVIDER_ERRORS.labels(model, _error_type(exc)).inc()
+                raise
+            finally:
+                metrics.GENERATION_SECONDS.labels(model).observe(time.monotonic() - started)
 
     async def cancel_with_provider(self, plugin: ModelPlugin, record: GenerationRecord) -> None:
         """Best effort: ask the provider to stop the job's request, if it has one and the plugin
@@ -70,7 +87,8 @@ class Production:
 
     async def store(self, key: str, job: JobMessage, video: GeneratedVideo) -> None:
         metadata = {"generation-id": job.job_id, "model": job.model, DURATION_METADATA: repr(video.duration_seconds)}
-        await self.storage.put_file(key, video.path, content_type=video.content_type, metadata=metadata)
+        with tracing.tracer.start_as_current_span("storage.upload", attributes={"storage.key": key}):
+            await self.storage.put_file(key, video.path, content_type=video.content_type, metadata=metadata)
 
     async def stored_length(self, key: str) -> float | None:
         """The length of a video an earlier delivery stored under ``key``, if it did."""
@@ -141,3 +159,16 @@ class Production:
             report_progress=progress,
             save_provider_request_id=save_request_id,
         )
+
+
+def _error_type(exc: Exception) -> str:
+    """The provider error's class, a bounded label."""
+    if isinstance(exc, TimeoutError):
+        return "timeout"
+    if isinstance(exc, Transient):
+        return "transient"
+    if isinstance(exc, ProviderRejected):
+        return "rejected"
+    if isinstance(exc, ModelError):
+        return "failed"
+    return "unexpected"

@@ -10,6 +10,7 @@ import msgspec
 
 from service.core.errors import ErrorBody
 from service.generations.status import GenerationStatus, JobStatus
+from service.webhooks.schemas import DeliveryOut
 
 
 class ImageToVideoRequest(msgspec.Struct, forbid_unknown_fields=True, rename="camel", kw_only=True):
@@ -26,7 +27,13 @@ class ImageToVideoRequest(msgspec.Struct, forbid_unknown_fields=True, rename="ca
     model: str | None = None
     """A model from ``GET /video-gen/models``; ``DEFAULT_MODEL`` when absent."""
     options: dict[str, Any] | None = None
-    """Model-specific options passed to the plugin."""
+    """The model's options (``GET /video-gen/models`` lists each one's type, allowed values and
+    default); an unknown key or a wrong value is a 400 before anything is charged."""
+    webhook_url: str | None = None
+    """Where to POST the job's outcome, signed (Standard Webhooks); https unless ``WEBHOOK_ALLOW_HTTP``."""
+    webhook_events: list[str] | None = None
+    """Which events to send (``generation.succeeded``, ``generation.failed``, ``generation.cancelled``);
+    all of them when absent."""
 
 
 class Credits(msgspec.Struct):
@@ -115,6 +122,17 @@ class JobView(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=False)
     download_url: str | None = None
     download_expires_at: str | None = None
     error: ErrorBody | None = None
+    webhooks: list[DeliveryOut] | None = None
+    """The job's webhook deliveries and their attempts (null when it has none; never in a webhook's own payload)."""
+
+
+class WebhookPayload(msgspec.Struct, kw_only=True):
+    """A webhook's body, as the Standard Webhooks spec suggests: the event, when it happened, and
+    ``data``, the job's view (``GET /video-gen/jobs/{id}``) as it ended."""
+
+    type: str
+    timestamp: str
+    data: JobView
 
 
 def format_duration(seconds: float) -> str:

@@ -25,9 +25,11 @@ import msgspec
 
 from models_registry.errors import ModelError
 from models_registry.registry import ModelRegistry
+from service.core import metrics, tracing
 from service.core.auth import Principal
 from service.core.db import health as database
-from service.core.errors import QUEUE_FULL, ServiceUnavailable, ShuttingDown, from_model_error
+from service.core.errors import QUEUE_FULL, TOO_MANY_WAITING, ServiceUnavailable, ShuttingDown, from_model_error
+from service.core.request_context import current_request_id
 from service.core.settings import Settings
 from service.generations.schemas import ImageToVideoRequest, JobAccepted
 from service.generations.status import JobStatus
@@ -79,6 +81,10 @@ class GenerationService:
             inbox=None if sub.respond_async else self.inbox.name,
             submitted_at=time.time(),
             idempotency_key=sub.idempotency_key,
+            request_id=current_request_id(),
+            trace_context=tracing.current_context(),
+            webhook_url=req.webhook_url,
+            webhook_events=req.webhook_events,
         )
 
     async def request_video(self, sub: Submission) -> Outcome:
@@ -90,6 +96,8 @@ class GenerationService:
         await database.check()  # the worker needs it to charge: refuse now rather than queue a stuck job
         if self.inbox.backlog >= self.settings.jobs_stream_maxlen:
             raise ServiceUnavailable(QUEUE_FULL)
+        if not sub.respond_async and self.inbox.waiting >= self.inbox.capacity:
+            raise ServiceUnavailable(TOO_MANY_WAITING)  # its descriptors are all but spent (core.limits)
         idem = None
         if sub.idempotency_key is not None:
             idem = IdempotentRequest(idempotency.check_key(sub.idempotency_key), idempotency.body_hash(sub.request))
@@ -104,6 +112,8 @@ class GenerationService:
                 self.inbox.forget(job.job_id, waiter)
             raise
         self.inbox.backlog += 1  # counted at once; the next read of the stream corrects it
+        if submitted.earlier is None:
+            metrics.JOBS_SUBMITTED.labels(job.model).inc()
         if submitted.earlier is not None:  # a concurrent request with the same key won the race
             if waiter is not None:
                 self.inbox.forget(job.job_id, waiter)

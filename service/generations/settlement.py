@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from service.core import metrics, tracing
 from service.core.db import write_transaction
 from service.core.errors import AppError, Cancelled, Conflict, NotFound
 from service.generations import repository
@@ -40,6 +41,11 @@ async def charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
     ``InsufficientCredits`` (nothing written) or ``AlreadyExists`` (the record is already there:
     resume it, never charge again; the insert comes first so that is what a retry sees).
     """
+    with tracing.tracer.start_as_current_span("generation.charge", attributes={"model": new.model, "credits": cost}):
+        return await _charge(new, cost=cost, attempts=attempts)
+
+
+async def _charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
     async with write_transaction():
         record = await repository.create_running(new, cost=cost, attempts=attempts)
         if record is None:
@@ -49,6 +55,7 @@ async def charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
             if cost
             else await ledger.balance_of(new.user_id)
         )
+    metrics.CREDITS_DEBITED.labels(new.model).inc(cost)
     return Charged(record, balance)
 
 
@@ -59,13 +66,15 @@ def _text(message: str | list[str]) -> str:
 async def fail(record: GenerationRecord, error: AppError) -> GenerationRecord:
     """RUNNING -> FAILED with its refund; the record as it ends (a terminal one stays as it is)."""
     message = _text(error.message)
-    return await _end(record, error, repository.fail, actor=ledger.SYSTEM, reason=f"generation failed: {message}")
+    reason = f"generation failed: {message}"
+    return await _end(record, error, repository.fail, actor=ledger.SYSTEM, reason=reason, why="failure")
 
 
 async def cancel(record: GenerationRecord, *, actor: str) -> GenerationRecord:
     """RUNNING -> CANCELLED with its refund (``actor`` cancelled it); the record as it ends: a
     terminal one (it succeeded or failed first) stays as it is."""
-    return await _end(record, Cancelled(), repository.cancel, actor=actor, reason=f"generation cancelled by {actor}")
+    reason = f"generation cancelled by {actor}"
+    return await _end(record, Cancelled(), repository.cancel, actor=actor, reason=reason, why="cancel")
 
 
 async def cancel_queued(new: NewGeneration, *, submitted_at: datetime) -> bool:
@@ -77,7 +86,7 @@ async def cancel_queued(new: NewGeneration, *, submitted_at: datetime) -> bool:
 
 
 async def _end(
-    record: GenerationRecord, error: AppError, transition: _End, *, actor: str, reason: str
+    record: GenerationRecord, error: AppError, transition: _End, *, actor: str, reason: str, why: str
 ) -> GenerationRecord:
     message = _text(error.message)
     try:
@@ -88,6 +97,8 @@ async def _end(
             ended = await transition(record.id, error=message, error_status=error.status_code, refunded=refunded)
             if ended is None:
                 raise _NotRunning
+        if refunded:
+            metrics.CREDITS_REFUNDED.labels(record.model, why).inc(refunded)
     except ledger.AlreadyRefunded:  # refunded while it ran (an admin, or a racing end): no second refund
         ended = await transition(
             record.id, error=message, error_status=error.status_code, refunded=record.credits_charged
@@ -115,8 +126,10 @@ async def refund_by_admin(generation_id: str, *, admin_id: str, reason: str) -> 
     """Refund a charged, unrefunded generation in full (409 otherwise, 404 when unknown).
     Call it inside the transaction that records the admin action."""
     async with write_transaction():
-        if await repository.get(generation_id) is None:
+        record = await repository.get(generation_id)
+        if record is None:
             raise NotFound(f"Generation {generation_id} not found")
         refund = await ledger.refund(generation_id, actor=admin_id, reason=reason)
         await repository.record_refund(generation_id, refund.amount)
+    metrics.CREDITS_REFUNDED.labels(record.model, "admin").inc(refund.amount)
     return refund

@@ -36,11 +36,12 @@ import structlog
 from models_registry.base import ModelPlugin, SourceImage
 from models_registry.errors import ModelError
 from models_registry.registry import ModelRegistry
+from service.core import metrics
 from service.core.errors import AppError, Cancelled, GenerationFailed, InsufficientCredits, Transient, from_model_error
 from service.core.settings import Settings
 from service.core.transient import is_transient
 from service.generations import repository, settlement
-from service.generations.outcomes import error_reply, reply_from_record, success_reply
+from service.generations.outcomes import error_reply, outcome_of, reply_from_record, success_reply
 from service.generations.production import Fault, Production, Publish
 from service.generations.records import GenerationRecord
 from service.generations.repository import NewGeneration
@@ -53,6 +54,7 @@ from service.storage.images import load_source_image, output_key
 
 log = structlog.get_logger(__name__)
 CheckLease = Callable[[], Awaitable[None]]
+Started = Callable[[JobMessage, GenerationRecord], Awaitable[None]]
 
 
 def _no_fault(point: str, job_id: str) -> None:
@@ -63,8 +65,15 @@ async def _held() -> None:
     return None
 
 
+async def _untold(job: JobMessage, record: GenerationRecord) -> None:
+    return None
+
+
 class GenerationTask:
-    """One per worker process: the registry, the storage and the settings every job needs."""
+    """One per worker process: the registry, the storage and the settings every job needs.
+
+    ``on_started`` is told of every charged job a delivery starts or resumes (the worker queues
+    its ``generation.started`` webhook there)."""
 
     def __init__(
         self,
@@ -73,11 +82,13 @@ class GenerationTask:
         storage: Storage,
         *,
         fault: Fault = _no_fault,
+        on_started: Started = _untold,
         publish: Publish | None = None,
     ) -> None:
         """``publish`` tells the API processes following a job (``JobStream.publish``) that it
         started or progressed; without it nobody is told (they re-read the job now and then)."""
         self.settings, self.registry, self.storage, self.fault = settings, registry, storage, fault
+        self.on_started = on_started
         self.production = Production(storage, fault, publish)
 
     def accepts(self, job: JobMessage) -> bool:
@@ -90,8 +101,12 @@ class GenerationTask:
 
     async def run(self, job: JobMessage, delivery: int, check_lease: CheckLease = _held) -> JobReply:
         """The reply of ``job``'s ``delivery``-th delivery, doing whatever is left to do."""
+        if delivery == 1:
+            metrics.QUEUE_WAIT_SECONDS.labels(job.model).observe(max(time.time() - job.submitted_at, 0.0))
         with self.production.stops.tracking(job.job_id):
-            return await self._run(job, delivery, check_lease)
+            reply = await self._run(job, delivery, check_lease)
+        metrics.JOBS_FINISHED.labels(job.model, *outcome_of(reply)).inc()
+        return reply
 
     async def _run(self, job: JobMessage, delivery: int, check_lease: CheckLease) -> JobReply:
         if delivery == 1:  # the happy path: the record cannot exist unless the job was queued twice
@@ -160,6 +175,7 @@ class GenerationTask:
         except InsufficientCredits as exc:
             return error_reply(job.job_id, exc)  # nothing written
         self.fault("after_debit", job.job_id)
+        await self.on_started(job, charged.record)
         await self.production.announce(job.job_id)
         return await self._produce(job, plugin, image, charged.record, check_lease)
 
@@ -169,6 +185,7 @@ class GenerationTask:
         record = await repository.resume(job.job_id, attempts=delivery) or record
         if record.status is not GenerationStatus.RUNNING:
             return await reply_from_record(record)
+        await self.on_started(job, record)
         key = output_key(job.user_id, job.job_id, record.created_at)
         length = await self.production.stored_length(key)
         if length is not None:  # generated and stored by a delivery that died before recording it

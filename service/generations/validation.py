@@ -10,9 +10,12 @@ from typing import Any
 
 from models_registry.options import option_messages
 from models_registry.registry import ModelRegistry, options_type
-from service.core.validation import required_string
+from service.core.settings import Settings
+from service.core.validation import has_nul, required_string
+from service.webhooks.messages import EVENTS
+from service.webhooks.safety import url_problems
 
-ALLOWED = ("id", "prompt", "duration", "projectId", "model", "options")
+ALLOWED = ("id", "prompt", "duration", "projectId", "model", "options", "webhookUrl", "webhookEvents")
 MAX_PROJECT_ID_CHARS = 255  # the generation record's column
 MAX_OPTIONS_DEPTH = 8  # options are a model's flat settings; deep nesting is an attack, not a setting
 
@@ -25,19 +28,6 @@ def _max_length(body: dict[str, Any], name: str, limit: int) -> list[str]:
     return []
 
 
-def _has_nul(value: Any, depth: int = 0) -> bool:
-    """A NUL anywhere in a string, a key or a nested value (PostgreSQL stores none of them)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if depth > MAX_OPTIONS_DEPTH:
-        return False
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v, depth + 1) for v in value)
-    return False
-
-
 def _deeper_than(value: Any, levels: int) -> bool:
     """Whether ``value`` nests more than ``levels`` containers (stops looking at ``levels``)."""
     children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
@@ -47,7 +37,7 @@ def _deeper_than(value: Any, levels: int) -> bool:
 
 
 def _clean_strings(body: dict[str, Any]) -> list[str]:
-    messages = [f"{name} must not contain null characters" for name in ALLOWED if _has_nul(body.get(name))]
+    messages = [f"{name} must not contain null characters" for name in ALLOWED if has_nul(body.get(name))]
     options = body.get("options")
     if isinstance(options, dict) and _deeper_than(options, MAX_OPTIONS_DEPTH):
         messages.append(f"options must not be nested more than {MAX_OPTIONS_DEPTH} levels deep")
@@ -84,10 +74,37 @@ def _model_duration_options(body: dict[str, Any], registry: ModelRegistry, defau
     return messages
 
 
+def _webhook(body: dict[str, Any], settings: Settings | None) -> list[str]:
+    url, events = body.get("webhookUrl"), body.get("webhookEvents")
+    messages: list[str] = []
+    if events is not None:
+        if not isinstance(events, list):
+            messages.append("webhookEvents must be an array")
+        elif not events:
+            messages.append("webhookEvents should not be empty")
+        elif any(e not in EVENTS for e in events):
+            messages.append(f"each value in webhookEvents must be one of the following values: {', '.join(EVENTS)}")
+        if url is None:
+            messages.append("webhookUrl should not be empty")
+    if url is None:
+        return messages
+    if settings is None or not settings.webhook_keys:
+        return [*messages, "webhookUrl is not accepted: this server has no WEBHOOK_SECRET to sign webhooks with"]
+    return messages + url_problems(
+        url, allow_http=settings.webhook_allow_http, allow_private=settings.webhook_allow_private
+    )
+
+
 def image_to_video_messages(
-    body: Any, registry: ModelRegistry, default_model: str, *, max_prompt_chars: int = 2000
+    body: Any,
+    registry: ModelRegistry,
+    default_model: str,
+    *,
+    max_prompt_chars: int = 2000,
+    settings: Settings | None = None,
 ) -> list[str]:
-    """Every validation message for an image-to-video body (empty when it is valid)."""
+    """Every validation message for an image-to-video body (empty when it is valid); ``settings``
+    say which webhook URLs are accepted (none without them)."""
     if not isinstance(body, dict):
         return ["request body must be a JSON object"]
     messages = [f"property {key} should not exist" for key in body if key not in ALLOWED]
@@ -101,4 +118,5 @@ def image_to_video_messages(
     options = body.get("options")
     if options is not None and not isinstance(options, dict):
         messages.append("options must be an object")
+    messages += _webhook(body, settings)
     return messages

@@ -24,9 +24,13 @@ from service.generations.schemas import (
     JobView,
     format_duration,
 )
-from service.generations.status import GenerationStatus, JobStatus
+from service.generations.status import TERMINAL, GenerationStatus, JobStatus
+from service.jobs.messages import JobMessage, JobReply
 from service.jobs.stream import JobStream
 from service.storage.base import Storage
+from service.webhooks.messages import WebhookEvent, delivery_id
+from service.webhooks.queue import WebhookQueue
+from service.webhooks.schemas import DeliveryOut, delivery_out
 
 JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
@@ -36,6 +40,50 @@ def _not_found(job_id: str) -> NotFound:
 
 
 async def describe_job(
+    job_id: str,
+    principal: Principal,
+    *,
+    stream: JobStream,
+    storage: Storage,
+    download_seconds: int,
+    webhooks: WebhookQueue | None = None,
+) -> JobView:
+    """The job's view for its owner or an admin, with its webhook deliveries."""
+    view = await _describe(job_id, principal, stream=stream, storage=storage, download_seconds=download_seconds)
+    if webhooks is not None:
+        view.webhooks = await deliveries_of(webhooks, job_id) or None
+    return view
+
+
+async def deliveries_of(webhooks: WebhookQueue, job_id: str) -> list[DeliveryOut]:
+    """The webhook deliveries of a job (one per event it was told of)."""
+    found = await webhooks.many([delivery_id(job_id, event) for event in WebhookEvent])
+    return [delivery_out(d) for d in found]
+
+
+async def outcome_view(job: JobMessage, reply: JobReply, *, storage: Storage, download_seconds: int) -> JobView:
+    """The view of a job that just ended with ``reply`` (which Redis does not have yet): what a
+    webhook tells of it."""
+    record = await repository.get(job.job_id)
+    if record is not None and record.status in TERMINAL:
+        return await _from_record(record, None, storage, download_seconds, reply=reply)
+    view = JobView(
+        job_id=job.job_id,
+        status=JobStatus.SUCCEEDED if reply.status_code == 200 else JobStatus.FAILED,
+        model=job.model,
+        submitted_at=iso(datetime.fromtimestamp(job.submitted_at, UTC)),
+    )
+    if reply.status_code != 200:  # refused before any credit moved: no record
+        view.error = decode_error(reply)
+    return view
+
+
+async def record_view(record: GenerationRecord, *, storage: Storage, download_seconds: int) -> JobView:
+    """The view of a charged job as its record says (a ``generation.started`` webhook's data)."""
+    return await _from_record(record, None, storage, download_seconds)
+
+
+async def _describe(
     job_id: str, principal: Principal, *, stream: JobStream, storage: Storage, download_seconds: int
 ) -> JobView:
     if not JOB_ID.fullmatch(job_id):
@@ -60,7 +108,13 @@ async def describe_job(
     return view
 
 
-async def _from_record(record: GenerationRecord, stream: JobStream, storage: Storage, download_seconds: int) -> JobView:
+async def _from_record(
+    record: GenerationRecord,
+    stream: JobStream | None,
+    storage: Storage,
+    download_seconds: int,
+    reply: JobReply | None = None,
+) -> JobView:
     progress = record.progress
     view = JobView(
         job_id=record.id,
@@ -77,7 +131,8 @@ async def _from_record(record: GenerationRecord, stream: JobStream, storage: Sto
     if record.status in (GenerationStatus.FAILED, GenerationStatus.CANCELLED):
         view.error = record_error(record).body()
     elif record.status is GenerationStatus.SUCCEEDED:
-        reply = await stream.reply_of(record.id)  # the very body the POST answered, while Redis keeps it
+        if reply is None and stream is not None:  # the very body the POST answered, while Redis keeps it
+            reply = await stream.reply_of(record.id)
         if reply is None or reply.status_code != 200:
             reply = await reply_from_record(record)
         view.result = decode_success(reply)

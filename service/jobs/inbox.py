@@ -36,6 +36,7 @@ log = structlog.get_logger(__name__)
 
 BACKLOG_EVERY = 1.0  # seconds between reads of the backlog
 KEEP_EVERY = 60.0  # seconds between renewals of the inbox's expiry
+STOP_TIMEOUT = 5.0  # the most ``stop`` waits for its tasks to end
 
 
 def process_name() -> str:
@@ -44,8 +45,9 @@ def process_name() -> str:
 
 
 class ReplyInbox:
-    def __init__(self, stream: JobStream, reader: Redis, name: str | None = None) -> None:
+    def __init__(self, stream: JobStream, reader: Redis, name: str | None = None, capacity: int = 1_000_000) -> None:
         self.stream, self._reader = stream, reader  # the reader is a dedicated connection: it blocks
+        self.capacity = capacity  # the most requests this process lets wait (``core.limits``)
         self.name = stream.keys.inbox(name or process_name())
         self.backlog = 0
         self._waiters: dict[str, asyncio.Future[JobReply | None]] = {}
@@ -69,10 +71,23 @@ class ReplyInbox:
             asyncio.create_task(self._upkeep(), name="reply-inbox-upkeep"),
         ]
 
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """End the reader and upkeep tasks, answer every waiter with None, close the reader.
+
+        A cancellation can be swallowed inside redis-py (a command cancelled while its connection
+        is being released or reconnected returns or raises its own error instead), and the loop
+        then goes on; so the tasks are cancelled again until they end, for at most ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        pending = {task for task in self._tasks if not task.done()}
+        while pending and time.monotonic() < deadline:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=min(0.1, max(deadline - time.monotonic(), 0)))
+        if pending:
+            log.warning("reply_inbox.stop_timeout", tasks=sorted(t.get_name() for t in pending))
+        await asyncio.gather(*(t for t in self._tasks if t.done()), return_exceptions=True)
+        self._tasks = []
         self.release_all()
         await self._reader.aclose()
 

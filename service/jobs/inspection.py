@@ -52,6 +52,16 @@ class QueueState(msgspec.Struct, kw_only=True):
     """Entries of the dead-letter stream."""
 
 
+class QueueCounts(msgspec.Struct, kw_only=True):
+    """The queue in four numbers, for ``/metrics`` (cheap enough to read at every scrape)."""
+
+    waiting: int
+    running: int
+    dead_letters: int
+    oldest_waiting_seconds: float
+    """Age of the oldest entry no worker has claimed; 0 when none waits."""
+
+
 class DeadLetterEntry(msgspec.Struct, kw_only=True):
     """One dead letter: its id on the dead-letter stream, the letter, and the job it holds."""
 

@@ -47,6 +47,16 @@ class JobMessage(msgspec.Struct, kw_only=True, frozen=True):
     """Unix time the API accepted the request (time in queue = start - submitted_at)."""
     idempotency_key: str | None = None
     """The client's ``Idempotency-Key``: its record gets a copy of the reply."""
+    request_id: str | None = None
+    """The id of the HTTP request that submitted the job (its ``X-Request-ID``): the worker binds
+    it to every log line of the job, so one id joins the API's lines to the worker's."""
+    trace_context: dict[str, str] = {}
+    """The W3C trace context (``traceparent``, ``tracestate``) of the request that queued the job:
+    the worker's spans join that request's trace. Empty when tracing is off."""
+    webhook_url: str | None = None
+    """Where the job's outcome is POSTed (checked by the API); None: no webhook."""
+    webhook_events: list[str] | None = None
+    """The events the client subscribed to; None: all of them."""
 
 
 class JobReply(msgspec.Struct, kw_only=True, frozen=True):

@@ -71,6 +71,22 @@ end
 return n
 """
 
+# Give some of a consumer's jobs back to the group (their model's slots are full in that worker):
+# reclaimable at once by any worker, their delivery count restored (the claim was not an attempt).
+# KEYS: jobs stream. ARGV: group, consumer, idle ms, message ids... -> how many were handed back
+HAND_BACK = """
+local n = 0
+for i = 4, #ARGV do
+  local e = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
+  if #e > 0 then
+    local count = math.max(tonumber(e[1][4]) - 1, 0)
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'RETRYCOUNT', count, 'JUSTID')
+    n = n + 1
+  end
+end
+return n
+"""
+
 # Housekeeping: drop acknowledged entries (below the oldest pending one, up to the last delivered
 # one) and the consumers of dead processes (idle that long, nothing pending).
 # KEYS: jobs stream. ARGV: group, stale consumer ms -> {entries trimmed, consumers removed}

@@ -26,7 +26,7 @@ from redis.exceptions import ResponseError
 from service.core.keys import Keys
 from service.jobs import idempotency, scripts
 from service.jobs.idempotency import IdempotencyRecord
-from service.jobs.inspection import DeadLetterEntry, QueueState, WorkerInfo, dead_letter_entry, queued
+from service.jobs.inspection import DeadLetterEntry, QueueCounts, QueueState, WorkerInfo, dead_letter_entry, queued
 from service.jobs.messages import (
     DATA_FIELD,
     DeadLetter,
@@ -116,7 +116,7 @@ class JobStream:
         self.dead_letter_maxlen = dead_letter_maxlen
         self._scripts = {
             name: redis.register_script(getattr(scripts, name))
-            for name in ("SUBMIT_IDEMPOTENT", "COPY_REPLY", "RENEW", "HAND_OVER", "PRUNE", "CANCEL")
+            for name in ("SUBMIT_IDEMPOTENT", "COPY_REPLY", "RENEW", "HAND_OVER", "HAND_BACK", "PRUNE", "CANCEL")
         }
         self._scripts["REQUEUE"] = redis.register_script(scripts.REQUEUE)
 
@@ -274,12 +274,16 @@ class JobStream:
             self.keys.jobs_stream, self.keys.jobs_group, consumer, min_idle_time=idle_ms, start_id=cursor, count=count
         )
         claimed = [(_text(m), f) for m, f in stale if f]
-        out = []
-        for message_id, fields in claimed:
-            info = await self.redis.xpending_range(
-                self.keys.jobs_stream, self.keys.jobs_group, min=message_id, max=message_id, count=1
-            )
-            out.append(delivery(message_id, fields, int(info[0]["times_delivered"]) if info else 1))
+        async with self.redis.pipeline(transaction=False) as pipe:  # their delivery counts: one round trip
+            for message_id, _ in claimed:
+                pipe.xpending_range(
+                    self.keys.jobs_stream, self.keys.jobs_group, min=message_id, max=message_id, count=1
+                )
+            infos = await pipe.execute() if claimed else []
+        out = [
+            delivery(message_id, fields, int(info[0]["times_delivered"]) if info else 1)
+            for (message_id, fields), info in zip(claimed, infos, strict=True)
+        ]
         return _text(cursor), out
 
     async def renew(self, consumer: str, message_ids: Iterable[str]) -> set[str]:
@@ -339,6 +343,13 @@ class JobStream:
                 keys=[self.keys.jobs_stream], args=[self.keys.jobs_group, consumer, idle_ms]
             )
         )
+
+    async def hand_back(self, consumer: str, idle_ms: int, message_ids: list[str]) -> int:
+        """Make these jobs of ``consumer`` reclaimable now by any worker, without counting a delivery."""
+        if not message_ids:
+            return 0
+        args = [self.keys.jobs_group, consumer, idle_ms, *message_ids]
+        return int(await self._scripts["HAND_BACK"](keys=[self.keys.jobs_stream], args=args))
 
     async def prune(self, stale_consumer_ms: int) -> tuple[int, int]:
         """Trim acknowledged entries and remove dead consumers; returns how many of each."""
@@ -401,6 +412,28 @@ class JobStream:
             running_jobs=running_jobs,
             workers=workers,
             dead_letters=dead,
+        )
+
+    async def queue_counts(self) -> QueueCounts:
+        """Waiting, running and dead-letter counts and the oldest waiting job's age (4 commands)."""
+        stream, group = self.keys.jobs_stream, self.keys.jobs_group
+        dead = int(await self.redis.xlen(self.keys.dead_letter_stream))
+        try:
+            info = next((g for g in await self.redis.xinfo_groups(stream) if _text(g["name"]) == group), None)
+        except ResponseError:  # no jobs stream yet
+            info = None
+        if info is None:
+            return QueueCounts(waiting=0, running=0, dead_letters=dead, oldest_waiting_seconds=0.0)
+        first = await self.redis.xrange(stream, min=f"({_text(info['last-delivered-id'])}", max="+", count=1)
+        oldest = 0.0
+        if first:
+            oldest = max(time.time() - int(_text(first[0][0]).split("-")[0]) / 1000, 0.0)
+        lag = info.get("lag")
+        return QueueCounts(
+            waiting=(1 if first else 0) if lag is None else int(lag),  # lag unknown after deletions: a floor
+            running=int(info["pending"]),
+            dead_letters=dead,
+            oldest_waiting_seconds=oldest,
         )
 
     async def dead_letters(self, *, limit: int, before: str | None = None) -> tuple[list[DeadLetterEntry], str | None]:

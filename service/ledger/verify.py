@@ -14,6 +14,7 @@ from typing import Any
 
 from piccolo.engine.postgres import PostgresEngine
 
+from service.core import metrics
 from service.core.db import current_engine
 from service.ledger.schemas import VerifyReport, Violation
 from service.ledger.tables import LedgerEntry
@@ -137,6 +138,8 @@ async def verify_ledger() -> VerifyReport:
         for invariant, sql, describe in CHECKS:
             violations += [_violation(invariant, row, describe) for row in await LedgerEntry.raw(sql)]
         counts = (await LedgerEntry.raw(_COUNTS))[0]
+    metrics.LEDGER_VERIFICATIONS.labels("failed" if violations else "ok").inc()
+    metrics.LEDGER_VIOLATIONS.set(len(violations))
     return VerifyReport(
         ok=not violations,
         violations=violations,

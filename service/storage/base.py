@@ -45,6 +45,9 @@ class Storage(Protocol):
 
     async def close(self) -> None: ...
 
+    async def check(self) -> None:
+        """Raise unless the bucket (or directory) can be reached and written: readiness."""
+
     async def read(self, key: str, *, max_bytes: int) -> bytes:
         """Read an object whole. Raises ``ObjectNotFound`` or ``ObjectTooLarge`` (checked
         against the size *before* reading the body when the backend can tell)."""

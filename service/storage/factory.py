@@ -20,14 +20,15 @@ def storage_from_settings(settings: Settings) -> Storage:
     """Build (not open) the storage named by ``settings.storage_url``.
 
     ``file:///abs/dir`` and ``file://./rel/dir`` (relative to the working directory) give a
-    LocalStorage whose links point at this API; ``s3://bucket[/prefix]`` gives an S3Storage.
+    LocalStorage whose links point at this API (``PUBLIC_URL``); ``s3://bucket[/prefix]`` gives an
+    S3Storage whose presigned links name ``S3_PUBLIC_ENDPOINT_URL`` when it is set.
     """
     url = settings.storage_url.strip()
     if url.startswith("file://"):
         return LocalStorage(
             _local_root(url),
             signing_secret=settings.jwt_secret,
-            base_url=f"http://{settings.host}:{settings.port}",
+            base_url=settings.public_base_url,
         )
     if url.startswith("s3://"):
         parts = urlsplit(url)
@@ -37,6 +38,7 @@ def storage_from_settings(settings: Settings) -> Storage:
             parts.netloc,
             parts.path.strip("/"),
             endpoint_url=settings.s3_endpoint_url,
+            public_endpoint_url=settings.s3_public_endpoint_url,
             region=settings.s3_region,
             path_style=settings.s3_path_style,
         )

@@ -117,6 +117,13 @@ class LocalStorage:
     async def close(self) -> None:
         return None
 
+    async def check(self) -> None:
+        def writable() -> None:
+            if not (self.root.is_dir() and os.access(self.root, os.W_OK | os.X_OK)):
+                raise OSError(f"storage directory {self.root} is missing or not writable")
+
+        await asyncio.to_thread(writable)
+
     def path_for(self, key: str) -> Path:
         """The file holding ``key``, after checking the key shape and that symlinks stay in root."""
         validate_key(key)

@@ -17,6 +17,7 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
+from service.core.errors import ServiceUnavailable
 from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge, UploadTarget
 from service.storage.local import validate_key
 
@@ -27,8 +28,20 @@ _READ_CHUNK = 1024 * 1024
 _NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
 
 
+def _code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+class BucketMissing(ServiceUnavailable):
+    """The configured bucket does not exist: the operator's problem, never the caller's 404."""
+
+    def __init__(self, bucket: str) -> None:
+        super().__init__("Service temporarily unavailable: the storage bucket does not exist")
+        self.bucket = bucket
+
+
 def _is_not_found(error: ClientError) -> bool:
-    code = str(error.response.get("Error", {}).get("Code", ""))
+    code = _code(error)
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
     return code in _NOT_FOUND_CODES or status == 404
 
@@ -44,6 +57,7 @@ class S3Storage:
         endpoint_url: str | None = None,
         region: str | None = None,
         path_style: bool = False,
+        public_endpoint_url: str | None = None,
     ) -> None:
         if not bucket:
             raise ValueError("S3Storage needs a bucket name")
@@ -58,8 +72,10 @@ class S3Storage:
         self._endpoint_url = endpoint_url
         self._region = region
         self._path_style = path_style
+        self._public_endpoint_url = public_endpoint_url
         self._stack: AsyncExitStack | None = None
         self._client: Any = None
+        self._signer: Any = None  # the client that presigns: the public endpoint's, else _client
 
     async def open(self) -> None:
         if self._client is not None:
@@ -71,13 +87,23 @@ class S3Storage:
             **({"request_checksum_calculation": "when_required"} if self._endpoint_url else {}),
         )
         stack = AsyncExitStack()
+        session = get_session()
         self._client = await stack.enter_async_context(
-            get_session().create_client("s3", endpoint_url=self._endpoint_url, region_name=self._region, config=config)
+            session.create_client("s3", endpoint_url=self._endpoint_url, region_name=self._region, config=config)
         )
+        self._signer = self._client
+        if self._public_endpoint_url:
+            # A presigned URL signs its host: it must be made for the name clients use (a proxy, a
+            # public DNS name), not the internal one workers reach. Presigning sends no request.
+            self._signer = await stack.enter_async_context(
+                session.create_client(
+                    "s3", endpoint_url=self._public_endpoint_url, region_name=self._region, config=config
+                )
+            )
         self._stack = stack
 
     async def close(self) -> None:
-        stack, self._stack, self._client = self._stack, None, None
+        stack, self._stack, self._client, self._signer = self._stack, None, None, None
         if stack is not None:
             await stack.aclose()
 
@@ -101,7 +127,11 @@ class S3Storage:
                 raise ObjectTooLarge(key, size, max_bytes)
             response = await self.client.get_object(Bucket=self.bucket, Key=full)
         except ClientError as exc:
+            if _code(exc) == "NoSuchBucket":
+                raise BucketMissing(self.bucket) from None
             if _is_not_found(exc):
+                # a HEAD's 404 has no body: a missing bucket looks like a missing key until asked
+                await self.check()
                 raise ObjectNotFound(key) from None
             raise
         async with response["Body"] as body:
@@ -185,11 +215,22 @@ class S3Storage:
             metadata=dict(head.get("Metadata") or {}),
         )
 
+    async def check(self) -> None:
+        """The bucket exists and these credentials reach it (start-up and ``/health/ready``)."""
+        try:
+            await self.client.head_bucket(Bucket=self.bucket)
+        except ClientError as exc:
+            if _is_not_found(exc):
+                raise BucketMissing(self.bucket) from None
+            raise
+
     async def delete(self, key: str) -> None:
         await self.client.delete_object(Bucket=self.bucket, Key=self.full_key(key))
 
     async def download_url(self, key: str, *, expires_in: int) -> str:
-        return await self.client.generate_presigned_url(
+        """A presigned GET, named for ``public_endpoint_url`` when one is set."""
+        signer = self._signer if self._signer is not None else self.client
+        return await signer.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": self.full_key(key)}, ExpiresIn=int(expires_in)
         )
 

@@ -60,6 +60,24 @@ def test_a_bad_type_is_named_in_words(tmp_path: Path) -> None:
     assert line == "video-gen: PORT must be an integer, got 'abc'"
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("veo3", "MODEL_CONCURRENCY must be model=N,... with N >= 1 (e.g. veo3=500,local=2), got 'veo3'"),
+        ("local=0", "MODEL_CONCURRENCY must be model=N,... with N >= 1 (e.g. veo3=500,local=2), got 'local=0'"),
+        ("veo4=10", "MODEL_CONCURRENCY must name installed models"),
+    ],
+)
+def test_a_bad_model_concurrency_is_refused(value: str, expected: str, tmp_path: Path) -> None:
+    line = _refused(_run("worker", {"JWT_SECRET": SECRET, "MODEL_CONCURRENCY": value}, tmp_path))
+    assert expected in line
+
+
+def test_a_database_pool_of_none_is_refused(tmp_path: Path) -> None:
+    line = _refused(_run("worker", {"JWT_SECRET": SECRET, "DATABASE_POOL_SIZE": "0"}, tmp_path))
+    assert line == "video-gen: DATABASE_POOL_SIZE must be at least 1, got 0"
+
+
 def test_an_uninstalled_default_model_is_refused(tmp_path: Path) -> None:
     line = _refused(_run("worker", {"JWT_SECRET": SECRET, "DEFAULT_MODEL": "veo4"}, tmp_path))
     assert "DEFAULT_MODEL must name an installed model" in line and "'veo4'" in line
@@ -88,3 +106,14 @@ def test_a_server_that_is_down_is_one_line(tmp_path: Path) -> None:
 def test_a_plugins_own_setting_is_checked_at_start(variable: str, value: str, expected: str, tmp_path: Path) -> None:
     line = _refused(_run("worker", {"JWT_SECRET": SECRET, variable: value}, tmp_path))
     assert line.endswith(expected)
+
+
+def test_models_lists_each_model_with_its_availability_and_options(tmp_path: Path) -> None:
+    result = _run("models", {}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert set(lines) >= {"local", "veo3", "veo3-fast", "veo3.1", "veo3.1-fast"}
+    assert " available " in lines["local"] and "options=none" in lines["local"]
+    assert "unavailable (FAL_KEY is not set)" in lines["veo3.1"] and "resolution" in lines["veo3.1"]
+    with_key = _run("models", {"FAL_KEY": "k"}, tmp_path)
+    assert " available " in with_key.stdout.splitlines()[1]

@@ -33,9 +33,20 @@ def _check(env: dict[str, str], *, embedded: bool = False) -> Settings:
         ({"DATABASE_URL": "postgresql://u:hunter2@h/db?x=1".replace("postgresql", "pg")}, "got 'pg://u:***@h/db"),
         ({"STORAGE_URL": "ftp://x"}, "STORAGE_URL must be file:///absolute/dir"),
         ({"EVENT_LOOP": "trio"}, "EVENT_LOOP must be one of uvloop, asyncio, got 'trio'"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of auto, json, console, got 'xml'"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'loud'"),
+        ({"METRICS_PORT": "-1"}, "METRICS_PORT must be between 0 and 65535"),
         ({"SOURCE_KEY_PREFIX": "images/{user}/"}, "SOURCE_KEY_PREFIX may only use {user_id}"),
+        ({"CORS_ALLOW_ORIGINS": "app.example.com"}, "CORS_ALLOW_ORIGINS must be a comma-separated list of origins"),
+        ({"CORS_ALLOW_ORIGINS": "https://a.example/path"}, "got 'https://a.example/path'"),
         ({"JWT_SECRET": DEV_JWT_SECRET}, "JWT_SECRET is the public development value"),
         ({"JWT_SECRET": "too-short"}, "JWT_SECRET must be at least 32 bytes, got 9"),
+        ({"WEBHOOK_SECRET": "hunter2"}, "WEBHOOK_SECRET must start with whsec_ (a Standard Webhooks secret)"),
+        ({"WEBHOOK_SECRET": "whsec_c2hvcnQ="}, "WEBHOOK_SECRET must encode 24 to 64 random bytes, got 5"),
+        ({"WEBHOOK_SECRET": "whsec_" + "A" * 43, "WEBHOOK_PREVIOUS_SECRETS": "old"}, "WEBHOOK_PREVIOUS_SECRETS must"),
+        ({"WEBHOOK_RETRY_SCHEDULE": "5s,soon"}, "WEBHOOK_RETRY_SCHEDULE must be durations like 5s,5m,2h, got 'soon'"),
+        ({"WEBHOOK_TIMEOUT_SECONDS": "0"}, "WEBHOOK_TIMEOUT_SECONDS must be greater than 0, got 0.0"),
+        ({"WEBHOOK_PER_HOST": "0"}, "WEBHOOK_PER_HOST must be at least 1, got 0"),
         ({"JWT_ALGORITHMS": "HS256,none"}, "JWT_ALGORITHMS must not include none"),
         ({"JWT_JWKS_URL": "http://idp.example/jwks"}, "JWT_JWKS_URL must be an https:// URL"),
         ({"JWT_LEEWAY_SECONDS": "a bit"}, "JWT_LEEWAY_SECONDS must be a number, got 'a bit'"),
@@ -50,6 +61,13 @@ def test_a_setting_that_cannot_work_is_one_line_naming_it(env: dict[str, str], m
         _check(env)
     assert message in str(caught.value)
     assert "\n" not in str(caught.value) and "$." not in str(caught.value)
+
+
+def test_webhook_settings() -> None:
+    settings = _check({"WEBHOOK_SECRET": "whsec_" + "A" * 43, "WEBHOOK_PREVIOUS_SECRETS": "whsec_" + "B" * 43 + ","})
+    assert [len(k) for k in settings.webhook_keys] == [32, 32] and settings.webhook_keys[0] == bytes(32)
+    assert _check({"WEBHOOK_RETRY_SCHEDULE": "500ms, 2s,1m,1h,1d"}).webhook_retry_delays == [0.5, 2, 60, 3600, 86400]
+    assert Settings().webhook_retry_delays == [5, 300, 1800, 7200, 18000, 36000, 36000]  # 28 h 35 min in all
 
 
 @pytest.mark.parametrize("source", ["JWT_JWKS_URL", "JWT_PUBLIC_KEY"])

@@ -20,6 +20,7 @@ Behaviours are chosen by tokens in the prompt, so they work the same in and acro
 | `[error]`        | COMPLETED carrying an error; result -> 500                      |
 | `[resultpolicy]` | COMPLETED, but the result -> 422 content policy                  |
 | `[never]`        | stays IN_PROGRESS forever                                       |
+| `[time:N]`       | COMPLETED once N seconds have passed since the submit (not polls) |
 | `[short]`        | serves a 4 s video whatever was asked                           |
 | `[nourl]`        | the result has no video                                         |
 """
@@ -84,6 +85,7 @@ class FakeRequest:
     polls: int = 0
     status_failures: int = 0
     cancelled: bool = False
+    submitted: float = field(default_factory=time.monotonic)
 
     def urls(self, base: str) -> dict[str, str]:
         root = f"{base}/{self.app}/requests/{self.request_id}"
@@ -179,6 +181,8 @@ class FakeFal:
         return 200, {**done, "metrics": {"inference_time": 1.5}}
 
     def _finished(self, req: FakeRequest) -> bool:
+        if "time" in req.script:
+            return req.polls > self.queue_polls and time.monotonic() - req.submitted >= req.script["time"]
         return "never" not in req.script and req.polls > self.queue_polls + self.progress_polls
 
     def _result(self, req: FakeRequest, base: str):

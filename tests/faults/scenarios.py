@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -518,11 +520,149 @@ async def cancel(env: Env) -> Result:
             await client.close()
 
 
+# -- 7. a worker killed around its webhook: the event still arrives, as one logical delivery ----
+
+
+def webhook_kill(point: str) -> Callable[[Env], Awaitable[Result]]:
+    """SIGKILL the worker at ``point`` (``before_webhook``: the outcome is recorded, the event not
+    queued; ``before_ack``: queued, the job not acknowledged); another worker takes the job over.
+    The receiver verifies with ``standardwebhooks``; every request it got must carry one
+    ``webhook-id`` and one body, and Redis must hold exactly one delivery, delivered."""
+
+    async def scenario(env: Env) -> Result:
+        from tests.fakes.webhook_receiver import Receiver
+        from tests.webhooks.conftest import new_secret
+
+        result = Result(f"SIGKILL worker {point}, webhook subscribed")
+        secret = new_secret()
+        receiver = Receiver(secret)
+        url = await receiver.start() + "/hooks"
+        hooks = {"WEBHOOK_SECRET": secret, "WEBHOOK_ALLOW_HTTP": "true", "WEBHOOK_ALLOW_PRIVATE": "true"}
+        try:
+            async with cluster(f"webhook-{point}", env.dbs, WEBHOOK_POLL_SECONDS="0.1", **hooks) as c:
+                api = asyncio.create_task(c.start_api())
+                victim = await c.start_worker(crash_at=point)
+                await api
+                client = Client(c)
+                try:
+                    await client.setup_user("u1", 2 * COST)
+                    job = client.new_job("u1")
+                    job.body["webhookUrl"] = url
+                    await client.submit(job)
+                    code = await c.wait_exit(victim, f"the worker to kill itself at {point}")
+                    extra = [] if code == -signal.SIGKILL else [f"the victim exited {code}, not by SIGKILL"]
+                    status = await _rows(c, "SELECT status FROM generations WHERE id = $1", job.job_id)
+                    if [r["status"] for r in status] != ["succeeded"] or receiver.received:
+                        extra.append(f"before the takeover: status {status}, {len(receiver.received)} webhook(s)")
+                    await c.start_worker()
+                    await client.resolve_all()
+                    await receiver.wait_for(1, timeout=60)
+                    extra += await _one_delivery(c, receiver, f"msg_{job.job_id}_succeeded")
+                    report = await _audit(c, client)
+                    result.events = (
+                        f"victim exit {code}; webhook: {len(receiver.received)} request(s), "
+                        f"ids {sorted({r.headers['webhook-id'] for r in receiver.received})}"
+                    )
+                    return _finish(result, client, report, c, extra)
+                finally:
+                    await client.close()
+        finally:
+            await receiver.stop()
+
+    return scenario
+
+
+async def _one_delivery(c: Cluster, receiver: Any, expected_id: str) -> list[str]:
+    """Problems unless every request carried ``expected_id`` and one verified body, and Redis holds
+    that one delivery, delivered, with no attempt left due."""
+    problems = []
+    if {r.headers["webhook-id"] for r in receiver.received} != {expected_id}:
+        problems.append(f"webhook ids {[r.headers['webhook-id'] for r in receiver.received]}, not {expected_id}")
+    if len({r.body for r in receiver.received}) != 1 or any(r.payload is None for r in receiver.received):
+        problems.append("the webhook requests differ or do not verify")
+    redis = aioredis.Redis.from_url(c.redis.url)
+    try:
+        stored = [k async for k in redis.scan_iter(match=c.keys.webhook("*"))]
+        async with asyncio.timeout(30):
+            while (raw := await redis.get(c.keys.webhook(expected_id))) and b'"status":"pending"' in raw:
+                await asyncio.sleep(0.1)
+        due = await redis.zcard(c.keys.webhooks_due)
+    finally:
+        await redis.aclose()
+    if len(stored) != 1 or not raw or b'"status":"delivered"' not in raw or due:
+        problems.append(f"Redis holds {len(stored)} deliveries ({raw!r}), {due} due")
+    return problems
+
+
+# -- 1b. a worker killed with 1,000 provider jobs in flight -----------------------------------
+
+INFLIGHT = int(os.environ.get("FAULTS_INFLIGHT", "1000"))  # jobs running on fal when the worker dies
+INFLIGHT_MODEL_SECONDS = float(os.environ.get("FAULTS_INFLIGHT_SECONDS", "60"))  # each one's time on fal
+
+
+async def kill_inflight(env: Env) -> Result:
+    """SIGKILL a worker once every one of ``INFLIGHT`` veo3 jobs is running on the fake fal; another
+    worker resumes them all from their recorded request ids: none lost, none submitted twice."""
+    n = INFLIGHT
+    result = Result(f"SIGKILL worker, {n} veo3 jobs in flight")
+    slots = {"MODEL_CONCURRENCY": f"veo3={n}", "WORKER_PREFETCH": "100"}
+    async with cluster("kill-inflight", env.dbs, fal=env.fal, FAL_POLL_SECONDS="1", JOB_LEASE_SECONDS="10") as c:
+        api = asyncio.create_task(c.start_api())
+        victim = await c.start_worker(**slots)
+        await api
+        client = Client(c)
+        try:
+            users = [f"u{i}" for i in range(10)]
+            for user in users:
+                await client.setup_user(user, -(-n // len(users)) * COST)
+            tag = f"[time:{INFLIGHT_MODEL_SECONDS:g}]"
+            jobs = [
+                client.new_job(users[i % len(users)], model="veo3", prompt=f"in flight {i} {tag}") for i in range(n)
+            ]
+            gate = asyncio.Semaphore(50)
+
+            async def submit(job: Any) -> None:
+                async with gate:
+                    await client.submit(job)
+
+            await asyncio.gather(*(submit(j) for j in jobs))
+            sql = "SELECT count(*) AS n FROM generations WHERE provider_request_id IS NOT NULL AND status = 'running'"
+
+            async def all_on_fal() -> bool:
+                return (await _rows(c, sql))[0]["n"] >= n
+
+            await until(all_on_fal, f"all {n} jobs to be running on fal", every=1.0)
+            victim.signal(signal.SIGKILL)
+            code = await c.wait_exit(victim, "the worker to die")
+            held = (await _rows(c, sql))[0]["n"]
+            await c.start_worker(**slots)
+            done = "SELECT count(*) AS n FROM generations WHERE status IN ('succeeded', 'failed')"
+
+            async def all_done() -> bool:
+                return (await _rows(c, done))[0]["n"] >= n
+
+            await until(all_done, f"all {n} jobs to finish", timeout=INFLIGHT_MODEL_SECONDS * 3 + 600, every=1.0)
+            await client.resolve_all()
+            extra = [] if code == -signal.SIGKILL else [f"the victim exited {code}, not by SIGKILL"]
+            if any(j.status != 200 for j in client.jobs):
+                extra.append(f"{sum(j.status != 200 for j in client.jobs)} job(s) did not succeed")
+            attempts = Counter(r["attempts"] for r in await _rows(c, "SELECT attempts FROM generations"))
+            report = await _audit(c, client, paid_once={j.body["prompt"]: 1 for j in client.jobs})
+            result.events = (
+                f"victim exit {code} with {held} jobs running on fal; all resumed by another worker from their "
+                f"request ids (attempts: {dict(attempts)})" + ("; fal paid once per job" if not report.problems else "")
+            )
+            return _finish(result, client, report, c, extra)
+        finally:
+            await client.close()
+
+
 SCENARIOS: dict[str, Callable[[Env], Awaitable[Result]]] = {
     "kill-after-debit": kill_at("after_debit"),
     "kill-during-generation": kill_at("during_generation", model="veo3"),
     "kill-after-upload": kill_at("after_upload"),
     "kill-before-ack": kill_at("before_ack"),
+    "kill-inflight": kill_inflight,
     "crash-loop": poison,
     "sigterm-worker": sigterm_worker,
     "sigterm-api": sigterm_api,
@@ -530,6 +670,8 @@ SCENARIOS: dict[str, Callable[[Env], Awaitable[Result]]] = {
     "postgres-loss": postgres_connection_loss,
     "provider-errors": provider_errors,
     "cancel": cancel,
+    "webhook-kill-before-webhook": webhook_kill("before_webhook"),
+    "webhook-kill-before-ack": webhook_kill("before_ack"),
 }
 
 FAST = ("kill-after-debit", "redis-restart")

@@ -115,7 +115,9 @@ async def test_streams_are_not_rate_limited_and_cost_no_redis_connection_each(
 ) -> None:
     import redis.asyncio as aioredis
 
-    async with running(settings_for(database_url, redis_prefix, tmp_path, rate_limit_per_minute=3)) as api:
+    async with running(
+        settings_for(database_url, redis_prefix, tmp_path, rate_limit_per_minute=3, job_status_rate_limit_per_minute=3)
+    ) as api:
         await seed_image(api.settings)
         await grant("u1", 1000)
         r = await api.post(image_request(options={"gate": "hold"}), headers={"Prefer": "respond-async"})

@@ -102,6 +102,16 @@ async def test_hand_over_makes_jobs_reclaimable_at_once_without_counting_a_deliv
     assert [e.count for e in found] == [1]
 
 
+async def test_hand_back_gives_only_the_named_jobs_back_without_counting_a_delivery(stream: JobStream) -> None:
+    for i in range(2):
+        await stream.submit(job(job_id=f"j{i}"))
+    held = await stream.claim(stream.redis, "busy", 10, 100)
+    assert await stream.hand_back("busy", 60_000, [held[1].message_id, "1-1"]) == 1  # an id it does not hold: skipped
+    _, found = await stream.reclaim("idle", 10, 60_000, "0-0")
+    assert [(e.message_id, e.count) for e in found] == [(held[1].message_id, 1)]
+    assert await stream.owns("busy", held[0].message_id)
+
+
 async def test_a_dead_letter_keeps_the_reason_and_replies_to_the_waiting_process(stream: JobStream) -> None:
     inbox = stream.keys.inbox("p1")
     await stream.open_inbox(inbox)

@@ -78,3 +78,45 @@ async def test_a_thousand_waiting_requests_use_a_few_connections(settings, redis
     assert [status for status, _ in responses] == [400] * WAITING
     messages = {body["message"] for _, body in responses}
     assert len(messages) == WAITING  # each request got its own job's reply
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_past_max_waiting_requests_a_request_is_refused_at_once_with_the_spec_503(settings, redis_prefix) -> None:
+    from msgspec.structs import replace
+
+    from service.embedded import embedded_stack
+    from tests.factories import TestModels
+
+    settings = replace(settings, max_waiting_requests=3, sync_wait_seconds=3600)
+    async with embedded_stack(settings, registry=TestModels.registry(), workers=0) as stack:
+        inbox = stack.server.config.app.state.inbox
+        assert inbox.capacity == 3
+        token = token_for(settings, "u1")
+        async with (
+            aiohttp.ClientSession(base_url=stack.url) as http,
+            aioredis.Redis.from_url(REDIS_URL) as control,
+        ):
+
+            async def post(prefer: str | None = None) -> tuple[int, dict]:
+                headers = {"Authorization": f"Bearer {token}", **({"Prefer": prefer} if prefer else {})}
+                async with http.post("/video-gen/image-to-video", json=image_request(), headers=headers) as response:
+                    return response.status, await response.json()
+
+            waiting = [asyncio.create_task(post()) for _ in range(3)]
+            while inbox.waiting < 3:
+                done = [r for r in waiting if r.done()]
+                assert not done, f"a request was answered before its job: {done[0].result()}"
+                await asyncio.sleep(0.05)
+            status, body = await asyncio.wait_for(post(), 20)
+            assert (status, body) == (
+                503,
+                {
+                    "statusCode": 503,
+                    "message": "Service temporarily unavailable: too many requests are waiting on this server, "
+                    "try again later",
+                    "error": "Service Unavailable",
+                },
+            )
+            assert await control.xlen(Keys(redis_prefix).jobs_stream) == 3  # the refused one queued nothing
+            await answer_all(control, Keys(redis_prefix), 3)
+            assert [s for s, _ in await asyncio.wait_for(asyncio.gather(*waiting), 20)] == [400] * 3

@@ -14,13 +14,14 @@ from collections.abc import Callable
 from importlib.metadata import EntryPoint, PathDistribution, entry_points
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal
 
+import msgspec
 import pytest
 
 import models_registry.registry as registry_module
 from models_registry.base import ENTRY_POINT_GROUP, GeneratedVideo, GenerationJob, ModelPlugin
-from models_registry.errors import UnknownModel, UnsupportedDuration
+from models_registry.errors import InvalidOptions, UnknownModel, UnsupportedDuration
 from models_registry.local.plugin import LocalPanZoomModel
 from models_registry.registry import ModelRegistry, PluginError
 from models_registry.veo3.plugin import Veo3Model
@@ -339,3 +340,52 @@ def test_resolve_uses_the_models_default_when_no_duration_is_given(registry: Mod
     assert (plugin.name, duration) == ("good", "5s")
     assert registry.resolve("good", "8s").duration == "8s"
     assert registry.resolve("other", None).duration == "4s"
+
+
+class LooseOptions(msgspec.Struct):
+    quality: str = "high"
+
+
+class TypedOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    quality: Literal["draft", "high"] = "high"
+    note: str | None = None
+
+
+def test_options_must_forbid_unknown_fields() -> None:
+    cls = plugin_class("loose", Options=LooseOptions)
+    assert refusal(cls) == (
+        f"model plugin 'loose' from {origin_of(cls)}: Options: Options must forbid unknown fields "
+        "(forbid_unknown_fields=True): a typo must not be charged"
+    )
+
+
+def test_a_price_option_must_be_an_enumeration() -> None:
+    cls = plugin_class("priced", Options=TypedOptions, price_options=("note",))
+    assert "must be a Literal or a bool" in refusal(cls)
+
+
+def test_cost_depends_on_the_options_and_the_catalogue_prices_every_value() -> None:
+    cls = plugin_class(
+        "tiers",
+        Options=TypedOptions,
+        price_options=("quality",),
+        cost=None,
+    )
+    cls.cost = lambda self, d, options: (10 if options.quality == "draft" else 30) * int(d[:-1])
+    registry = ModelRegistry.load(extra=[cls], group="video_gen.no_such_group")
+    [entry] = registry.catalogue()
+    assert entry.cost == {"5s": 150, "8s": 240}  # the default options
+    assert {(p.duration, p.options["quality"]): p.cost for p in entry.prices} == {
+        ("5s", "draft"): 50,
+        ("8s", "draft"): 80,
+        ("5s", "high"): 150,
+        ("8s", "high"): 240,
+    }
+    assert registry.resolve("tiers", "8s", {"quality": "draft"}).cost == 80
+    with pytest.raises(InvalidOptions) as caught:
+        registry.resolve("tiers", "8s", {"quality": "ultra", "notes": "x"})
+    assert caught.value.messages == [
+        "options.property notes should not exist",
+        "options.quality must be one of the following values: draft, high",
+    ]
+    assert from_model_error(caught.value).status_code == 400

@@ -14,11 +14,13 @@ import pytest
 from msgspec.structs import replace
 
 from models_registry.video import probe_video
+from service.core.embedded_redis import free_port
 from service.embedded import embedded_stack
 from service.generations import repository as generations
 from service.ledger import service as ledger
 from tests.factories import grant, seed_image, token_for
 from tests.fakes.fal_queue import start_fal_server
+from tests.health.test_metrics import parse
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.subprocess_server, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
@@ -59,8 +61,10 @@ def worker(veo3_settings, fal_https) -> Iterator[subprocess.Popen[bytes]]:
         "SSL_CERT_FILE": str(ca_path),
         "WORKER_CONCURRENCY": "2",
         "LOG_LEVEL": "WARNING",
+        "METRICS_PORT": str(free_port()),
     }
     proc = subprocess.Popen([sys.executable, "-m", "service.cli", "worker"], cwd=ROOT, env=env)
+    proc.metrics_url = f"http://127.0.0.1:{env['METRICS_PORT']}/metrics"  # type: ignore[attr-defined]
     try:
         yield proc
     finally:
@@ -105,9 +109,20 @@ async def test_a_content_policy_refusal_is_a_client_error_and_refunded(veo3_sett
         body = {"id": "images/u1/source-image.png", "prompt": "[policy] something forbidden"}
         async with httpx.AsyncClient(base_url=stack.url, timeout=120) as client:
             r = await client.post("/video-gen/image-to-video", json=body, headers=auth)
+            scrape = parse((await client.get(worker.metrics_url)).text)  # the worker process's own
         assert r.status_code == 400, r.text
         assert r.json()["message"].startswith("Veo3 rejected the request:")
         assert await ledger.balance_of("u1") == 750
+
+        def value(name: str, **labels: str) -> float:
+            return scrape.get((name, frozenset(labels.items())), 0.0)
+
+        assert value("video_gen_credits_debited_total", model="veo3") == 750
+        assert value("video_gen_credits_refunded_total", model="veo3", reason="failure") == 750
+        assert value("video_gen_jobs_finished_total", model="veo3", outcome="failed", reason="invalid_input") == 1
+        assert value("video_gen_provider_requests_total", model="veo3") == 1
+        assert value("video_gen_provider_errors_total", model="veo3", type="rejected") == 1
+        assert value("video_gen_jobs_running", model="veo3") == 0
 
 
 async def test_veo31_with_options_is_priced_by_them_and_sends_them_to_fal(veo3_settings, worker) -> None:

@@ -182,3 +182,69 @@ async def test_close_is_idempotent_and_client_requires_open(moto_server: str, s3
     assert store.client is client
     await store.close()
     await store.close()
+
+
+async def test_check_reaches_the_bucket(moto_server: str, s3_bucket: str):
+    store = S3Storage(s3_bucket, endpoint_url=moto_server, region="us-east-1", path_style=True)
+    missing = S3Storage("no-such-bucket-here", endpoint_url=moto_server, region="us-east-1", path_style=True)
+    await store.open()
+    await missing.open()
+    try:
+        await store.check()
+        with pytest.raises(Exception, match="the storage bucket does not exist"):
+            await missing.check()
+    finally:
+        await store.close()
+        await missing.close()
+
+
+async def test_a_missing_bucket_is_never_a_missing_image(moto_server: str, storage: S3Storage) -> None:
+    """A deleted or misnamed bucket is a 503 for the caller and fails the readiness check; only a
+    missing key in an existing bucket is 'Source image not found'."""
+    from service.core.errors import NotFound, ServiceUnavailable
+    from service.storage.images import load_source_image
+    from service.storage.s3 import BucketMissing
+
+    missing = S3Storage("video-gen-no-such-bucket", endpoint_url=moto_server, region="us-east-1", path_style=True)
+    await missing.open()
+    try:
+        with pytest.raises(BucketMissing):
+            await missing.check()
+        with pytest.raises(ServiceUnavailable, match="the storage bucket does not exist"):
+            await load_source_image(
+                missing, "images/u1/a.png", user_id="u1", prefix_template="images/{user_id}/", max_bytes=1024
+            )
+    finally:
+        await missing.close()
+    await storage.check()
+    with pytest.raises(NotFound, match="Source image not found: images/u1/a.png"):
+        await load_source_image(
+            storage, "images/u1/a.png", user_id="u1", prefix_template="images/{user_id}/", max_bytes=1024
+        )
+
+
+def test_the_api_refuses_to_start_on_a_missing_bucket(moto_server: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REDIS_URL
+
+    env = {
+        **os.environ,
+        "JWT_SECRET": "s3-startup-secret-at-least-32-bytes-0123",
+        "REDIS_URL": REDIS_URL,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite'}",
+        "STORAGE_URL": "s3://video-gen-no-such-bucket",
+        "S3_ENDPOINT_URL": moto_server,
+        "S3_PATH_STYLE": "true",
+        "S3_REGION": "us-east-1",
+    }
+    subprocess.run([sys.executable, "-m", "service.cli", "migrate"], env=env, check=True, capture_output=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "api"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "video-gen: STORAGE_URL names the bucket 'video-gen-no-such-bucket', which does not exist: create it, "
+        "or fix STORAGE_URL (and S3_ENDPOINT_URL)"
+    )

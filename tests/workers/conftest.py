@@ -89,7 +89,16 @@ class Schedulers:
         self.made: list[tuple[Scheduler, list[aioredis.Redis]]] = []
         self.tasks: list[asyncio.Task[None]] = []
 
-    def make(self, name: str = "a", *, lease_seconds: float = 5.0, concurrency: int = 2, task: Any = None) -> Scheduler:
+    def make(
+        self,
+        name: str = "a",
+        *,
+        lease_seconds: float = 5.0,
+        concurrency: int = 2,
+        task: Any = None,
+        limits: dict[str, int] | None = None,
+        prefetch: int | None = None,
+    ) -> Scheduler:
         client, reader = make_redis(REDIS_URL, max_connections=16), make_dedicated_redis(REDIS_URL)
         scheduler = Scheduler(
             make_stream(self.prefix, client),
@@ -98,6 +107,8 @@ class Schedulers:
             name=name,
             concurrency=concurrency,
             lease_seconds=lease_seconds,
+            limits=limits,
+            prefetch=prefetch,
         )
         self.made.append((scheduler, [client, reader]))
         return scheduler

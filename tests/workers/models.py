@@ -97,6 +97,12 @@ class ScriptedModel(ModelPlugin):
         return GeneratedVideo(path=path, duration_seconds=float(parse_duration(job.duration)))
 
 
+class OtherScriptedModel(ScriptedModel):
+    """The scripted model under another name: a second model for the per-model slots."""
+
+    name = "scripted-other"
+
+
 def registry() -> ModelRegistry:
     """The entry-point plugins plus the failing and scripted test models."""
-    return ModelRegistry.load(extra=(FailingModel, ScriptedModel))
+    return ModelRegistry.load(extra=(FailingModel, ScriptedModel, OtherScriptedModel))

@@ -42,5 +42,5 @@ def test_without_n_the_first_job_dies(kills, monkeypatch: pytest.MonkeyPatch) ->
 
 def test_a_misspelt_point_is_refused(kills, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(faults.ENV_VAR, "after_dbit")
-    with pytest.raises(SystemExit, match="after_debit, during_generation, after_upload, before_ack"):
+    with pytest.raises(SystemExit, match="after_debit, during_generation, after_upload, before_webhook, before_ack"):
         faults.crash_point("after_debit", "a")

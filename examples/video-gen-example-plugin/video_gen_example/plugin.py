@@ -1,8 +1,8 @@
 """``example-slideshow``: a video-gen model plugin that renders locally, for showing the contract.
 
-Written only against ``models_registry``'s public names: the contract (``models_registry.base``),
-its errors (``models_registry.errors``), its settings reader (``models_registry.settings``) and the
-PyAV helpers (``models_registry.video``). Nothing from the service.
+Written only against ``models_registry``'s public names: the contract, its errors and its settings
+reader (``from models_registry import ...``) and the PyAV helpers (``models_registry.video``).
+Nothing from the service.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from typing import ClassVar, Literal
 
 import msgspec
 
-from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, Progress, parse_duration
-from models_registry.settings import read_settings
+from models_registry import GeneratedVideo, GenerationJob, ModelPlugin, Progress, parse_duration, read_settings
 from models_registry.video import probe_video
 from video_gen_example.render import render_slideshow
 

@@ -1,0 +1,90 @@
+"""uvicorn's HTTP protocols, with the spec's JSON errors and a deadline for reading requests.
+
+A request line or header the parser refuses (a control character in ``Authorization``, a header
+over h11's size limit) never reaches the application; uvicorn would answer a ``text/plain`` 400.
+These subclasses answer ``{"statusCode": 400, "message": ..., "error": "Bad Request"}`` instead and
+close the connection, as uvicorn does.
+
+uvicorn closes a connection idle between requests after ``timeout_keep_alive``
+(``HTTP_KEEP_ALIVE_SECONDS``) but has no header or body timeout: a client may hold a connection,
+and its slot, by sending a request a byte at a time. Here a request must arrive whole (line,
+headers and body) within ``HTTP_READ_TIMEOUT_SECONDS`` of the connection opening or of the
+previous response; otherwise the answer is a JSON 408 and the connection is closed. The time the
+application takes to answer is not counted.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from service.core.errors import error_body
+
+MALFORMED = "Malformed HTTP request: the request line or a header could not be parsed"
+TOO_SLOW = "Request Timeout: the request did not arrive in time"
+
+
+def _response(status: int, phrase: str, message: str) -> bytes:
+    body = msgspec.json.encode(error_body(status, message))
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+@cache
+def json_error_protocol(parser: str, read_timeout: float = 30.0) -> type[Any]:
+    """uvicorn's ``httptools`` or ``h11`` protocol class (``Config(http=...)``) with JSON errors and
+    a ``read_timeout`` for each request to arrive."""
+    if parser == "httptools":
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base
+    else:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base
+
+    class JsonErrorProtocol(base):  # type: ignore[misc,valid-type]
+        _read_deadline: Any = None
+        _armed_cycle: Any = None
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request, if any, has the same time to arrive
+
+        def send_400_response(self, msg: str) -> None:
+            self._disarm()
+            self.transport.write(_response(400, "Bad Request", MALFORMED))
+            self.transport.close()
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._armed_cycle = self.cycle
+            self._read_deadline = self.loop.call_later(read_timeout, self._read_timed_out)
+
+        def _disarm(self) -> None:
+            if self._read_deadline is not None:
+                self._read_deadline.cancel()
+                self._read_deadline = None
+
+        def _read_timed_out(self) -> None:
+            self._read_deadline = None
+            cycle = self.cycle
+            arrived = cycle is not None and cycle is not self._armed_cycle and not cycle.more_body
+            if arrived or self.transport.is_closing():
+                return  # the application is answering: its time is not ours to limit
+            if cycle is None or cycle is self._armed_cycle or not cycle.response_started:
+                self.transport.write(_response(408, "Request Timeout", TOO_SLOW))
+            self.transport.close()
+
+    JsonErrorProtocol.__name__ = f"JsonError{base.__name__}"
+    return JsonErrorProtocol
