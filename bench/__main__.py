@@ -22,6 +22,7 @@ BENCHMARKS = {
     "unreachable": "bench.fal_unreachable",  # time to fail with fal unreachable, bounded vs unbounded
     "webhooks": "bench.webhooks",  # webhook deliveries through the queue against bare signed POSTs
     "stream": "bench.stream_limit",  # jobs/s one Redis stream carries, against what N workers need
+    "image": "bench.source_image_memory",  # memory of checking a source image against a plain decode
 }
 
 

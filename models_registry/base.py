@@ -26,6 +26,11 @@ and implements ``async generate(job) -> GeneratedVideo``. Optional ``async open(
 ``async close()`` run once per process lifespan (open clients, sessions...). A plugin reads its own
 configuration from the environment (``models_registry.settings.read_settings``); it raises the
 errors of ``models_registry.errors`` and imports nothing from the service.
+
+Optional ``async cancel(request_id)`` asks the provider to stop a request a cancelled job left
+running. A job cancelled while ``generate`` runs is stopped by cancelling its asyncio task
+(``CancelledError`` at the current ``await``); work done in a thread must stop on its own (see
+the local model). Then, if the job saved a provider request id, ``cancel`` is called with it.
 """
 
 from __future__ import annotations
@@ -127,6 +132,10 @@ class ModelPlugin:
 
     async def generate(self, job: GenerationJob) -> GeneratedVideo:
         raise NotImplementedError
+
+    async def cancel(self, request_id: str) -> None:
+        """Ask the provider to stop ``request_id`` (saved by ``save_provider_request_id``) after its
+        job was cancelled; best effort, the job is cancelled and refunded either way. Default: nothing."""
 
 
 def parse_duration(value: str) -> int:

@@ -47,10 +47,12 @@ from service.health.metrics import metrics_controller
 from service.jobs.inbox import ReplyInbox
 from service.jobs.shutdown import install_shutdown_hook
 from service.jobs.stream import JobStream
+from service.jobs.watchers import JobWatchers
 from service.ledger.endpoints import CreditsController
 from service.storage.base import Storage
 from service.storage.endpoints import FilesController
 from service.storage.factory import storage_from_settings
+from service.storage.upload_endpoints import UploadsController
 from service.webhooks.queue import WebhookQueue
 
 CONTROLLERS: list[Any] = [
@@ -58,13 +60,14 @@ CONTROLLERS: list[Any] = [
     CatalogueController,
     HealthController,
     FilesController,
+    UploadsController,
     CreditsController,
     AdminController,
     QueueAdminController,
     WebhookAdminController,
 ]
 log = structlog.get_logger(__name__)
-SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "webhooks", "verifier")
+SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "webhooks", "verifier", "watchers")
 
 
 def _cors(settings: Settings) -> CORSConfig | None:
@@ -124,10 +127,12 @@ def _lifespan(
         log.info("api.capacity", fd_soft_limit=soft, fd_hard_limit=hard, max_waiting_requests=capacity)
         reader = make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:inbox")
         inbox = ReplyInbox(stream, reader, capacity=capacity)
+        watchers = JobWatchers(stream, make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:events"))
         store = storage or storage_from_settings(settings)
         if storage is None:  # a storage passed in is opened and closed by its owner
             await store.open()
         await inbox.start()
+        await watchers.start()
         models = registry or ModelRegistry.load()
         app.state.update(
             settings=settings,
@@ -136,6 +141,7 @@ def _lifespan(
             stream=stream,
             redis=redis,
             inbox=inbox,
+            watchers=watchers,
             webhooks=WebhookQueue(redis, keys, retention_seconds=settings.webhook_retention_seconds),
             generations=GenerationService(registry=models, stream=stream, inbox=inbox, settings=settings),
             verifier=verifier,
@@ -152,6 +158,7 @@ def _lifespan(
             uninstall_shutdown_hook()
             inbox.release_all()
             await inbox.stop()
+            await watchers.stop()
             if storage is None:
                 await store.close()
             await redis.aclose()
@@ -180,7 +187,7 @@ def create_app(
             *(controllers or CONTROLLERS),
             metrics_controller(settings.metrics_token),
             *console_routes(settings, verifier),
-            docs_assets(),
+            *docs_assets(),
         ],
         lifespan=[_lifespan(settings, keys, verifier, registry, storage)],
         dependencies={

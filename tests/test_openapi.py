@@ -10,12 +10,12 @@ run: cursors are opaque and model options are checked per model, which a schema 
 from __future__ import annotations
 
 import asyncio
-import shutil
+import re
 import threading
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 import redis
@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from service.embedded import embedded_stack
-from tests.conftest import REDIS_URL, make_settings
+from tests.conftest import REDIS_URL, TABLES, make_settings
 from tests.factories import TestModels, token_for
 
 EXAMPLES = 12  # per operation and role: enough to reach each documented answer, cheap enough for `just test`
@@ -45,18 +45,27 @@ CHECKS = [
 ]
 
 
+async def _truncate(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY")
+    finally:
+        await conn.close()
+
+
 class Served:
     def __init__(self, url: str, tokens: dict[str, str]) -> None:
         self.url, self.tokens = url, tokens
 
 
 @pytest.fixture(scope="module")
-def served(sqlite_template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """The whole stack on its own thread and loop (Schemathesis calls it synchronously)."""
+def served(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """The whole stack on its own thread and loop (Schemathesis calls it synchronously), on
+    PostgreSQL: what production runs, and the stricter of the two databases (NUL, int32, ranges)."""
     tmp = tmp_path_factory.mktemp("openapi")
-    shutil.copy(sqlite_template, tmp / "db.sqlite")
+    asyncio.run(_truncate(postgres_url))
     prefix = f"vgtest-{uuid.uuid4().hex[:12]}"
-    config = make_settings(f"sqlite:///{tmp / 'db.sqlite'}", prefix, tmp, sync_wait_seconds=5)
+    config = make_settings(postgres_url, prefix, tmp, sync_wait_seconds=5)
     ready, done = threading.Event(), threading.Event()
     box: dict[str, object] = {}
 
@@ -156,3 +165,14 @@ def test_swagger_works_offline(served: Served) -> None:
         assert r.status_code == 200 and len(r.content) > 500, asset
     bundle = httpx.get(f"{served.url}/docs-assets/swagger/swagger-ui-bundle.js").text
     assert 'PACKAGE_VERSION:"5.' in bundle  # Swagger UI 5 renders OpenAPI 3.1 (4 does not)
+
+
+def test_scalar_works_offline(served: Served) -> None:
+    page = httpx.get(f"{served.url}/schema/scalar")
+    assert page.status_code == 200
+    assert not re.findall(r"(?:src|href)=\"https?://", page.text)  # every asset is ours
+    assert '"withDefaultFonts":false' in page.text  # no fonts.scalar.com
+    for asset, size in (("standalone.js", 1_000_000), ("scalar.css", 10)):
+        assert f"/docs-assets/scalar/{asset}" in page.text
+        r = httpx.get(f"{served.url}/docs-assets/scalar/{asset}")
+        assert r.status_code == 200 and len(r.content) > size, asset

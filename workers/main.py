@@ -73,6 +73,7 @@ async def run_worker(
         settings.redis_url, max_connections=settings.redis_max_connections, name=f"{keys.prefix}:worker:{name}"
     )
     reader = make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:worker:{name}:claim")
+    cancels = make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:worker:{name}:cancels")
     try:
         if owned[1]:
             await store.open()
@@ -98,7 +99,14 @@ async def run_worker(
         )
         scheduler = Scheduler(
             stream,
-            GenerationTask(settings, registry, store, fault=crash_point, on_started=notifier.job_started),
+            GenerationTask(
+                settings,
+                registry,
+                store,
+                fault=crash_point,
+                on_started=notifier.job_started,
+                publish=stream.publish,
+            ),
             reader,
             name=name,
             concurrency=settings.worker_concurrency,
@@ -106,6 +114,7 @@ async def run_worker(
             notify=notifier.job_ended,
             limits=limits,
             prefetch=settings.worker_prefetch,
+            cancel_reader=cancels,
         )
         log.info("worker.capacity", model_slots=limits, cpu_processes=processes, db_pool=settings.database_pool_size)
         sending = asyncio.create_task(dispatcher.run(), name="webhooks") if dispatcher else None
@@ -123,6 +132,7 @@ async def run_worker(
         if owned[1]:
             await store.close()
         await reader.aclose()
+        await cancels.aclose()
         await redis.aclose()
         await db.disconnect()
 

@@ -11,6 +11,8 @@ generation's task (``service.generations.task``).
   and its run is retried with backoff; any other error leaves it for redelivery, which counts.
 - Poison: an unparseable entry, or a job naming a model this worker does not have, is
   dead-lettered with its reason and a reply, so it never blocks the group.
+- Cancels: with a ``cancel_reader`` (a connection of its own: it blocks), the cancels stream is
+  followed and a cancelled job this process runs has its model run stopped (``GenerationTask.cancel``).
 - Shutdown: stop claiming, give running jobs ``SHUTDOWN_GRACE_SECONDS``, then cancel the rest and
   hand them over (reclaimable at once, no delivery counted).
 """
@@ -61,11 +63,13 @@ class Scheduler:
         notify: Notify | None = None,
         limits: Mapping[str, int] | None = None,
         prefetch: int | None = None,
+        cancel_reader: Redis | None = None,
     ) -> None:
         """``limits``: slots per model (``workers.slots.model_limits``); a model without one gets
         ``concurrency``. ``prefetch``: jobs claimed at a time (default: ``concurrency``)."""
         self.stream, self.task, self._reader, self.name = stream, task, reader, name
         self.notify = notify or _nobody
+        self._cancel_reader = cancel_reader
         self.lease_ms = int(lease_seconds * 1000)
         if limits is None:
             limits = dict.fromkeys(task.registry.names(), concurrency)
@@ -90,6 +94,8 @@ class Scheduler:
                 asyncio.create_task(self.leases.run(), name="lease-renewal"),
                 asyncio.create_task(self._prune(), name="stream-prune"),
             ]
+            if self._cancel_reader is not None:
+                self._upkeep.append(asyncio.create_task(self._follow_cancels(), name="cancels"))
         while not self._stopping.is_set():
             try:
                 await self.stream.ensure_group()
@@ -235,6 +241,7 @@ class Scheduler:
         job = entry.job
         assert job is not None
         if entry.count > 1 and (earlier := await self.stream.reply_of(job.job_id)) is not None:
+            await self.task.answered(job, earlier)  # cancelled while its worker was dead: stop the provider
             await self.notify(job, earlier)  # queued already, unless the reply came from elsewhere: once
             await self.stream.complete(entry.message_id, job, earlier)  # only the ack was missing
             return
@@ -300,6 +307,23 @@ class Scheduler:
                 await self.stream.prune(STALE_CONSUMER_MS)
             except (RedisError, OSError) as exc:
                 log.debug("worker.prune_failed", error=str(exc) or type(exc).__name__)
+
+    async def _follow_cancels(self) -> None:
+        """Stop the model run of every cancelled job this process runs, as the notices come."""
+        assert self._cancel_reader is not None
+        after: str | None = None
+        while True:
+            try:
+                if after is None:
+                    after = await self.stream.cancels_tail()
+                after, job_ids = await self.stream.read_cancels(self._cancel_reader, after, BLOCK_MS)
+            except (RedisError, OSError) as exc:
+                log.warning("worker.cancels_unavailable", error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(1.0)
+                continue
+            for job_id in job_ids:
+                if self.task.cancel(job_id):
+                    log.info("job.cancel_requested", job_id=job_id)
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):

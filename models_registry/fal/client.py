@@ -142,6 +142,11 @@ class FalVideoModel(ModelPlugin):
             raise GenerationFailed(f"{self.name} did not finish within {budget:g} s{which}") from None
         return GeneratedVideo(path=out, duration_seconds=info.duration_seconds)
 
+    async def cancel(self, request_id: str) -> None:
+        """Cancel the fal request of a cancelled job (fal's ``PUT .../requests/{id}/cancel``)."""
+        if self._fal is not None:
+            await self._fal.cancel(self.endpoint, request_id)
+
     async def _start(self, fal: fal_client.AsyncClient, job: GenerationJob, plan: DurationPlan) -> AsyncRequestHandle:
         """Resume the job's fal request if it has one, else submit and persist the new id."""
         if job.provider_request_id:

@@ -26,6 +26,10 @@ BACKGROUND = (16, 16, 16)  # what transparent pixels become
 _LOOKAHEAD = 4  # frames resampled ahead of the encoder
 
 
+class RenderStopped(Exception):
+    """``on_frame`` asked the render to stop (its job was cancelled)."""
+
+
 @dataclass(frozen=True)
 class _Shot:
     """Where the camera starts and ends: zoom factors and signed travel along ``angle``."""
@@ -92,12 +96,14 @@ def render_pan_zoom(
     height: int = 576,
     fps: int = 24,
     seed: str = "",
+    on_frame: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Render ``image_bytes`` as an H.264 MP4 of exactly ``seconds * fps`` frames of Ken Burns.
 
     The image is cover-fitted (centre crop) to the output aspect; ``seed`` (e.g. the prompt)
     picks the move. Odd sizes are rounded down to even (yuv420p). Raises ``ValueError`` for
-    bytes that are not an image.
+    bytes that are not an image. ``on_frame(done, count)`` is called after each encoded frame
+    (progress); it may raise (``RenderStopped``) to stop the render there.
     """
     if seconds < 1 or fps < 1 or width < 2 or height < 2:
         raise ValueError(f"bad render size: {seconds}s {width}x{height}@{fps}")
@@ -115,8 +121,10 @@ def render_pan_zoom(
         return source.resize(size, Image.Resampling.BILINEAR, box=box)
 
     with H264Writer(out_path, *size, fps) as writer:
-        for image in _prefetch(frame, count):
+        for done, image in enumerate(_prefetch(frame, count), start=1):
             writer.write(image)
+            if on_frame is not None:
+                on_frame(done, count)
     return out_path
 
 

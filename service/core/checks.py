@@ -54,6 +54,7 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
             "max_source_pixels",
             "max_prompt_chars",
             "download_url_seconds",
+            "upload_url_seconds",
             "http_keep_alive_seconds",
             "http_read_timeout_seconds",
             "webhook_timeout_seconds",

@@ -114,6 +114,16 @@ class GenerationFailed(AppError):
         self.details = details
 
 
+CANCELLED = "Image-to-video generation cancelled"
+
+
+class Cancelled(Conflict):
+    """A cancelled job's answer: a 409, whether the client waits on it, polls it or replays it."""
+
+    def __init__(self, message: str = CANCELLED) -> None:
+        super().__init__(message)
+
+
 class ShuttingDown(ServiceUnavailable):
     def __init__(self) -> None:
         super().__init__("Service temporarily unavailable: this server is shutting down")

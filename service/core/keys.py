@@ -7,6 +7,8 @@ deployments, or parallel test runs, can share one Redis without touching each ot
 | --------------------------- | ------ | ----------------- | ----------------------------------------- |
 | ``<p>:jobs``                | stream | API (XADD)        | entries trimmed once acknowledged         |
 | ``<p>:jobs:dead``           | stream | workers           | approximate MAXLEN ``DEAD_LETTER_MAXLEN`` |
+| ``<p>:events``              | stream | workers, API      | approximate MAXLEN 100,000                |
+| ``<p>:cancels``             | stream | API (cancel)      | approximate MAXLEN 10,000                 |
 | ``<p>:inbox:<process>``     | stream | workers (notify)  | MAXLEN; expires an hour after its process |
 | ``<p>:reply:<job>``         | string | workers (SET NX)  | ``REPLY_TTL_SECONDS``                     |
 | ``<p>:job:<job>``           | string | API               | ``JOB_META_TTL_SECONDS``                  |
@@ -40,6 +42,17 @@ class Keys:
     def dead_letter_stream(self) -> str:
         """Jobs that could not be processed (unparseable, unknown model)."""
         return f"{self.prefix}:jobs:dead"
+
+    @property
+    def events_stream(self) -> str:
+        """Jobs' status and progress changes (XADD by workers and cancels); every API process
+        reads them all, once, for its Server-Sent Events streams."""
+        return f"{self.prefix}:events"
+
+    @property
+    def cancels_stream(self) -> str:
+        """Cancelled job ids (XADD by the API's cancel); every worker process reads them all."""
+        return f"{self.prefix}:cancels"
 
     def inbox(self, process: str) -> str:
         """An API process's inbox: workers notify it of the replies its waiting requests await."""

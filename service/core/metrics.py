@@ -50,7 +50,7 @@ PROVIDER_ERRORS = Counter(
 )
 CREDITS_DEBITED = Counter("video_gen_credits_debited", "Credits charged for generations.", ["model"])
 CREDITS_REFUNDED = Counter(
-    "video_gen_credits_refunded", "Credits refunded, by reason (failure, admin).", ["model", "reason"]
+    "video_gen_credits_refunded", "Credits refunded, by reason (failure, cancel, admin).", ["model", "reason"]
 )
 QUEUE_WAITING = Gauge("video_gen_queue_waiting", "Jobs on the stream no worker has claimed yet (read at scrape).")
 QUEUE_RUNNING = Gauge("video_gen_queue_running", "Jobs claimed and not yet acknowledged (read at scrape).")

@@ -17,7 +17,6 @@ from urllib.parse import quote
 from litestar import Request
 from litestar.config.app import AppConfig
 from litestar.datastructures import Headers
-from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.stores.redis import RedisStore
@@ -30,7 +29,9 @@ from service.core.tokens import TokenVerifier
 
 JOB_STATUS_PATH = "/video-gen/jobs/"
 JOB_STATUS = f"^{JOB_STATUS_PATH}"
-NOT_LIMITED = ["^/health", "^/metrics", "^/schema", "^/docs-assets/", "^/console"]
+# A job's Server-Sent Events stream is one request for the job's whole life, not polling: not counted.
+EVENTS = r"^/video-gen/jobs/[^/]+/events$"
+NOT_LIMITED = ["^/health", "^/metrics", "^/schema", "^/docs-assets/", "^/console", EVENTS]
 GENERAL_STORE, POLLING_STORE = "rate_limit", "rate_limit_polling"
 CALLER = "video_gen.caller"  # scope key: the verified user id, set before the limiters run
 
@@ -49,14 +50,15 @@ class IdentifyCaller:
                 try:
                     principal, _ = await self.verifier.principal(token)
                     scope[CALLER] = principal.user_id  # type: ignore[typeddict-unknown-key]
-                except NotAuthorizedException:
+                except Exception:  # any refusal: known by its address; authentication answers for it
                     pass
         await self.app(scope, receive, send)
 
 
 async def _is_job_status(request: Request[Any, Any, Any]) -> bool:
     # async: Litestar runs a sync check_throttle_handler in a thread, a thread hop per request
-    return request.url.path.startswith(JOB_STATUS_PATH)
+    path = request.url.path
+    return path.startswith(JOB_STATUS_PATH) and not path.endswith("/events")
 
 
 def identity(request: Request[Any, Any, Any]) -> str:

@@ -74,6 +74,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_source_pixels: int = 40_000_000  # width x height of a source image; decoding is bounded by it
     max_prompt_chars: int = 2000
     download_url_seconds: int = 900
+    upload_url_seconds: int = 900  # how long an upload URL from POST /video-gen/uploads is valid
     redis_max_connections: int = 16
     redis_key_prefix: str = "video-gen"
     event_loop: str = "uvloop"  # uvloop (and httptools for HTTP), or asyncio (and h11): the standard ones

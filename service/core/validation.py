@@ -30,7 +30,33 @@ def _is_json(content_type: str | None) -> bool:
     return media_type == "application/json"
 
 
+MAX_NESTING = 8  # how deep ``has_nul`` looks into a body's containers
+
+
+def has_nul(value: Any, depth: int = 0) -> bool:
+    """A NUL anywhere in a string, a key or a nested value (PostgreSQL stores none of them)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if depth > MAX_NESTING:
+        return False
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v, depth + 1) for k, v in value.items())
+    if isinstance(value, list):
+        return any(has_nul(v, depth + 1) for v in value)
+    return False
+
+
+def _no_nul_in_parameters(request: Request[Any, Any, Any]) -> None:
+    names = [name for name, value in request.query_params.multi_items() if has_nul(value) or has_nul(name)]
+    names += [name for name, value in request.path_params.items() if has_nul(value)]
+    if names:
+        raise ValidationFailed([f"{name} must not contain null characters" for name in dict.fromkeys(names)])
+
+
 async def strict_body(request: Request[Any, Any, Any]) -> None:
+    """Before every handler: no NUL in path or query parameters; on routes declaring a body check,
+    a JSON ``Content-Type``, a body that decodes, the route's check, and no NUL in the body."""
+    _no_nul_in_parameters(request)
     check: BodyCheck | None = request.route_handler.opt.get("validate_body")
     if check is None:
         return
@@ -46,6 +72,8 @@ async def strict_body(request: Request[Any, Any, Any]) -> None:
     except UnicodeDecodeError:
         raise BadRequest("Malformed JSON body: not valid UTF-8") from None
     messages = check(request, body)
+    if not messages and isinstance(body, dict):
+        messages = [f"{key} must not contain null characters" for key, value in body.items() if has_nul(value)]
     if messages:
         raise ValidationFailed(messages)
 

@@ -43,7 +43,7 @@ def error_reply(job_id: str, exc: AppError) -> JobReply:
 
 
 def record_error(record: GenerationRecord) -> AppError:
-    """The error a FAILED record answers with."""
+    """The error a FAILED or CANCELLED record answers with."""
     if record.error is None:
         return GenerationFailed("unknown error")
     return AppError(record.error, record.error_status or 500)
@@ -51,7 +51,7 @@ def record_error(record: GenerationRecord) -> AppError:
 
 async def reply_from_record(record: GenerationRecord) -> JobReply:
     """The reply of a terminal record (the success body carries the balance as it is now)."""
-    if record.status is GenerationStatus.FAILED:
+    if record.status is not GenerationStatus.SUCCEEDED:
         return error_reply(record.id, record_error(record))
     return success_reply(record, await ledger.balance_of(record.user_id))
 

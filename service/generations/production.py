@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import msgspec
 import structlog
 
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, SourceImage
@@ -24,20 +25,24 @@ from service.core import metrics, tracing
 from service.core.errors import Transient
 from service.generations import repository
 from service.generations.records import GenerationRecord, Progress
-from service.jobs.messages import JobMessage
+from service.generations.schemas import JobProgress
+from service.generations.stops import Stopped, Stops
+from service.jobs.messages import JobEvent, JobMessage
 from service.storage.base import Storage
 
 log = structlog.get_logger(__name__)
 
 DURATION_METADATA = "duration-seconds"  # the stored video's probed length, read back on resume
 Fault = Callable[[str, str], None]
+Publish = Callable[[JobEvent], Awaitable[None]]
 
 
 class Production:
     """Runs models and stores their videos for one worker process."""
 
-    def __init__(self, storage: Storage, fault: Fault) -> None:
-        self.storage, self.fault = storage, fault
+    def __init__(self, storage: Storage, fault: Fault, publish: Publish | None = None) -> None:
+        self.storage, self.fault, self.publish = storage, fault, publish
+        self.stops = Stops()
         # Provider request ids this process saw, in case the database missed one: a retry after an
         # outage then resumes the request instead of paying for a second one.
         self._request_ids: dict[str, str] = {}
@@ -45,7 +50,8 @@ class Production:
     async def generate(
         self, plugin: ModelPlugin, job: JobMessage, image: SourceImage, record: GenerationRecord, workdir: Path
     ) -> GeneratedVideo:
-        """Run the model, within its timeout (``TimeoutError`` past it), counted in the metrics."""
+        """Run the model, within its timeout (``TimeoutError`` past it), counted in the metrics;
+        ``Stopped`` when the job is cancelled meanwhile."""
         task = self._job(plugin, job, image, record, workdir)
         model = job.model
         metrics.PROVIDER_REQUESTS.labels(model).inc()
@@ -56,12 +62,28 @@ class Production:
         ):
             try:
                 async with asyncio.timeout(plugin.timeout_seconds):
-                    return await plugin.generate(task)
+                    return await self.stops.run(job.job_id, plugin.generate(task))
+            except Stopped:
+                raise
             except Exception as exc:
                 metrics.PROVIDER_ERRORS.labels(model, _error_type(exc)).inc()
                 raise
             finally:
                 metrics.GENERATION_SECONDS.labels(model).observe(time.monotonic() - started)
+
+    async def cancel_with_provider(self, plugin: ModelPlugin, record: GenerationRecord) -> None:
+        """Best effort: ask the provider to stop the job's request, if it has one and the plugin
+        can (the optional ``cancel`` hook); the job is cancelled and refunded either way."""
+        request_id = self._request_ids.get(record.id) or record.provider_request_id
+        cancel = getattr(plugin, "cancel", None)
+        if request_id is None or cancel is None:
+            return
+        try:
+            async with asyncio.timeout(10):
+                await cancel(request_id)
+            log.info("generation.provider_cancelled", job_id=record.id, request_id=request_id)
+        except Exception as exc:
+            log.warning("generation.provider_cancel_failed", job_id=record.id, error=str(exc) or type(exc).__name__)
 
     async def store(self, key: str, job: JobMessage, video: GeneratedVideo) -> None:
         metadata = {"generation-id": job.job_id, "model": job.model, DURATION_METADATA: repr(video.duration_seconds)}
@@ -75,6 +97,17 @@ class Production:
             return float(head.metadata[DURATION_METADATA]) if head is not None else None
         except (KeyError, ValueError):
             return None  # not ours, or written before lengths were recorded: generate again
+
+    async def announce(self, job_id: str, *, progress: JobProgress | None = None) -> None:
+        """Tell the API processes following the job (Server-Sent Events) that it runs, or progressed.
+        Best effort: a follower also re-reads the job now and then."""
+        if self.publish is None:
+            return
+        shown = None if progress is None else msgspec.to_builtins(progress)
+        try:
+            await self.publish(JobEvent(job_id=job_id, status="running", progress=shown))
+        except Exception as exc:
+            log.warning("generation.event_not_published", job_id=job_id, error=str(exc) or type(exc).__name__)
 
     def forget(self, job_id: str) -> None:
         self._request_ids.pop(job_id, None)
@@ -93,6 +126,8 @@ class Production:
                 await repository.save_progress(
                     job.job_id, Progress(message=p.message, fraction=p.fraction, queue_position=p.queue_position)
                 )
+                shown = JobProgress(message=p.message, fraction=p.fraction, queue_position=p.queue_position)
+                await self.announce(job.job_id, progress=shown)
             except Exception as exc:
                 log.warning("generation.progress_not_saved", job_id=job.job_id, error=str(exc) or type(exc).__name__)
 

@@ -20,6 +20,7 @@ from service.generations.status import GenerationStatus
 from service.generations.tables import Generation
 
 RUNNING, SUCCEEDED, FAILED = GenerationStatus.RUNNING, GenerationStatus.SUCCEEDED, GenerationStatus.FAILED
+CANCELLED = GenerationStatus.CANCELLED
 _ALL = Generation.all_columns()
 
 
@@ -161,6 +162,61 @@ async def fail(generation_id: str, *, error: str, error_status: int, refunded: i
         )
         .where((Generation.id == generation_id) & (Generation.status == RUNNING))
         .returning(*_ALL)
+    )
+
+
+async def cancel(generation_id: str, *, error: str, error_status: int, refunded: int) -> GenerationRecord | None:
+    """RUNNING -> CANCELLED, recording the refund made in the same transaction (``refunded`` credits)."""
+    return _one(
+        await Generation.update(
+            {
+                Generation.status: CANCELLED,
+                Generation.error: error,
+                Generation.error_status: error_status,
+                Generation.credits_refunded: refunded,
+                Generation.finished_at: now(),
+            }
+        )
+        .where((Generation.id == generation_id) & (Generation.status == RUNNING))
+        .returning(*_ALL)
+    )
+
+
+_CREATE_CANCELLED = (
+    "INSERT INTO generations (id, user_id, project_id, model, prompt, source_key, requested_duration, status, "
+    "credits_charged, credits_refunded, attempts, idempotency_key, progress, error, error_status, created_at, "
+    "finished_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, 0, 0, 0, {}, {}, {}, {}, {}, {}) "
+    "ON CONFLICT (id) DO NOTHING RETURNING id"
+)
+
+
+async def create_cancelled(new: NewGeneration, *, error: str, error_status: int, submitted_at: datetime) -> bool:
+    """(none) -> CANCELLED: a job cancelled before any worker charged it, with nothing charged.
+    False when the record exists already (a worker charged it first: cancel it as RUNNING)."""
+    rows = await Generation.raw(
+        _CREATE_CANCELLED,
+        new.id,
+        new.user_id,
+        new.project_id,
+        new.model,
+        new.prompt,
+        new.source_key,
+        new.requested_duration,
+        str(CANCELLED),
+        new.idempotency_key,
+        "{}",
+        error,
+        error_status,
+        submitted_at,
+        now(),
+    )
+    return bool(rows)
+
+
+async def discard_cancelled(generation_id: str) -> None:
+    """Undo ``create_cancelled`` (the job was refused before the cancel was recorded)."""
+    await Generation.delete().where(
+        (Generation.id == generation_id) & (Generation.status == CANCELLED) & (Generation.credits_charged == 0)
     )
 
 

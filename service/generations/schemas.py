@@ -102,10 +102,11 @@ class JobProgress(msgspec.Struct, rename="camel", kw_only=True):
 class JobView(msgspec.Struct, rename="camel", kw_only=True, omit_defaults=False):
     """``GET /video-gen/jobs/{id}``: a job, from its generation record (once charged) or from Redis.
 
-    ``status`` is ``queued`` (accepted, not charged yet), ``running``, ``succeeded`` or ``failed``.
-    On success ``result`` is the spec's success body and ``downloadUrl`` a link valid for
-    ``DOWNLOAD_URL_SECONDS``; on failure ``error`` is the spec's error body (a refund, when credits
-    were charged, is already made).
+    ``status`` is ``queued`` (accepted, not charged yet), ``running``, ``succeeded``, ``failed`` or
+    ``cancelled``. On success ``result`` is the spec's success body and ``downloadUrl`` a link valid
+    for ``DOWNLOAD_URL_SECONDS``; on failure or cancel ``error`` is the spec's error body (a refund,
+    when credits were charged, is already made; a cancel's is the 409 ``Image-to-video generation
+    cancelled``).
     """
 
     job_id: str

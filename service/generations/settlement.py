@@ -3,17 +3,22 @@
 - ``charge``: the record is created RUNNING with its debit; too little credit writes nothing.
 - ``fail``: the refund (when charged and not refunded yet) and the FAILED status commit together,
   so no state "failed, refund pending" ever exists, and a crash in between changes nothing.
+- ``cancel``: the same as ``fail`` for a client's (or an admin's) cancel: RUNNING -> CANCELLED
+  with its refund; a job no worker charged yet gets a CANCELLED record with nothing charged;
 - ``refund_by_admin``: the refund and the record's ``credits_refunded`` together (the caller
   adds its audit record to the same transaction).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
 
 from service.core import metrics, tracing
 from service.core.db import write_transaction
-from service.core.errors import AppError, Conflict, NotFound
+from service.core.errors import AppError, Cancelled, Conflict, NotFound
 from service.generations import repository
 from service.generations.records import GenerationRecord
 from service.generations.repository import NewGeneration
@@ -61,33 +66,60 @@ def _text(message: str | list[str]) -> str:
 async def fail(record: GenerationRecord, error: AppError) -> GenerationRecord:
     """RUNNING -> FAILED with its refund; the record as it ends (a terminal one stays as it is)."""
     message = _text(error.message)
+    reason = f"generation failed: {message}"
+    return await _end(record, error, repository.fail, actor=ledger.SYSTEM, reason=reason, why="failure")
+
+
+async def cancel(record: GenerationRecord, *, actor: str) -> GenerationRecord:
+    """RUNNING -> CANCELLED with its refund (``actor`` cancelled it); the record as it ends: a
+    terminal one (it succeeded or failed first) stays as it is."""
+    reason = f"generation cancelled by {actor}"
+    return await _end(record, Cancelled(), repository.cancel, actor=actor, reason=reason, why="cancel")
+
+
+async def cancel_queued(new: NewGeneration, *, submitted_at: datetime) -> bool:
+    """(none) -> CANCELLED, nothing charged; False when a worker created the record first."""
+    error = Cancelled()
+    return await repository.create_cancelled(
+        new, error=_text(error.message), error_status=error.status_code, submitted_at=submitted_at
+    )
+
+
+async def _end(
+    record: GenerationRecord, error: AppError, transition: _End, *, actor: str, reason: str, why: str
+) -> GenerationRecord:
+    message = _text(error.message)
     try:
         async with write_transaction():
             refunded = 0
             if record.credits_charged > 0:
-                refunded = (
-                    await ledger.refund(record.id, actor=ledger.SYSTEM, reason=f"generation failed: {message}")
-                ).amount
-            failed = await repository.fail(record.id, error=message, error_status=error.status_code, refunded=refunded)
-            if failed is None:
+                refunded = (await ledger.refund(record.id, actor=actor, reason=reason)).amount
+            ended = await transition(record.id, error=message, error_status=error.status_code, refunded=refunded)
+            if ended is None:
                 raise _NotRunning
         if refunded:
-            metrics.CREDITS_REFUNDED.labels(record.model, "failure").inc(refunded)
-    except ledger.AlreadyRefunded:  # an admin refunded it while it ran: fail it without a second refund
-        failed = await repository.fail(
+            metrics.CREDITS_REFUNDED.labels(record.model, why).inc(refunded)
+    except ledger.AlreadyRefunded:  # refunded while it ran (an admin, or a racing end): no second refund
+        ended = await transition(
             record.id, error=message, error_status=error.status_code, refunded=record.credits_charged
         )
     except _NotRunning:  # already terminal: the transaction rolled back, including its refund
-        failed = None
-    if failed is None:
+        ended = None
+    if ended is None:
         current = await repository.get(record.id)
         assert current is not None
         return current
-    return failed
+    return ended
 
 
 class _NotRunning(Exception):
     pass
+
+
+class _End(Protocol):
+    def __call__(
+        self, generation_id: str, *, error: str, error_status: int, refunded: int
+    ) -> Awaitable[GenerationRecord | None]: ...
 
 
 async def refund_by_admin(generation_id: str, *, admin_id: str, reason: str) -> ledger.Refund:

@@ -10,7 +10,13 @@ first or one after a crash, ends the same way and moves money at most once:
 - RUNNING: resume. A stored video is recorded (no second generation or upload); a known provider
   request is resumed, never resubmitted; past ``JOB_MAX_ATTEMPTS``, or refunded by an admin
   meanwhile: FAILED, refunded once;
-- SUCCEEDED or FAILED: answer from the record.
+- SUCCEEDED, FAILED or CANCELLED: answer from the record (a cancelled one whose provider request
+  is known, left by a worker that died: that request is cancelled with the provider first).
+
+A job cancelled while it runs (``cancel.py``; the record already says CANCELLED) has its model run
+stopped (``stops.py``), its provider request cancelled, and is answered from its record; one
+cancelled while its video is being stored is answered the same way once the upload is done (the
+SUCCEEDED transition finds it cancelled).
 
 Only the model's own errors, the source image's, and a store refusing the upload fail a job;
 an outage (``is_transient``) propagates, and the worker runs the delivery again once it is over.
@@ -31,16 +37,18 @@ from models_registry.base import ModelPlugin, SourceImage
 from models_registry.errors import ModelError
 from models_registry.registry import ModelRegistry
 from service.core import metrics
-from service.core.errors import AppError, GenerationFailed, InsufficientCredits, Transient, from_model_error
+from service.core.errors import AppError, Cancelled, GenerationFailed, InsufficientCredits, Transient, from_model_error
 from service.core.settings import Settings
 from service.core.transient import is_transient
 from service.generations import repository, settlement
 from service.generations.outcomes import error_reply, outcome_of, reply_from_record, success_reply
-from service.generations.production import Fault, Production
+from service.generations.production import Fault, Production, Publish
 from service.generations.records import GenerationRecord
 from service.generations.repository import NewGeneration
 from service.generations.status import TERMINAL, GenerationStatus
+from service.generations.stops import Stopped
 from service.jobs.messages import JobMessage, JobReply
+from service.ledger import service as ledger
 from service.storage.base import Storage
 from service.storage.images import load_source_image, output_key
 
@@ -75,20 +83,28 @@ class GenerationTask:
         *,
         fault: Fault = _no_fault,
         on_started: Started = _untold,
+        publish: Publish | None = None,
     ) -> None:
+        """``publish`` tells the API processes following a job (``JobStream.publish``) that it
+        started or progressed; without it nobody is told (they re-read the job now and then)."""
         self.settings, self.registry, self.storage, self.fault = settings, registry, storage, fault
         self.on_started = on_started
-        self.production = Production(storage, fault)
+        self.production = Production(storage, fault, publish)
 
     def accepts(self, job: JobMessage) -> bool:
         """Whether this worker has the job's model."""
         return job.model in self.registry
 
+    def cancel(self, job_id: str) -> bool:
+        """``job_id`` was cancelled: stop its model run if this process runs it (False otherwise)."""
+        return self.production.stops.request(job_id)
+
     async def run(self, job: JobMessage, delivery: int, check_lease: CheckLease = _held) -> JobReply:
         """The reply of ``job``'s ``delivery``-th delivery, doing whatever is left to do."""
         if delivery == 1:
             metrics.QUEUE_WAIT_SECONDS.labels(job.model).observe(max(time.time() - job.submitted_at, 0.0))
-        reply = await self._run(job, delivery, check_lease)
+        with self.production.stops.tracking(job.job_id):
+            reply = await self._run(job, delivery, check_lease)
         metrics.JOBS_FINISHED.labels(job.model, *outcome_of(reply)).inc()
         return reply
 
@@ -104,12 +120,24 @@ class GenerationTask:
                 return error_reply(job.job_id, self._given_up(delivery))
             return await self._start(job, delivery, check_lease)
         if record.status in TERMINAL:
+            if record.status is GenerationStatus.CANCELLED and job.model in self.registry:
+                await self.production.cancel_with_provider(self.registry.get(job.model), record)
             return await reply_from_record(record)
         if delivery > self.settings.job_max_attempts:
             return await self._fail(record, self._given_up(delivery))
         if record.credits_refunded:  # an admin refunded it while it ran: it is not made for free
             return await self._fail(record, GenerationFailed("the generation was refunded before it finished"))
         return await self._resume(job, record, delivery, check_lease)
+
+    async def answered(self, job: JobMessage, reply: JobReply) -> None:
+        """A redelivered job already has its reply (only the ack was missing, or the job was
+        cancelled while its worker was dead): a cancelled job's provider request, which the dead
+        worker may have left running, is cancelled with the provider."""
+        if reply.status_code != Cancelled.status_code or job.model not in self.registry:
+            return
+        record = await repository.get(job.job_id)
+        if record is not None and record.status is GenerationStatus.CANCELLED:
+            await self.production.cancel_with_provider(self.registry.get(job.model), record)
 
     async def reject(self, job: JobMessage, exc: AppError) -> JobReply:
         """Fail ``job`` without running it (its model is not installed here); refunded if charged."""
@@ -148,6 +176,7 @@ class GenerationTask:
             return error_reply(job.job_id, exc)  # nothing written
         self.fault("after_debit", job.job_id)
         await self.on_started(job, charged.record)
+        await self.production.announce(job.job_id)
         return await self._produce(job, plugin, image, charged.record, check_lease)
 
     async def _resume(
@@ -182,11 +211,15 @@ class GenerationTask:
         with tempfile.TemporaryDirectory(prefix=f"video-gen-{job.job_id}-") as tmp:
             try:
                 video = await self.production.generate(plugin, job, image, record, Path(tmp))
+            except Stopped:
+                return await self._stopped(plugin, record)
             except Transient:
                 raise  # the provider's request id could not be recorded: retried, resumed
             except Exception as exc:  # whatever the model raises is a verdict on this generation
                 return await self._fail(record, _generation_error(exc, plugin))
             await check_lease()
+            if self.production.stops.requested(job.job_id):
+                return await self._stopped(plugin, record)
             try:
                 await self.production.store(key, job, video)
             except Exception as exc:
@@ -207,6 +240,16 @@ class GenerationTask:
         log.warning("generation.failed", job_id=record.id, error=str(exc), status=exc.status_code)
         self.production.forget(record.id)
         return await reply_from_record(await settlement.fail(record, exc))
+
+    async def _stopped(self, plugin: ModelPlugin, record: GenerationRecord) -> JobReply:
+        """The model run of a cancelled job was stopped: cancel its provider request, answer."""
+        log.info("generation.stopped", job_id=record.id)
+        await self.production.cancel_with_provider(plugin, record)
+        self.production.forget(record.id)
+        current = await self._current(record.id)
+        if current.status is GenerationStatus.RUNNING:  # never announced before the record says so
+            current = await settlement.cancel(current, actor=ledger.SYSTEM)
+        return await reply_from_record(current)
 
     async def _source(self, job: JobMessage, plugin: ModelPlugin) -> SourceImage:
         """The checked source image, read once; also a presigned URL when the model wants one."""

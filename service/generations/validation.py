@@ -11,7 +11,7 @@ from typing import Any
 from models_registry.options import option_messages
 from models_registry.registry import ModelRegistry, options_type
 from service.core.settings import Settings
-from service.core.validation import required_string
+from service.core.validation import has_nul, required_string
 from service.webhooks.messages import EVENTS
 from service.webhooks.safety import url_problems
 
@@ -28,19 +28,6 @@ def _max_length(body: dict[str, Any], name: str, limit: int) -> list[str]:
     return []
 
 
-def _has_nul(value: Any, depth: int = 0) -> bool:
-    """A NUL anywhere in a string, a key or a nested value (PostgreSQL stores none of them)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if depth > MAX_OPTIONS_DEPTH:
-        return False
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v, depth + 1) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v, depth + 1) for v in value)
-    return False
-
-
 def _deeper_than(value: Any, levels: int) -> bool:
     """Whether ``value`` nests more than ``levels`` containers (stops looking at ``levels``)."""
     children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
@@ -50,7 +37,7 @@ def _deeper_than(value: Any, levels: int) -> bool:
 
 
 def _clean_strings(body: dict[str, Any]) -> list[str]:
-    messages = [f"{name} must not contain null characters" for name in ALLOWED if _has_nul(body.get(name))]
+    messages = [f"{name} must not contain null characters" for name in ALLOWED if has_nul(body.get(name))]
     options = body.get("options")
     if isinstance(options, dict) and _deeper_than(options, MAX_OPTIONS_DEPTH):
         messages.append(f"options must not be nested more than {MAX_OPTIONS_DEPTH} levels deep")

@@ -32,7 +32,7 @@ from service.webhooks.messages import WebhookEvent, delivery_id
 from service.webhooks.queue import WebhookQueue
 from service.webhooks.schemas import DeliveryOut, delivery_out
 
-_JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+JOB_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def _not_found(job_id: str) -> NotFound:
@@ -86,7 +86,7 @@ async def record_view(record: GenerationRecord, *, storage: Storage, download_se
 async def _describe(
     job_id: str, principal: Principal, *, stream: JobStream, storage: Storage, download_seconds: int
 ) -> JobView:
-    if not _JOB_ID.fullmatch(job_id):
+    if not JOB_ID.fullmatch(job_id):
         raise _not_found(job_id)
     record = await repository.get(job_id)
     if record is not None:
@@ -128,7 +128,7 @@ async def _from_record(
         started_at=iso(record.started_at),
         finished_at=iso(record.finished_at),
     )
-    if record.status is GenerationStatus.FAILED:
+    if record.status in (GenerationStatus.FAILED, GenerationStatus.CANCELLED):
         view.error = record_error(record).body()
     elif record.status is GenerationStatus.SUCCEEDED:
         if reply is None and stream is not None:  # the very body the POST answered, while Redis keeps it
@@ -179,4 +179,4 @@ async def list_generations(
 
 async def generation_of(generation_id: str) -> GenerationRecord | None:
     """One generation's whole record, for operators (the console shows its provider request id)."""
-    return await repository.get(generation_id) if _JOB_ID.fullmatch(generation_id) else None
+    return await repository.get(generation_id) if JOB_ID.fullmatch(generation_id) else None

@@ -7,6 +7,8 @@ Every stream entry carries one field, ``data``: the msgspec-JSON encoding of its
 | ``Keys.jobs_stream``           | ``JobMessage`` |
 | ``Keys.inbox(process)``        | ``JobReply``  (also the value of ``Keys.reply(job)``) |
 | ``Keys.dead_letter_stream``    | ``DeadLetter`` |
+| ``Keys.events_stream``         | ``JobEvent`` |
+| ``Keys.cancels_stream``        | none: ``data`` is the cancelled job's id, as text |
 
 ``Delivery`` is what a worker receives: one entry of the jobs stream with its delivery count.
 """
@@ -68,6 +70,18 @@ class JobReply(msgspec.Struct, kw_only=True, frozen=True):
     never looks inside; the API sends these bytes as they are."""
 
 
+class JobEvent(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
+    """A change in a job's life, for the API processes following it (Server-Sent Events)."""
+
+    job_id: str
+    status: str
+    """``running`` (charged, or progressing) or ``done`` (its reply is written: read the outcome)."""
+    progress: dict[str, Any] | None = None
+    """The progress report (the job view's ``progress``), when this is one."""
+    id: str = ""
+    """Its id on the events stream (set when read; not stored)."""
+
+
 class Delivery(msgspec.Struct, kw_only=True):
     """One entry of the jobs stream as a worker claimed it."""
 
@@ -102,9 +116,10 @@ _encoder = msgspec.json.Encoder()
 _job = msgspec.json.Decoder(JobMessage)
 _reply = msgspec.json.Decoder(JobReply)
 _dead = msgspec.json.Decoder(DeadLetter)
+_event = msgspec.json.Decoder(JobEvent)
 
 
-def encode(message: JobMessage | JobReply | DeadLetter) -> bytes:
+def encode(message: JobMessage | JobReply | DeadLetter | JobEvent) -> bytes:
     return _encoder.encode(message)
 
 
@@ -114,6 +129,10 @@ def decode_job(data: bytes) -> JobMessage:
 
 def decode_reply(data: bytes) -> JobReply:
     return _reply.decode(data)
+
+
+def decode_event(data: bytes, event_id: str) -> JobEvent:
+    return msgspec.structs.replace(_event.decode(data), id=event_id)
 
 
 def decode_dead_letter(data: bytes) -> DeadLetter:

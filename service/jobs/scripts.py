@@ -144,3 +144,22 @@ return redis.call('XADD', KEYS[2], '*', '@DATA', ARGV[2])
     .replace("@JOB_ID", idempotency.JOB_ID_FIELD)
     .replace("@REPLY", idempotency.REPLY_FIELD)
 )
+
+# A job was cancelled: its reply is written once (the first reply stands), copied to its
+# Idempotency-Key (while that exists) and to the waiting process's inbox (while that exists), and
+# every worker is told on the cancels stream.
+# KEYS: reply, cancels stream, events stream[, idempotency hash][, inbox]
+# ARGV: reply data, reply ttl, job id, cancels maxlen, index of the idempotency hash in KEYS (0: none),
+# index of the inbox in KEYS (0: none), inbox maxlen, the job's "done" event, events maxlen
+# -> nil when written, else the reply already there
+CANCEL = """
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', '@DATA', ARGV[3])
+if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return redis.call('GET', KEYS[1]) end
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', '@DATA', ARGV[8])
+local idem, inbox = tonumber(ARGV[5]), tonumber(ARGV[6])
+if idem > 0 and redis.call('EXISTS', KEYS[idem]) == 1 then redis.call('HSETNX', KEYS[idem], '@REPLY', ARGV[1]) end
+if inbox > 0 and redis.call('EXISTS', KEYS[inbox]) == 1 then
+  redis.call('XADD', KEYS[inbox], 'MAXLEN', '~', ARGV[7], '*', '@DATA', ARGV[1])
+end
+return false
+""".replace("@DATA", DATA_FIELD.decode()).replace("@REPLY", idempotency.REPLY_FIELD)

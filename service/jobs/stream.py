@@ -4,10 +4,12 @@ Nothing else in the service issues a Redis command for jobs; the API's submissio
 reply inbox, the lease keeper and the worker's scheduling loop call these methods.
 
 A job's happy path costs, in Redis commands: ``submit`` 2 (SET the owner record, XADD), the
-worker's ``claim`` 1 shared by every job it returns, ``complete`` 3 (SET NX the reply with its
-expiry, XADD to the waiting process's inbox, XACK), and the inbox read 1 shared by every reply
-it returns. Acknowledged entries are trimmed by ``prune`` (a worker's housekeeping), not one by
-one. Replies are written once: the first one stands.
+worker's ``claim`` 1 shared by every job it returns, ``publish`` 1 (its ``running`` event, and one
+per progress report), ``complete`` 4 (SET NX the reply with its expiry, XADD to the waiting
+process's inbox, XADD its ``done`` event, XACK), and the inbox read 1 shared by every reply it
+returns. Job events go to one stream that each API process reads once (``JobWatchers``).
+Acknowledged entries are trimmed by ``prune`` (a worker's housekeeping), not one by one.
+Replies are written once: the first one stands.
 """
 
 from __future__ import annotations
@@ -25,18 +27,55 @@ from service.core.keys import Keys
 from service.jobs import idempotency, scripts
 from service.jobs.idempotency import IdempotencyRecord
 from service.jobs.inspection import DeadLetterEntry, QueueCounts, QueueState, WorkerInfo, dead_letter_entry, queued
-from service.jobs.messages import DATA_FIELD, DeadLetter, Delivery, JobMessage, JobReply, decode_reply, delivery, encode
+from service.jobs.messages import (
+    DATA_FIELD,
+    DeadLetter,
+    Delivery,
+    JobEvent,
+    JobMessage,
+    JobReply,
+    decode_event,
+    decode_reply,
+    delivery,
+    encode,
+)
 
 INBOX_MAXLEN = 10_000  # replies an inbox keeps (approximately); its reader consumes them at once
 INBOX_TTL_SECONDS = 3_600  # an inbox outlives its process by this long (the process renews it)
 
 
+EVENTS_MAXLEN = 100_000  # job events kept (approximately); API processes read them as they come
+CANCELS_MAXLEN = 10_000  # cancel notices kept (approximately); workers read them as they come
+
+
 class JobMeta(msgspec.Struct):
-    """What Redis knows of a job before (or without) a database record."""
+    """What Redis knows of a job before (or without) a database record: its owner and when it was
+    submitted (the job view), and what a cancel needs: the request (a job cancelled before it was
+    charged gets a record of it), the inbox of the process waiting on it and its Idempotency-Key."""
 
     user_id: str
     submitted_at: float
     model: str
+    prompt: str = ""
+    source_key: str = ""
+    duration: str = ""
+    project_id: str | None = None
+    inbox: str | None = None
+    idempotency_key: str | None = None
+
+    @classmethod
+    def of(cls, job: JobMessage) -> JobMeta:
+        return cls(
+            job.user_id,
+            job.submitted_at,
+            job.model,
+            prompt=job.prompt,
+            source_key=job.source_key,
+            duration=job.duration,
+            project_id=job.project_id,
+            inbox=job.inbox,
+            idempotency_key=job.idempotency_key,
+        )
 
 
 @dataclass(frozen=True)
@@ -77,7 +116,7 @@ class JobStream:
         self.dead_letter_maxlen = dead_letter_maxlen
         self._scripts = {
             name: redis.register_script(getattr(scripts, name))
-            for name in ("SUBMIT_IDEMPOTENT", "COPY_REPLY", "RENEW", "HAND_OVER", "HAND_BACK", "PRUNE")
+            for name in ("SUBMIT_IDEMPOTENT", "COPY_REPLY", "RENEW", "HAND_OVER", "HAND_BACK", "PRUNE", "CANCEL")
         }
         self._scripts["REQUEUE"] = redis.register_script(scripts.REQUEUE)
 
@@ -86,7 +125,7 @@ class JobStream:
     async def submit(self, job: JobMessage, idem: IdempotentRequest | None = None) -> Submitted:
         """Queue ``job`` with its owner record; with ``idem``, bind the key first, atomically, or
         return the job it is already bound to (the caller compares the body hashes)."""
-        meta = msgspec.json.encode(JobMeta(job.user_id, job.submitted_at, job.model))
+        meta = msgspec.json.encode(JobMeta.of(job))
         if idem is None:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.set(self.keys.job_meta(job.job_id), meta, ex=self.meta_ttl)
@@ -119,6 +158,75 @@ class JobStream:
     async def meta(self, job_id: str) -> JobMeta | None:
         raw = await self.redis.get(self.keys.job_meta(job_id))
         return msgspec.json.decode(raw, type=JobMeta) if raw else None
+
+    async def announce_cancel(self, job_id: str, reply: JobReply, meta: JobMeta | None) -> JobReply | None:
+        """A job was cancelled (its record says so): write its reply (once), copy it to its
+        Idempotency-Key and the waiting process's inbox, and tell every worker (the cancels
+        stream), atomically. None when written; else the reply that was there first."""
+        keys = [self.keys.reply(job_id), self.keys.cancels_stream, self.keys.events_stream]
+        idem_at = inbox_at = 0
+        if meta is not None and meta.idempotency_key:
+            keys.append(self.keys.idempotency(meta.user_id, meta.idempotency_key))
+            idem_at = len(keys)
+        if meta is not None and meta.inbox:
+            keys.append(meta.inbox)
+            inbox_at = len(keys)
+        done = encode(JobEvent(job_id=job_id, status="done"))
+        args = [
+            encode(reply),
+            self.reply_ttl,
+            job_id,
+            CANCELS_MAXLEN,
+            idem_at,
+            inbox_at,
+            INBOX_MAXLEN,
+            done,
+            EVENTS_MAXLEN,
+        ]
+        earlier = await self._scripts["CANCEL"](keys=keys, args=args)
+        return decode_reply(earlier) if earlier else None
+
+    async def publish(self, event: JobEvent) -> None:
+        """Tell the API processes following the job (Server-Sent Events) that it changed."""
+        await self.redis.xadd(
+            self.keys.events_stream, {DATA_FIELD: encode(event)}, maxlen=EVENTS_MAXLEN, approximate=True
+        )
+
+    async def events_tail(self) -> str:
+        """The id after which a process starting to follow job events now reads them."""
+        last = await self.redis.xrevrange(self.keys.events_stream, count=1)
+        return _text(last[0][0]) if last else "0-0"
+
+    async def read_events(self, reader: Redis, after: str, block_ms: int) -> tuple[str, list[JobEvent]]:
+        """The job events after ``after`` and the id to read after next, waiting up to ``block_ms``
+        on ``reader`` (a connection of its own: it blocks)."""
+        found = await reader.xread({self.keys.events_stream: after}, count=1_000, block=block_ms)
+        events = []
+        for _, entries in found or []:
+            for message_id, fields in entries:
+                after = _text(message_id)
+                try:
+                    events.append(decode_event(fields.get(DATA_FIELD, b""), after))
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    continue  # not ours to fail on: the followers re-read their jobs anyway
+        return after, events
+
+    async def cancels_tail(self) -> str:
+        """The id after which a worker starting now reads cancel notices."""
+        last = await self.redis.xrevrange(self.keys.cancels_stream, count=1)
+        return _text(last[0][0]) if last else "0-0"
+
+    async def read_cancels(self, reader: Redis, after: str, block_ms: int) -> tuple[str, list[str]]:
+        """Job ids cancelled after ``after``, and the id to read after next, waiting up to
+        ``block_ms`` on ``reader`` (a connection of its own: it blocks)."""
+        found = await reader.xread({self.keys.cancels_stream: after}, count=1_000, block=block_ms)
+        job_ids = []
+        for _, entries in found or []:
+            for message_id, fields in entries:
+                after = _text(message_id)
+                if data := fields.get(DATA_FIELD):
+                    job_ids.append(_text(data))
+        return after, job_ids
 
     async def open_inbox(self, inbox: str) -> None:
         """Create (or keep alive) an API process's inbox; workers never create one (NOMKSTREAM)."""
@@ -258,6 +366,8 @@ class JobStream:
             pipe.evalsha(script.sha, 1, self.keys.idempotency(job.user_id, job.idempotency_key), data)
         if job.inbox:
             pipe.xadd(job.inbox, {DATA_FIELD: data}, maxlen=INBOX_MAXLEN, approximate=True, nomkstream=True)
+        done = encode(JobEvent(job_id=job.job_id, status="done"))
+        pipe.xadd(self.keys.events_stream, {DATA_FIELD: done}, maxlen=EVENTS_MAXLEN, approximate=True)
 
     # -- operators (the console and the admin API) ---------------------------------------------
 
@@ -353,8 +463,9 @@ class JobStream:
         ]
         if job.idempotency_key:
             keys.append(self.keys.idempotency(job.user_id, job.idempotency_key))
-        meta = msgspec.json.encode(JobMeta(job.user_id, job.submitted_at, job.model))
-        data = encode(msgspec.structs.replace(job, inbox=None))
+        requeued = msgspec.structs.replace(job, inbox=None)
+        meta = msgspec.json.encode(JobMeta.of(requeued))
+        data = encode(requeued)
         added = await self._scripts["REQUEUE"](keys=keys, args=[dead_id, data, meta, self.meta_ttl, job.job_id])
         return None if added is None else _text(added)
 

@@ -97,9 +97,10 @@ CHECKS: list[tuple[str, str, Callable[[dict[str, Any]], str]]] = [
     ),
     (
         "failed_generation_refunded",
-        f"SELECT g.id AS generation_id, g.user_id FROM generations g {_DEBIT.format(g='g')} {_REFUND.format(g='g')} "
-        "WHERE g.status = 'failed' AND d.id IS NOT NULL AND r.id IS NULL",
-        lambda r: "failed after being charged, and not refunded",
+        "SELECT g.id AS generation_id, g.user_id, g.status FROM generations g "
+        f"{_DEBIT.format(g='g')} {_REFUND.format(g='g')} "
+        "WHERE g.status IN ('failed', 'cancelled') AND d.id IS NOT NULL AND r.id IS NULL",
+        lambda r: f"{r['status']} after being charged, and not refunded",
     ),
     (
         "succeeded_generation_not_refunded",

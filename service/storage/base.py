@@ -27,6 +27,15 @@ class ObjectHead:
     metadata: dict[str, str]
 
 
+@dataclass(frozen=True)
+class UploadTarget:
+    """Where and how a client uploads one object: send ``method`` to ``url`` with ``headers``."""
+
+    url: str
+    method: str
+    headers: dict[str, str]
+
+
 @runtime_checkable
 class Storage(Protocol):
     """Object storage keyed by S3-style keys (``images/u1/a.png``)."""
@@ -57,6 +66,11 @@ class Storage(Protocol):
 
     async def download_url(self, key: str, *, expires_in: int) -> str:
         """A short-lived URL that downloads ``key`` (presigned on S3, signed API link locally)."""
+
+    async def upload_url(self, key: str, *, content_type: str, content_length: int, expires_in: int) -> UploadTarget:
+        """A short-lived URL that stores exactly ``content_length`` bytes of ``content_type`` at
+        ``key``: on S3 a presigned PUT whose signature covers both headers, locally a signed link
+        to the API, which checks both."""
 
 
 class ObjectNotFound(Exception):

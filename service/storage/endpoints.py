@@ -1,19 +1,26 @@
 """Downloads of LocalStorage objects through the signed links made by ``LocalStorage.download_url``.
 
-S3 hands out presigned URLs and never needs this route; with S3 it answers 404.
+S3 hands out presigned URLs and never needs this route; with S3 it answers 404. Like S3, it
+answers a single ``Range: bytes=...`` with 206 and that part (``Accept-Ranges: bytes`` on every
+answer), so a browser can seek and Safari can play the video; an unsatisfiable range is a 416
+with ``Content-Range: bytes */<size>``; several ranges get the whole file (200), as RFC 9110
+allows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import stat
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
-from litestar import Controller, get
+from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, FromQuery
-from litestar.response import File
+from litestar.response import File, Stream
 
 from service.core.errors import Forbidden, NotFound
 from service.core.settings import Settings
@@ -21,6 +28,41 @@ from service.storage.base import InvalidKey, Storage
 from service.storage.local import LocalStorage, verify_download_signature
 
 DEFAULT_MEDIA_TYPE = "video/mp4"
+CHUNK = 64 * 1024
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | bool | None:
+    """``(first, last)`` of a single satisfiable byte range; None to send the whole file (no or
+    several ranges, or one we do not parse); False when it cannot be satisfied (416)."""
+    if not header:
+        return None
+    match = _RANGE.fullmatch(header.strip())
+    if match is None:
+        return None
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:  # the last N bytes
+        length = int(last)
+        return (max(size - length, 0), size - 1) if length > 0 and size > 0 else False
+    start = int(first)
+    end = min(int(last), size - 1) if last else size - 1
+    if start >= size or (last and int(last) < start):
+        return False
+    return start, end
+
+
+async def _part(path: Path, first: int, last: int) -> AsyncIterator[bytes]:
+    with path.open("rb") as f:
+        await asyncio.to_thread(f.seek, first)
+        left = last - first + 1
+        while left > 0:
+            chunk = await asyncio.to_thread(f.read, min(CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
 
 
 class FilesController(Controller):
@@ -37,12 +79,13 @@ class FilesController(Controller):
     @get("/{key:path}", opt={"exclude_from_auth": True}, include_in_schema=False)
     async def download(
         self,
+        request: Request[Any, Any, Any],
         storage: NamedDependency[Storage],
         settings: NamedDependency[Settings],
         key: FromPath[Path],
         expires: FromQuery[str | None] = None,
         signature: FromQuery[str | None] = None,
-    ) -> File:
+    ) -> File | Response[Any]:
         """Stream the object if the link is genuine and unexpired; 403 otherwise, 404 if missing."""
         # Litestar hands the path parameter over with its leading slash.
         object_key = str(key).removeprefix("/")
@@ -58,8 +101,22 @@ class FilesController(Controller):
         if not stat.S_ISREG(info.st_mode):
             raise NotFound(f"File not found: {object_key}")
         media_type = await storage.content_type(object_key) or DEFAULT_MEDIA_TYPE
+        wanted = parse_range(request.headers.get("range"), info.st_size)
+        if wanted is False:
+            return Response(
+                b"", status_code=416, headers={"Content-Range": f"bytes */{info.st_size}", "Accept-Ranges": "bytes"}
+            )
+        if wanted:
+            first, last = wanted
+            headers = {
+                "Content-Range": f"bytes {first}-{last}/{info.st_size}",
+                "Content-Length": str(last - first + 1),
+                "Accept-Ranges": "bytes",
+            }
+            return Stream(_part(path, first, last), status_code=206, media_type=media_type, headers=headers)
         return File(
             path,
+            headers={"Accept-Ranges": "bytes"},
             filename=path.name,
             media_type=media_type,
             content_disposition_type="inline",

@@ -21,9 +21,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge
+from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge, UploadTarget
 
 MAX_KEY_LENGTH = 1024
 # One segment of a key, in UTF-8 bytes: the file system's 255 less room for ``.meta.json`` and
@@ -83,6 +83,22 @@ def verify_download_signature(
     if expires_at < (time.time() if now is None else now):
         return False
     expected = sign_download(secret, key, expires_at).encode()
+    return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
+
+
+def sign_upload(secret: str, key: str, content_type: str, length: int, expires: int) -> str:
+    """Hex HMAC-SHA256 of an upload's key, type, size and expiry (distinct from a download's)."""
+    message = f"upload\n{key}\n{content_type}\n{length}\n{expires}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+def verify_upload_signature(
+    secret: str, key: str, content_type: str, length: int, expires: int, signature: str, now: float | None = None
+) -> bool:
+    """True when ``signature`` was made by ``sign_upload`` for exactly these and has not expired."""
+    if expires < (time.time() if now is None else now):
+        return False
+    expected = sign_upload(secret, key, content_type, length, expires).encode()
     return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
 
@@ -181,6 +197,15 @@ class LocalStorage:
         expires = int(time.time()) + int(expires_in)
         signature = sign_download(self._signing_secret, key, expires)
         return f"{self._base_url}/video-gen/files/{quote(key, safe='/')}?expires={expires}&signature={signature}"
+
+    async def upload_url(self, key: str, *, content_type: str, content_length: int, expires_in: int) -> UploadTarget:
+        await self._resolve(key)
+        expires = int(time.time()) + int(expires_in)
+        signature = sign_upload(self._signing_secret, key, content_type, content_length, expires)
+        query = urlencode({"expires": expires, "type": content_type, "length": content_length, "signature": signature})
+        return UploadTarget(
+            f"{self._base_url}/video-gen/uploads/{quote(key, safe='/')}?{query}", "PUT", {"Content-Type": content_type}
+        )
 
 
 def _head(path: Path) -> ObjectHead | None:

@@ -18,7 +18,7 @@ from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 from service.core.errors import ServiceUnavailable
-from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge
+from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge, UploadTarget
 from service.storage.local import validate_key
 
 log = logging.getLogger(__name__)
@@ -233,6 +233,16 @@ class S3Storage:
         return await signer.generate_presigned_url(
             "get_object", Params={"Bucket": self.bucket, "Key": self.full_key(key)}, ExpiresIn=int(expires_in)
         )
+
+    async def upload_url(self, key: str, *, content_type: str, content_length: int, expires_in: int) -> UploadTarget:
+        params = {
+            "Bucket": self.bucket,
+            "Key": self.full_key(key),
+            "ContentType": content_type,
+            "ContentLength": content_length,
+        }
+        url = await self.client.generate_presigned_url("put_object", Params=params, ExpiresIn=int(expires_in))
+        return UploadTarget(url, "PUT", {"Content-Type": content_type, "Content-Length": str(content_length)})
 
 
 async def _read_at_most(body: Any, limit: int) -> bytes:

@@ -232,3 +232,26 @@ async def test_requeue_a_dead_letter(browser: Any, site: Api) -> None:
     trail = await page.locator("table.grid").inner_text()
     assert "requeue" in trail and "The plugin is installed again" in trail and "debit" in trail
     assert await ledger.balance_of("u1") == 0  # charged once
+
+
+@pytest.mark.browser_suite
+async def test_the_api_pages_render_with_no_internet(browser: Any, site: Api) -> None:
+    """Swagger UI and Scalar from the service's own assets: every request leaving loopback is
+    refused, and both pages still show the image-to-video operation."""
+    ctx = await browser.new_context(viewport=VIEWPORT)
+    outside: list[str] = []
+
+    async def only_loopback(route: Any) -> None:
+        if route.request.url.startswith(site.stack.url) or route.request.url.startswith("data:"):
+            await route.continue_()
+        else:
+            outside.append(route.request.url)
+            await route.abort()
+
+    await ctx.route("**/*", only_loopback)
+    page = await ctx.new_page()
+    for path, name in (("/schema/swagger", "swagger"), ("/schema/scalar", "scalar")):
+        await page.goto(f"{site.stack.url}{path}")
+        await page.get_by_text("/video-gen/image-to-video").first.wait_for(timeout=30_000)
+        await page.screenshot(path=screenshot_path(f"docs-{name}"))
+    assert outside == []

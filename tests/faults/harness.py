@@ -196,6 +196,13 @@ class FakeFal:
         data = httpx.get(f"{self.base_url}/_control/submissions", verify=trust, timeout=10).json()
         return Counter(s["arguments"].get("prompt", "") for s in data["submissions"])
 
+    def cancelled(self) -> list[str]:
+        """The request ids fal was asked to cancel since the fake started."""
+        import ssl
+
+        trust = ssl.create_default_context(cafile=str(self.ca_path))
+        return list(httpx.get(f"{self.base_url}/_control/submissions", verify=trust, timeout=10).json()["cancelled"])
+
 
 @dataclass
 class Proc:
@@ -510,7 +517,9 @@ async def audit(c: Cluster, client: Client, *, paid_once: dict[str, int] | None 
             "GROUP BY generation_id HAVING COUNT(*) > 1"
         )
         problems += [f"generation {r['generation_id']} charged {r['n']} times" for r in twice]
-        open_rows = await conn.fetch("SELECT id, status FROM generations WHERE status NOT IN ('succeeded', 'failed')")
+        open_rows = await conn.fetch(
+            "SELECT id, status FROM generations WHERE status NOT IN ('succeeded', 'failed', 'cancelled')"
+        )
         problems += [f"generation {r['id']} left {r['status']}" for r in open_rows]
         rows = await conn.fetch("SELECT id, user_id, status, output_key FROM generations")
         balances = {r["user_id"]: r["balance"] for r in await conn.fetch("SELECT user_id, balance FROM accounts")}

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import redis.asyncio as aioredis
 
 from tests.faults.harness import (
@@ -85,6 +86,14 @@ async def _pending_of(c: Cluster, consumer: str) -> list[dict[str, Any]]:
     finally:
         await client.aclose()
     return [r for r in rows if r["consumer"].decode() == consumer]
+
+
+async def _pending_all(c: Cluster) -> list[dict[str, Any]]:
+    client = aioredis.Redis.from_url(c.redis.url)
+    try:
+        return await client.xpending_range(c.keys.jobs_stream, c.keys.jobs_group, min="-", max="+", count=100)
+    finally:
+        await client.aclose()
 
 
 def _finish(result: Result, client: Client, report: Audit, c: Cluster, extra: list[str]) -> Result:
@@ -444,6 +453,73 @@ async def provider_errors(env: Env) -> Result:
             await client.close()
 
 
+# -- 8. cancel: before any worker, while the worker is dead, racing completion -------------------
+
+
+async def cancel(env: Env) -> Result:
+    result = Result("cancel: queued, worker dead, racing")
+    async with cluster("cancel", env.dbs, fal=env.fal) as c:
+        await c.start_api()
+        client = Client(c)
+        try:
+            await client.setup_user("u1", 10 * COST)
+            extra: list[str] = []
+
+            async def cancel_job(job: Any) -> httpx.Response:
+                return await client.http.post(f"/video-gen/jobs/{job.job_id}/cancel", headers=client.auth(job.user))
+
+            queued = await client.submit(client.new_job("u1"))  # no worker yet: it waits in the queue
+            first = await cancel_job(queued)
+            victim = await c.start_worker(crash_at="during_generation", WORKER_CONCURRENCY="1")
+            dead = client.new_job("u1", model="veo3", prompt=f"cancel {uuid.uuid4().hex[:6]} [never] sea")
+            waiting = asyncio.create_task(client.submit(dead, wait=True))
+            code = await c.wait_exit(victim, "the worker to die with fal's request running")
+            [row] = await _rows(c, "SELECT id, provider_request_id FROM generations WHERE status = 'running'")
+            dead.job_id = row["id"]
+            second = await cancel_job(dead)  # its worker is dead
+            await waiting  # the waiting client is answered at once
+            if (dead.status, (dead.outcome or {}).get("statusCode")) != (409, 409):
+                extra.append(f"the waiting client got {dead.first_status} {dead.outcome}")
+            await asyncio.gather(c.start_worker(), c.start_worker())  # reclaims the dead one's job
+            racing = [client.new_job("u1") for _ in range(6)]
+            await asyncio.gather(*(client.submit(j) for j in racing))
+            answers = []
+            for i, job in enumerate(racing):  # cancels spread over the jobs' lives
+                await asyncio.sleep(0.15 * i)
+                answers.append(await cancel_job(job))
+            await client.resolve_all()
+            await until(lambda: row["provider_request_id"] in c.fal.cancelled(), "fal to be asked to cancel")
+
+            async def acknowledged() -> bool:
+                return not await _pending_all(c)
+
+            await until(acknowledged, "every job to be acknowledged")
+            for name, job, r in (("queued", queued, first), ("worker dead", dead, second)):
+                if r.status_code != 200 or r.json()["status"] != "cancelled" or job.status != 409:
+                    extra.append(f"{name}: cancel {r.status_code}, job ended {job.status}")
+            agree = {(200, 409), (409, 200)}  # cancelled and answered 409, or finished first and cancel refused
+            extra += [
+                f"racing job {j.job_id}: cancel {r.status_code} but the job ended {j.status}"
+                for j, r in zip(racing, answers)
+                if (r.status_code, j.status) not in agree
+            ]
+            if code != -signal.SIGKILL:
+                extra.append(f"the victim exited {code}, not by SIGKILL")
+            charged = await _rows(c, "SELECT credits_charged FROM generations WHERE id = $1", queued.job_id)
+            if [r["credits_charged"] for r in charged] != [0]:
+                extra.append(f"the queued job was charged: {charged}")
+            report = await _audit(c, client, paid_once={dead.body["prompt"]: 1})
+            won = sum(r.status_code == 200 for r in answers)
+            result.events = (
+                f"queued job cancelled before any worker (never charged); worker SIGKILLed mid-generation, job "
+                f"cancelled while it was dead: waiting client got 409 at once, the next worker answered from the "
+                f"record and cancelled the fal request; racing: {won} of {len(racing)} cancels won, the rest 409"
+            )
+            return _finish(result, client, report, c, extra)
+        finally:
+            await client.close()
+
+
 # -- 7. a worker killed around its webhook: the event still arrives, as one logical delivery ----
 
 
@@ -600,6 +676,7 @@ SCENARIOS: dict[str, Callable[[Env], Awaitable[Result]]] = {
     "redis-restart": redis_restart,
     "postgres-loss": postgres_connection_loss,
     "provider-errors": provider_errors,
+    "cancel": cancel,
     "webhook-kill-before-webhook": webhook_kill("before_webhook"),
     "webhook-kill-before-ack": webhook_kill("before_ack"),
 }

@@ -140,3 +140,21 @@ async def test_cursors_dates_and_options_out_of_range_are_4xx(api: Api) -> None:
         for headers in ({}, admin):
             r = await api.client.request("OPTIONS", path, headers=headers)
             assert 400 <= r.status_code < 500 and set(r.json()) == {"statusCode", "message", "error"}, path
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_nul_in_any_parameter_or_body_is_a_400_not_a_database_error(api: Api) -> None:
+    admin = api.auth("root", roles=["admin"])
+    cases = [
+        ("POST", "/admin/credits/grants", {"json": {"userId": "a\x00", "amount": 1, "reason": "x"}}, "userId"),
+        ("POST", "/admin/credits/grants", {"json": {"userId": "a", "amount": 1, "reason": "x\x00"}}, "reason"),
+        ("GET", "/admin/generations?userId=%00", {}, "userId"),
+        ("GET", "/admin/audit?kind=%00", {}, "kind"),
+        ("GET", "/video-gen/generations?projectId=a%00b", {}, "projectId"),
+        ("GET", "/video-gen/jobs/%00", {}, "job_id"),
+        ("POST", "/admin/generations/%00/refund", {"json": {"reason": "x"}}, "generation_id"),
+    ]
+    for method, path, kwargs, name in cases:
+        r = await api.client.request(method, path, headers=admin, **kwargs)
+        assert _spec_error(r, 400) == [f"{name} must not contain null characters"], path
+    assert await ledger.balance_of("a") == 0 and await _entries() == 0

@@ -39,7 +39,7 @@ class JobsApi(Api):
         while True:
             r = await self.job(job_id, user=user)
             assert r.status_code == 200, r.text
-            if r.json()["status"] in ("succeeded", "failed"):
+            if r.json()["status"] in ("succeeded", "failed", "cancelled"):
                 return r.json()
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {r.json()['status']} (safety timeout)")

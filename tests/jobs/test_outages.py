@@ -13,7 +13,7 @@ import pytest
 from service.core.keys import Keys
 from service.core.settings import Settings
 from service.jobs.shutdown import install_shutdown_hook
-from service.jobs.stream import INBOX_TTL_SECONDS, JobStream
+from service.jobs.stream import CANCELS_MAXLEN, EVENTS_MAXLEN, INBOX_TTL_SECONDS, JobStream
 from service.ledger import service as ledger
 from service.ledger.tables import LedgerEntry
 from tests.factories import grant, image_request, seed_image
@@ -165,9 +165,13 @@ async def test_nothing_in_redis_outlives_its_purpose(jobs_api: JobsApi) -> None:
         "inbox": INBOX_TTL_SECONDS,
     }
     seen = set()
+    capped = {keys.events_stream: EVENTS_MAXLEN, keys.cancels_stream: CANCELS_MAXLEN}  # trimmed as they grow
     async for raw in redis.scan_iter(match=keys.pattern()):
         key = raw.decode()
         if key == keys.jobs_stream:
+            continue
+        if key in capped:
+            assert await redis.xlen(key) <= capped[key] and await redis.ttl(key) == -1
             continue
         kind = key.removeprefix(f"{keys.prefix}:").split(":")[0]
         ttl = await redis.ttl(key)

@@ -66,15 +66,20 @@ async def test_a_thousand_waiting_requests_use_a_few_connections(settings, redis
                     return response.status, await response.json()
 
             requests = [asyncio.create_task(post()) for _ in range(WAITING)]
-            while inbox.waiting < WAITING:
-                done = [r for r in requests if r.done()]
-                assert not done, f"a request was answered before its job: {done[0].result()}"
-                await asyncio.sleep(0.05)
-            held = await connections_named(control, f"{redis_prefix}:api")
-            # The pool (8) plus the inbox reader, however many requests wait.
-            assert held <= settings.redis_max_connections + 1, f"{held} connections for {WAITING} waiting requests"
-            await answer_all(control, Keys(redis_prefix), WAITING)
-            responses = await asyncio.gather(*requests)
+            try:
+                while inbox.waiting < WAITING:
+                    done = [r for r in requests if r.done()]
+                    assert not done, f"a request was answered before its job: {done[0].result()}"
+                    await asyncio.sleep(0.05)
+                held = await connections_named(control, f"{redis_prefix}:api")
+                # The pool (8) plus the inbox reader and the job-events reader, however many requests wait.
+                assert held <= settings.redis_max_connections + 2, f"{held} connections for {WAITING} waiting"
+                await answer_all(control, Keys(redis_prefix), WAITING)
+                responses = await asyncio.gather(*requests)
+            finally:  # a failed check must fail the test, not leave 1,000 requests holding the stack open
+                inbox.release_all()
+                for request in requests:
+                    request.cancel()
     assert [status for status, _ in responses] == [400] * WAITING
     messages = {body["message"] for _, body in responses}
     assert len(messages) == WAITING  # each request got its own job's reply

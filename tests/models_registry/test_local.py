@@ -164,3 +164,75 @@ async def test_plugin_generates_a_real_video_of_the_sold_length(tmp_path: Path) 
     assert reports and reports[-1].fraction == 1.0
     fractions = [r.fraction for r in reports if r.fraction is not None]
     assert fractions == sorted(fractions)
+
+
+def test_a_render_stops_when_on_frame_says_so(tmp_path: Path) -> None:
+    from models_registry.local.render import RenderStopped
+
+    seen: list[tuple[int, int]] = []
+
+    def on_frame(done: int, count: int) -> None:
+        seen.append((done, count))
+        if done == 5:
+            raise RenderStopped("stop")
+
+    with pytest.raises(RenderStopped):
+        render_pan_zoom(
+            SAMPLE.read_bytes(), tmp_path / "x.mp4", seconds=5, width=64, height=36, fps=8, on_frame=on_frame
+        )
+    assert seen == [(n, 40) for n in range(1, 6)]
+
+
+async def test_the_local_model_reports_rendering_progress_and_stops_when_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import threading
+
+    import models_registry.local.plugin as plugin_module
+    from models_registry.local.render import RenderStopped
+
+    stopped = threading.Event()
+    real = plugin_module.render_pan_zoom
+
+    def watched(*args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return real(*args, **kwargs)
+        except RenderStopped:
+            stopped.set()
+            raise
+
+    monkeypatch.setattr(plugin_module, "render_pan_zoom", watched)
+    monkeypatch.setattr(plugin_module, "PROGRESS_EVERY", 0.005)  # a tiny render: read its progress often
+    model = LocalPanZoomModel(LocalSettings(width=160, height=90, fps=8))
+    reports: list[Progress] = []
+    running = asyncio.Event()
+
+    async def report(progress: Progress) -> None:
+        reports.append(progress)
+        if progress.fraction and progress.fraction > 0:
+            running.set()
+
+    data = SAMPLE.read_bytes()
+    job = GenerationJob(
+        job_id="j", prompt="p", duration="10s", image=SourceImage("k", data, "image/png"), workdir=tmp_path
+    )
+    job.report_progress = report
+    whole = await model.generate(job)
+    fractions = [r.fraction for r in reports]
+    assert fractions[0] == 0.0 and fractions[-1] == 1.0
+    middle = fractions[1:-2]
+    assert len(middle) >= 2 and middle == sorted(middle) and 0 < middle[0] < middle[-1] <= 0.9
+    assert probe_video(whole.path).duration_seconds == 10.0
+
+    reports.clear()
+    running.clear()
+    cancel_dir = tmp_path / "cancelled"
+    cancel_dir.mkdir()
+    job.workdir = cancel_dir
+    task = asyncio.create_task(model.generate(job))
+    await running.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await asyncio.to_thread(stopped.wait, 60)  # the render thread stopped at its next frame

@@ -330,3 +330,15 @@ def test_fal_client_reaches_the_server_through_env_vars(fal_server, tmp_path):
     assert probe_video(result["path"]).frames == 240
     prompts = [s["arguments"]["prompt"] for s in server_records(base_url, ca_path)["submissions"]]
     assert prompts.count("env configured") == 1
+
+
+async def test_a_cancelled_job_cancels_its_fal_request(veo3, fake, tmp_path):
+    recorder = Recorder(fake)
+    running = asyncio.create_task(veo3.generate(make_job(tmp_path, recorder, prompt="[never] waves")))
+    while not recorder.saved:
+        await asyncio.sleep(0.01)
+    running.cancel()  # what the worker does when the job is cancelled
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await veo3.cancel(recorder.saved[0])  # then the hook, with the saved request id
+    assert fake.cancelled == recorder.saved and fake.requests[recorder.saved[0]].cancelled

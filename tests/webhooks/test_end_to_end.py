@@ -20,7 +20,9 @@ from tests.console.conftest import Console
 from tests.factories import TestModels, grant, image_request, seed_image
 from tests.fakes.webhook_receiver import Receiver
 from tests.jobs.conftest import JobsApi
+from tests.jobs.conftest import running as running_scripted
 from tests.webhooks.conftest import new_secret
+from tests.workers.models import ScriptedModel
 
 ASYNC = {"Prefer": "respond-async"}
 
@@ -268,3 +270,39 @@ async def test_the_console_shows_a_generations_deliveries(hooked: tuple[JobsApi,
         assert done.status_code == 303 and "done=resend." in done.headers["location"]
         first, second = await receiver.wait_for(2)
         assert first.headers["webhook-id"] == second.headers["webhook-id"]
+
+
+async def test_a_cancelled_generation_is_told_once_after_its_refund(
+    stack_settings: Callable[..., Settings], secret: str
+) -> None:
+    """Issue 11's cancel ends a running job; the worker that ends it tells the subscriber."""
+    receiver = Receiver(secret)
+    url = await receiver.start() + "/hooks"
+    settings = stack_settings(
+        default_model="scripted",
+        webhook_secret=secret,
+        webhook_allow_http=True,
+        webhook_allow_private=True,
+        webhook_retry_schedule="0.05s",
+        webhook_poll_seconds=0.05,
+    )
+    try:
+        async with running_scripted(settings) as api:
+            await seed_image(api.settings)
+            await grant("u1", 1000)
+            r = await api.post(image_request(webhookUrl=url, options={"gate": "never"}), headers=ASYNC)
+            job_id = r.json()["jobId"]
+            async with asyncio.timeout(30):
+                while ScriptedModel.generations[job_id] == 0:
+                    await asyncio.sleep(0.02)
+            cancelled = await api.client.post(f"/video-gen/jobs/{job_id}/cancel", headers=api.auth("u1"))
+            assert cancelled.status_code == 200, cancelled.text
+            [got] = await receiver.wait_for(1)
+            assert got.rejected is None and got.payload["type"] == "generation.cancelled"
+            assert got.headers["webhook-id"] == f"msg_{job_id}_cancelled"
+            assert got.payload["data"]["status"] == "cancelled" and got.payload["data"]["jobId"] == job_id
+            assert await ledger.balance_of("u1") == 1000
+            await asyncio.sleep(0.3)  # a second event would have arrived by now
+            assert len(receiver.received) == 1
+    finally:
+        await receiver.stop()

@@ -9,6 +9,9 @@ the saved id and resume it. ``options``:
 - ``sleep``: seconds to work, reporting progress;
 - ``gate``: wait until ``ScriptedModel.gates[<name>]`` is set;
 - ``fail``: raise ``GenerationFailed`` with this text.
+
+A run stopped by a cancel is counted in ``stopped``; the provider requests it was asked to cancel
+(the ``cancel`` hook) are listed in ``provider_cancels``.
 """
 
 from __future__ import annotations
@@ -46,17 +49,31 @@ class ScriptedModel(ModelPlugin):
     submissions: ClassVar[Counter[str]] = Counter()  # job id -> provider submissions
     generations: ClassVar[Counter[str]] = Counter()  # job id -> generate() calls
     gates: ClassVar[dict[str, asyncio.Event]] = {}
+    stopped: ClassVar[Counter[str]] = Counter()  # job id -> runs stopped (cancelled)
+    provider_cancels: ClassVar[list[str]] = []
 
     @classmethod
     def reset(cls) -> None:
         cls.submissions.clear()
         cls.generations.clear()
         cls.gates.clear()
+        cls.stopped.clear()
+        cls.provider_cancels.clear()
+
+    async def cancel(self, request_id: str) -> None:
+        self.provider_cancels.append(request_id)
 
     def cost(self, duration: str, options: object) -> int:
         return 750
 
     async def generate(self, job: GenerationJob) -> GeneratedVideo:
+        try:
+            return await self._generate(job)
+        except asyncio.CancelledError:
+            self.stopped[job.job_id] += 1
+            raise
+
+    async def _generate(self, job: GenerationJob) -> GeneratedVideo:
         self.generations[job.job_id] += 1
         attempt = self.generations[job.job_id]
         if job.provider_request_id is None:
