@@ -109,10 +109,13 @@ def check_source_key(key: str, user_id: str, prefix_template: str) -> None:
 
 
 def check_decodes(data: bytes, max_pixels: int) -> tuple[int, int]:
-    """Decode the image once with Pillow (blocking: run it in a thread); its size, or a 400.
+    """Check the image with Pillow (blocking: run it in a thread); its size, or a 400.
 
     The size is read from the header first, so a small file declaring a huge image is refused
-    before a pixel is allocated: decoding costs at most ``max_pixels`` pixels of memory.
+    before a pixel is allocated: checking costs at most ``max_pixels`` pixels of memory. A PNG is
+    verified chunk by chunk to its end (structure and every CRC: truncation and garbage are
+    caught) without inflating its pixels, which cost 9 ms a job for a 720p source; other formats
+    are decoded, a JPEG at 1/8 scale (every block is still read).
     """
     try:
         with warnings.catch_warnings():
@@ -121,7 +124,11 @@ def check_decodes(data: bytes, max_pixels: int) -> tuple[int, int]:
                 width, height = image.size
                 if width * height > max_pixels:
                     raise BadRequest(f"Source image is too large: {width}x{height} pixels (limit {max_pixels} pixels)")
-                image.load()
+                if image.format == "PNG":
+                    image.verify()
+                else:
+                    image.draft("RGB", (max(1, width // 8), max(1, height // 8)))
+                    image.load()
     except Image.DecompressionBombError:  # Pillow's own ceiling, far above ours: refused at the header
         raise BadRequest(f"Source image is too large (limit {max_pixels} pixels)") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
