@@ -4,27 +4,41 @@ service itself (from the ``swagger-ui-py`` package), Scalar's from its bundle ve
 
 from __future__ import annotations
 
+import gzip
 from importlib import resources
 
+from litestar import Request, Response, get
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
-from litestar.router import Router
 from litestar.static_files import create_static_files_router
 
 ASSETS_PATH = "/docs-assets"
 _SWAGGER = f"{ASSETS_PATH}/swagger"
 _SCALAR = f"{ASSETS_PATH}/scalar"
+_SCALAR_BUNDLE = f"{ASSETS_PATH}/scalar-bundle/standalone.js"
 _FAVICON = f'<link rel="icon" type="image/png" href="{_SWAGGER}/favicon-32x32.png" sizes="32x32">'
 
 
-def docs_assets() -> list[Router]:
+def docs_assets() -> list[object]:
     """Swagger UI's files at ``/docs-assets/swagger/`` and Scalar's at ``/docs-assets/scalar/``,
     public like the schema they render."""
     swagger = resources.files("swagger_ui").joinpath("static")
     scalar = resources.files("service.assets").joinpath("scalar")
     return [
         create_static_files_router(path=_SWAGGER, directories=[str(swagger)], include_in_schema=False),
+        scalar_bundle,
         create_static_files_router(path=_SCALAR, directories=[str(scalar)], include_in_schema=False),
     ]
+
+
+@get(f"{_SCALAR_BUNDLE}", include_in_schema=False, sync_to_thread=False)
+def scalar_bundle(request: Request) -> Response[bytes]:
+    """Scalar's bundle, kept gzipped in the repository (0.9 MB instead of 3.3): sent as it is to
+    clients that take gzip (every browser), inflated for the others."""
+    data = resources.files("service.assets").joinpath("scalar/standalone.js.gz").read_bytes()
+    headers = {"Vary": "Accept-Encoding", "Cache-Control": "public, max-age=86400"}
+    if "gzip" in request.headers.get("accept-encoding", ""):
+        return Response(data, media_type="text/javascript", headers={**headers, "Content-Encoding": "gzip"})
+    return Response(gzip.decompress(data), media_type="text/javascript", headers=headers)
 
 
 def render_plugins() -> list[object]:
@@ -37,7 +51,7 @@ def render_plugins() -> list[object]:
         favicon=_FAVICON,
     )
     scalar = ScalarRenderPlugin(
-        js_url=f"{_SCALAR}/standalone.js",
+        js_url=_SCALAR_BUNDLE,
         css_url=f"{_SCALAR}/scalar.css",
         options={"withDefaultFonts": False},  # the default fonts come from fonts.scalar.com
         favicon=_FAVICON,
