@@ -8,11 +8,13 @@ Everything runs on loopback and is removed at the end; nothing here is imported 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
 import subprocess
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from pathlib import Path
@@ -150,3 +152,14 @@ def free_port() -> int:
     from service.core.embedded_redis import free_port as port
 
     return port()
+
+
+def seed_users(url: str, storage: Path, users: list[str], admin_token: str, image: bytes) -> None:
+    """Each user gets ``image`` as ``images/<user>/source.png`` in the local store and a billion
+    credits through the admin API (the way an operator would grant them)."""
+    headers = {"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"}
+    for user in users:
+        (storage / "images" / user).mkdir(parents=True, exist_ok=True)
+        (storage / "images" / user / "source.png").write_bytes(image)
+        body = json.dumps({"userId": user, "amount": 10**9, "reason": "benchmark"}).encode()
+        urllib.request.urlopen(urllib.request.Request(f"{url}/admin/credits/grants", body, headers), timeout=30)

@@ -23,13 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import httpx
 
 from bench.driver import render
-from bench.harness import PgDatabase, Procs, RedisCounter, free_port, wait_http
+from bench.harness import PgDatabase, Procs, RedisCounter, free_port, seed_users, wait_http
 from bench.pipeline import BIN, ROOT, SECRET, run_driver, token
 from tests.fakes.fal_queue import start_fal_server
 
@@ -94,12 +93,7 @@ def run(args: argparse.Namespace, work: Path) -> dict:
         wait_http(f"{url}/health/ready", api)
         users = [f"user{i}" for i in range(20)]
         sample = (ROOT / "service" / "assets" / "sample-image.png").read_bytes()
-        admin = {"Authorization": f"Bearer {token('bench-admin', ['admin'])}", "Content-Type": "application/json"}
-        for user in users:
-            (storage / "images" / user).mkdir(parents=True, exist_ok=True)
-            (storage / "images" / user / "source.png").write_bytes(sample)
-            body = json.dumps({"userId": user, "amount": 10**9, "reason": "benchmark"}).encode()
-            urllib.request.urlopen(urllib.request.Request(f"{url}/admin/credits/grants", body, admin), timeout=30)
+        seed_users(url, storage, users, token("bench-admin", ["admin"]), sample)
         prompt = f"a lighthouse in a storm [time:{args.model_seconds:g}]"
         endpoint = f"{url}/video-gen/image-to-video"
         requests = [

@@ -31,7 +31,7 @@ import jwt
 
 from bench import peers
 from bench.driver import render
-from bench.harness import PgDatabase, Procs, RedisCounter, cpu_seconds, free_port, wait_http
+from bench.harness import PgDatabase, Procs, RedisCounter, cpu_seconds, free_port, seed_users, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -150,14 +150,7 @@ def run_project(
     wait_http(f"{url}/health/ready", api)
     users = [f"user{i}" for i in range(args.users)]
     sample = (ROOT / "service" / "assets" / "sample-image.png").read_bytes()
-    admin = {"Authorization": f"Bearer {token('bench-admin', ['admin'])}", "Content-Type": "application/json"}
-    import urllib.request
-
-    for user in users:
-        (storage / "images" / user).mkdir(parents=True, exist_ok=True)
-        (storage / "images" / user / "source.png").write_bytes(sample)
-        body = json.dumps({"userId": user, "amount": 10**9, "reason": "benchmark"}).encode()
-        urllib.request.urlopen(urllib.request.Request(f"{url}/admin/credits/grants", body, admin), timeout=30)
+    seed_users(url, storage, users, token("bench-admin", ["admin"]), sample)
     endpoint = f"{url}/video-gen/image-to-video"
     requests = [
         render(

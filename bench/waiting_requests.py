@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import msgspec
@@ -28,7 +27,7 @@ import redis
 
 from bench import peers
 from bench.driver import render
-from bench.harness import PgDatabase, Procs, RedisCounter, free_port, wait_http
+from bench.harness import PgDatabase, Procs, RedisCounter, free_port, seed_users, wait_http
 from bench.pipeline import BIN, PROMPT, ROOT, SECRET, token
 from service.core.keys import Keys
 from service.jobs.messages import DATA_FIELD, JobReply, decode_job, encode
@@ -152,12 +151,7 @@ def project_row(n: int, rc: RedisCounter, pg: PgDatabase, procs: Procs, work: Pa
     wait_http(f"{url}/health/ready", api)
     users = [f"user{i}" for i in range(50)]
     sample = (ROOT / "service" / "assets" / "sample-image.png").read_bytes()
-    admin = {"Authorization": f"Bearer {token('bench-admin', ['admin'])}", "Content-Type": "application/json"}
-    for user in users:
-        (storage / "images" / user).mkdir(parents=True, exist_ok=True)
-        (storage / "images" / user / "source.png").write_bytes(sample)
-        body = json.dumps({"userId": user, "amount": 10**9, "reason": "benchmark"}).encode()
-        urllib.request.urlopen(urllib.request.Request(f"{url}/admin/credits/grants", body, admin), timeout=30)
+    seed_users(url, storage, users, token("bench-admin", ["admin"]), sample)
     endpoint = f"{url}/video-gen/image-to-video"
     body = {"prompt": PROMPT, "duration": "5s"}
     requests = [
