@@ -168,6 +168,8 @@ def api() -> None:
         loop="uvloop" if settings.event_loop == "uvloop" else "asyncio",
         http=json_error_protocol(settings.http_parser, settings.http_read_timeout_seconds),
         timeout_keep_alive=settings.http_keep_alive_seconds,
+        # A client that stops reading a response (a browser's paused <video>) must not hold shutdown forever.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
 
 

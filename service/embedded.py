@@ -89,6 +89,8 @@ async def embedded_stack(
             access_log=False,
             http=json_error_protocol(settings.http_parser, settings.http_read_timeout_seconds),
             timeout_keep_alive=settings.http_keep_alive_seconds,
+            # A client that stops reading a response (a browser's paused <video>) must not hold shutdown forever.
+            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         )
         server = uvicorn.Server(config)
         server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the CLI owns signals

@@ -14,7 +14,6 @@ its refresh rules are ours, because the provider's availability must never becom
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from jwt import PyJWK, PyJWKClient
 from jwt.exceptions import PyJWKClientError, PyJWKError
 
 from service.core.settings import SettingsError
+from service.core.tasks import cancel_until_done
 
 log = structlog.get_logger(__name__)
 FETCH_TIMEOUT_SECONDS = 5.0
@@ -137,7 +137,5 @@ class JwksKeys:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_until_done([self._task], 5.0, owner="jwks")  # a refresh may swallow one cancel
             self._task = None

@@ -29,6 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from service.core.redis import BLOCK_MS
+from service.core.tasks import cancel_until_done
 from service.jobs.messages import JobReply
 from service.jobs.stream import JobStream
 
@@ -78,14 +79,7 @@ class ReplyInbox:
         is being released or reconnected returns or raises its own error instead), and the loop
         then goes on; so the tasks are cancelled again until they end, for at most ``timeout``.
         """
-        deadline = time.monotonic() + timeout
-        pending = {task for task in self._tasks if not task.done()}
-        while pending and time.monotonic() < deadline:
-            for task in pending:
-                task.cancel()
-            _, pending = await asyncio.wait(pending, timeout=min(0.1, max(deadline - time.monotonic(), 0)))
-        if pending:
-            log.warning("reply_inbox.stop_timeout", tasks=sorted(t.get_name() for t in pending))
+        await cancel_until_done(self._tasks, timeout, owner="reply_inbox")
         await asyncio.gather(*(t for t in self._tasks if t.done()), return_exceptions=True)
         self._tasks = []
         self.release_all()

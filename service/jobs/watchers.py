@@ -17,11 +17,13 @@ import structlog
 from redis.asyncio import Redis
 
 from service.core.redis import BLOCK_MS
+from service.core.tasks import cancel_until_done
 from service.jobs.messages import JobEvent
 from service.jobs.stream import JobStream
 
 log = structlog.get_logger(__name__)
 
+STOP_TIMEOUT = 5.0  # the most ``stop`` waits for the reader to end
 QUEUE_SIZE = 64  # events one stream may lag behind; past it the oldest are dropped (the latest state wins)
 
 
@@ -38,10 +40,12 @@ class JobWatchers:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._read(), name="job-events")
 
-    async def stop(self) -> None:
+    async def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """End the reader (even when redis-py swallows its cancellation) and close its connection."""
         if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+            await cancel_until_done([self._task], timeout, owner="job_watchers")
+            if self._task.done():
+                await asyncio.gather(self._task, return_exceptions=True)
         await self._reader.aclose()
 
     @contextlib.contextmanager

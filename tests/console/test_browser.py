@@ -23,7 +23,7 @@ from tests.factories import bury_job, grant, image_request, job_message, seed_im
 VIEWPORT = {"width": 1366, "height": 820}
 
 
-async def open_console(browser: Any, site: Api, user_id: str = "admin-ann", **context: Any) -> Any:
+async def open_console(site: Api, browser: Any, user_id: str = "admin-ann", **context: Any) -> Any:
     """A page signed in the way an operator is: the link ``video-gen serve`` prints."""
     token = token_for(site.settings, user_id, roles=["admin"] if user_id.startswith("admin") else [])
     ctx = await browser.new_context(viewport=VIEWPORT, locale="en-GB", **context)
@@ -50,7 +50,7 @@ async def generate(site: Api, user_id: str = "u1", **body: Any) -> str:
     raise AssertionError(f"job {job_id} did not finish")
 
 
-async def test_sign_in_with_the_printed_link_and_a_non_admin_is_refused(browser: Any, site: Api) -> None:
+async def test_sign_in_with_the_printed_link_and_a_non_admin_is_refused(site: Api, browser: Any) -> None:
     await seed_image(site.settings)
     await grant("u1", 750)
     await generate(site)
@@ -75,7 +75,7 @@ async def test_sign_in_with_the_printed_link_and_a_non_admin_is_refused(browser:
 
 
 @pytest.mark.browser_suite
-async def test_filter_generations_and_play_a_preview(browser: Any, site: Api) -> None:
+async def test_filter_generations_and_play_a_preview(site: Api, browser: Any) -> None:
     for user in ("u1", "u2"):
         await seed_image(site.settings, user_id=user)
         await grant(user, 1500)
@@ -115,7 +115,7 @@ async def test_filter_generations_and_play_a_preview(browser: Any, site: Api) ->
 
 
 @pytest.mark.browser_suite
-async def test_times_show_in_the_viewers_time_zone(browser: Any, site: Api) -> None:
+async def test_times_show_in_the_viewers_time_zone(site: Api, browser: Any) -> None:
     await seed_image(site.settings)
     await grant("u1", 750)
     job_id = await generate(site)
@@ -137,7 +137,7 @@ async def test_times_show_in_the_viewers_time_zone(browser: Any, site: Api) -> N
 
 
 @pytest.mark.browser_suite
-async def test_a_refund_takes_a_confirmation_and_moves_the_balance_once(browser: Any, site: Api) -> None:
+async def test_a_refund_takes_a_confirmation_and_moves_the_balance_once(site: Api, browser: Any) -> None:
     await seed_image(site.settings)
     await grant("u1", 1000)
     job_id = await generate(site)
@@ -177,7 +177,7 @@ async def test_a_refund_takes_a_confirmation_and_moves_the_balance_once(browser:
 
 
 @pytest.mark.browser_suite
-async def test_a_grant_and_the_ledger_check(browser: Any, site: Api) -> None:
+async def test_a_grant_and_the_ledger_check(site: Api, browser: Any) -> None:
     page = await open_console(browser, site)
     await page.goto(f"{site.stack.url}/console/users")
     await page.fill("input[name=user]", "u9")
@@ -199,7 +199,7 @@ async def test_a_grant_and_the_ledger_check(browser: Any, site: Api) -> None:
 
 
 @pytest.mark.browser_suite
-async def test_requeue_a_dead_letter(browser: Any, site: Api) -> None:
+async def test_requeue_a_dead_letter(site: Api, browser: Any) -> None:
     await seed_image(site.settings)
     await grant("u1", 750)
     stream = site.stack.server.config.app.state["stream"]
@@ -235,7 +235,7 @@ async def test_requeue_a_dead_letter(browser: Any, site: Api) -> None:
 
 
 @pytest.mark.browser_suite
-async def test_the_api_pages_render_with_no_internet(browser: Any, site: Api) -> None:
+async def test_the_api_pages_render_with_no_internet(site: Api, browser: Any) -> None:
     """Swagger UI and Scalar from the service's own assets: every request leaving loopback is
     refused, and both pages still show the image-to-video operation."""
     ctx = await browser.new_context(viewport=VIEWPORT)
