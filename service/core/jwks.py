@@ -88,9 +88,10 @@ class JwksKeys:
             self.error = str(exc) or type(exc).__name__
             log.warning("jwks.fetch_failed", url=self.url, error=self.error, keeping=len(self._keys))
             return False
-        keys = {k.key_id: k for k in jwk_set.keys if k.key_id and k.public_key_use in ("sig", None)}
+        # A key without a kid is kept under "": tokens naming no kid use it when it is the only key.
+        keys = {k.key_id or "": k for k in jwk_set.keys if k.public_key_use in ("sig", None)}
         if not keys:
-            self.error = "the key set has no signing key with a kid"
+            self.error = "the key set has no signing key"
             log.warning("jwks.fetch_failed", url=self.url, error=self.error, keeping=len(self._keys))
             return False
         if self._keys and keys.keys() != self._keys.keys():

@@ -72,6 +72,19 @@ async def test_clock_skew_within_the_leeway_is_accepted(idp: IdentityProvider, v
     assert (await verifier.principal(idp.rsa.sign(skewed)))[0].user_id == "user-1"
 
 
+async def test_a_single_key_without_a_kid_verifies_tokens_that_name_none(idp: IdentityProvider) -> None:
+    key = SigningKey.rsa()
+    jwk = {k: v for k, v in key.jwk().items() if k != "kid"}
+    idp.keys = [key]
+    idp.jwks = lambda: {"keys": [jwk]}  # type: ignore[method-assign]
+    v = TokenVerifier(provider_settings(idp))
+    assert v.jwks is not None and await v.jwks.refresh()
+    token = jwt.encode(claims("user-9"), key.private, algorithm="RS256")  # no kid in the header
+    assert (await v.principal(token))[0].user_id == "user-9"
+    with pytest.raises(NotAuthorizedException, match="Signature verification failed"):
+        await v.principal(jwt.encode(claims("user-9"), SigningKey.rsa().private, algorithm="RS256"))
+
+
 async def test_a_jwk_without_alg_verifies_its_whole_family(idp: IdentityProvider) -> None:
     key = SigningKey.rsa(alg="PS256")
     jwk = {k: v for k, v in key.jwk().items() if k != "alg"}
