@@ -23,7 +23,7 @@ from tests.factories import bury_job, grant, image_request, job_message, seed_im
 VIEWPORT = {"width": 1366, "height": 820}
 
 
-async def open_console(site: Api, browser: Any, user_id: str = "admin-ann", **context: Any) -> Any:
+async def open_console(browser: Any, site: Api, user_id: str = "admin-ann", **context: Any) -> Any:
     """A page signed in the way an operator is: the link ``video-gen serve`` prints."""
     token = token_for(site.settings, user_id, roles=["admin"] if user_id.startswith("admin") else [])
     ctx = await browser.new_context(viewport=VIEWPORT, locale="en-GB", **context)
