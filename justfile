@@ -20,11 +20,9 @@ lint:
     uv run ruff check .
     uv run lint-imports
 
-# The whole test suite (needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432; see .ci/run),
-# in two pytest-xdist processes: every test has its own database and Redis prefix, so they share
-# nothing, and most of them wait on I/O (about 5 minutes here against 7.5 in one process).
+# The whole test suite (needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432; see .ci/run).
 test *args:
-    uv run pytest -q -n 2 {{args}}
+    uv run pytest -q {{args}}
 
 # The operator console in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright):
 # every browser test, with screenshots in test-artifacts/console/. `just test` runs only the first.

@@ -280,6 +280,7 @@ async def test_a_cancelled_generation_is_told_once_after_its_refund(
     url = await receiver.start() + "/hooks"
     settings = stack_settings(
         default_model="scripted",
+        shutdown_grace_seconds=1.0,
         webhook_secret=secret,
         webhook_allow_http=True,
         webhook_allow_private=True,
@@ -304,5 +305,6 @@ async def test_a_cancelled_generation_is_told_once_after_its_refund(
             assert await ledger.balance_of("u1") == 1000
             await asyncio.sleep(0.3)  # a second event would have arrived by now
             assert len(receiver.received) == 1
+            ScriptedModel.gates.setdefault("never", asyncio.Event()).set()  # nothing left running at teardown
     finally:
         await receiver.stop()
