@@ -11,6 +11,7 @@ confirmation page with the admin API's words and status.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from litestar import Controller, post
@@ -39,6 +40,22 @@ def _confirm(status: int = 200, *, errors: list[str] | None = None, **context: A
 
 def _messages(exc: AppError) -> list[str]:
     return exc.message if isinstance(exc.message, list) else [exc.message]
+
+
+async def _two_step(
+    screen: dict[str, Any], data: ReasonForm, act: Callable[[str], Awaitable[Any]], *, done: str, kind: str
+) -> Template | Redirect:
+    """The confirmation page until ``confirm=yes`` comes with a reason; then ``act(reason)`` (an
+    admin service, which returns its audited action) and a 303 to ``done``, or its error on the page."""
+    if data.confirm != "yes":
+        return _confirm(**screen)
+    if problems := reason_problems(data.reason):
+        return _confirm(400, errors=problems, **screen)
+    try:
+        out = await act(data.reason.strip())
+    except AppError as exc:
+        return _confirm(exc.status_code, errors=_messages(exc), **screen)
+    return Redirect(done_url(done, kind, out.action_id), status_code=303)
 
 
 class ConsoleActions(Controller):
@@ -71,15 +88,13 @@ class ConsoleActions(Controller):
             "button": f"Refund {record.credits_charged} credits",
             "reason": data.reason,
         }
-        if data.confirm != "yes":
-            return _confirm(**screen)
-        if problems := reason_problems(data.reason):
-            return _confirm(400, errors=problems, **screen)
-        try:
-            out = await admin.refund_generation(principal.user_id, generation_id, data.reason.strip())
-        except AppError as exc:
-            return _confirm(exc.status_code, errors=_messages(exc), **screen)
-        return Redirect(done_url(page, "refund", out.action_id), status_code=303)
+        return await _two_step(
+            screen,
+            data,
+            lambda reason: admin.refund_generation(principal.user_id, generation_id, reason),
+            done=page,
+            kind="refund",
+        )
 
     @post("/generations/{generation_id:str}/webhooks/{delivery_id:str}/resend", status_code=200)
     async def resend(
@@ -102,15 +117,13 @@ class ConsoleActions(Controller):
             "button": "Send it again",
             "reason": data.reason,
         }
-        if data.confirm != "yes":
-            return _confirm(**screen)
-        if problems := reason_problems(data.reason):
-            return _confirm(400, errors=problems, **screen)
-        try:
-            out = await deliveries.resend(principal.user_id, delivery_id, data.reason.strip(), queue=webhooks)
-        except AppError as exc:
-            return _confirm(exc.status_code, errors=_messages(exc), **screen)
-        return Redirect(done_url(page, "resend", out.action_id), status_code=303)
+        return await _two_step(
+            screen,
+            data,
+            lambda reason: deliveries.resend(principal.user_id, delivery_id, reason, queue=webhooks),
+            done=page,
+            kind="resend",
+        )
 
     @post("/users/{user_id:str}/grant", status_code=200)
     async def grant(
@@ -182,13 +195,11 @@ class ConsoleActions(Controller):
             "button": "Requeue the job" if requeue else "Discard it",
             "reason": data.reason,
         }
-        if data.confirm != "yes":
-            return _confirm(**screen)
-        if problems := reason_problems(data.reason):
-            return _confirm(400, errors=problems, **screen)
         run = queue.requeue if requeue else queue.discard
-        try:
-            out = await run(principal.user_id, dead_id, data.reason.strip(), stream=stream)
-        except AppError as exc:
-            return _confirm(exc.status_code, errors=_messages(exc), **screen)
-        return Redirect(done_url("/console/queue", action, out.action_id), status_code=303)
+        return await _two_step(
+            screen,
+            data,
+            lambda reason: run(principal.user_id, dead_id, reason, stream=stream),
+            done="/console/queue",
+            kind=action,
+        )

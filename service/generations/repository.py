@@ -148,12 +148,15 @@ async def succeed(
     return Succeeded(done, int(rows[0]["balance"] or 0))
 
 
-async def fail(generation_id: str, *, error: str, error_status: int, refunded: int) -> GenerationRecord | None:
-    """RUNNING -> FAILED, recording the refund made in the same transaction (``refunded`` credits)."""
+async def _end_running(
+    generation_id: str, status: GenerationStatus, *, error: str, error_status: int, refunded: int
+) -> GenerationRecord | None:
+    """RUNNING -> ``status`` (FAILED or CANCELLED), recording the refund made in the same
+    transaction (``refunded`` credits); None when the record was no longer RUNNING."""
     return _one(
         await Generation.update(
             {
-                Generation.status: FAILED,
+                Generation.status: status,
                 Generation.error: error,
                 Generation.error_status: error_status,
                 Generation.credits_refunded: refunded,
@@ -163,23 +166,16 @@ async def fail(generation_id: str, *, error: str, error_status: int, refunded: i
         .where((Generation.id == generation_id) & (Generation.status == RUNNING))
         .returning(*_ALL)
     )
+
+
+async def fail(generation_id: str, *, error: str, error_status: int, refunded: int) -> GenerationRecord | None:
+    """RUNNING -> FAILED with its refund (see ``_end_running``)."""
+    return await _end_running(generation_id, FAILED, error=error, error_status=error_status, refunded=refunded)
 
 
 async def cancel(generation_id: str, *, error: str, error_status: int, refunded: int) -> GenerationRecord | None:
-    """RUNNING -> CANCELLED, recording the refund made in the same transaction (``refunded`` credits)."""
-    return _one(
-        await Generation.update(
-            {
-                Generation.status: CANCELLED,
-                Generation.error: error,
-                Generation.error_status: error_status,
-                Generation.credits_refunded: refunded,
-                Generation.finished_at: now(),
-            }
-        )
-        .where((Generation.id == generation_id) & (Generation.status == RUNNING))
-        .returning(*_ALL)
-    )
+    """RUNNING -> CANCELLED with its refund (see ``_end_running``)."""
+    return await _end_running(generation_id, CANCELLED, error=error, error_status=error_status, refunded=refunded)
 
 
 _CREATE_CANCELLED = (
