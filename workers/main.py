@@ -126,7 +126,7 @@ async def run_worker(
                 await sending
                 await dispatcher.sender.close()
     finally:
-        cpu.stop()
+        await asyncio.to_thread(cpu.stop)  # waits for the pool's processes: not on the event loop
         if owned[0]:
             await registry.close_all()
         if owned[1]:
