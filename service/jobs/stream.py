@@ -371,15 +371,21 @@ class JobStream:
 
     # -- operators (the console and the admin API) ---------------------------------------------
 
+    async def _group_info(self) -> tuple[int, dict | None]:
+        """The dead letters' count and the workers' group as ``XINFO GROUPS`` tells it (None
+        before any worker made it)."""
+        dead = int(await self.redis.xlen(self.keys.dead_letter_stream))
+        try:
+            groups = await self.redis.xinfo_groups(self.keys.jobs_stream)
+        except ResponseError:  # no jobs stream yet
+            return dead, None
+        return dead, next((g for g in groups if _text(g["name"]) == self.keys.jobs_group), None)
+
     async def queue_state(self, limit: int = 100) -> QueueState:
         """Counts of waiting and running jobs, the first ``limit`` of each, the workers of the
         group and the number of dead letters (before any worker ran: all zero)."""
         stream, group = self.keys.jobs_stream, self.keys.jobs_group
-        dead = int(await self.redis.xlen(self.keys.dead_letter_stream))
-        try:
-            info = next((g for g in await self.redis.xinfo_groups(stream) if _text(g["name"]) == group), None)
-        except ResponseError:  # no jobs stream yet
-            info = None
+        dead, info = await self._group_info()
         if info is None:
             return QueueState(waiting=0, running=0, waiting_jobs=[], running_jobs=[], workers=[], dead_letters=dead)
         fresh = await self.redis.xrange(stream, min=f"({_text(info['last-delivered-id'])}", max="+", count=limit)
@@ -416,12 +422,8 @@ class JobStream:
 
     async def queue_counts(self) -> QueueCounts:
         """Waiting, running and dead-letter counts and the oldest waiting job's age (4 commands)."""
-        stream, group = self.keys.jobs_stream, self.keys.jobs_group
-        dead = int(await self.redis.xlen(self.keys.dead_letter_stream))
-        try:
-            info = next((g for g in await self.redis.xinfo_groups(stream) if _text(g["name"]) == group), None)
-        except ResponseError:  # no jobs stream yet
-            info = None
+        stream = self.keys.jobs_stream
+        dead, info = await self._group_info()
         if info is None:
             return QueueCounts(waiting=0, running=0, dead_letters=dead, oldest_waiting_seconds=0.0)
         first = await self.redis.xrange(stream, min=f"({_text(info['last-delivered-id'])}", max="+", count=1)
