@@ -28,7 +28,6 @@ from service.core.keys import Keys
 from service.jobs import idempotency, scripts
 from service.jobs.idempotency import IdempotencyRecord
 from service.jobs.inspection import DeadLetterEntry, QueueCounts, QueueState, WorkerInfo, dead_letter_entry, queued
-from service.jobs.outbox import Batch, Outbox
 from service.jobs.messages import (
     DATA_FIELD,
     DeadLetter,
@@ -41,6 +40,7 @@ from service.jobs.messages import (
     delivery,
     encode,
 )
+from service.jobs.outbox import Batch, Outbox
 
 INBOX_MAXLEN = 10_000  # replies an inbox keeps (approximately); its reader consumes them at once
 OPEN_FIELD = b"open"  # the field of an inbox's opening entry, which carries no reply
