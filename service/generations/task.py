@@ -26,10 +26,8 @@ holds the job.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import structlog
 
@@ -42,7 +40,7 @@ from service.core.settings import Settings
 from service.core.transient import is_transient
 from service.generations import repository, settlement
 from service.generations.outcomes import error_reply, outcome_of, reply_from_record, success_reply
-from service.generations.production import Fault, Production, Publish
+from service.generations.production import Fault, Production, Publish, workdir
 from service.generations.records import GenerationRecord
 from service.generations.repository import NewGeneration
 from service.generations.status import TERMINAL, GenerationStatus
@@ -208,9 +206,9 @@ class GenerationTask:
     ) -> JobReply:
         started = time.monotonic()
         key = output_key(job.user_id, job.job_id, record.created_at)
-        with tempfile.TemporaryDirectory(prefix=f"video-gen-{job.job_id}-") as tmp:
+        async with workdir(job.job_id) as tmp:
             try:
-                video = await self.production.generate(plugin, job, image, record, Path(tmp))
+                video = await self.production.generate(plugin, job, image, record, tmp)
             except Stopped:
                 return await self._stopped(plugin, record)
             except Transient:
