@@ -192,6 +192,7 @@ async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, 
         if server is not None:
             server.close()
         if not runner.done():
+            scheduler.stop()  # its loop ends even if the cancel below is swallowed (service.core.tasks)
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await runner

@@ -32,6 +32,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from service.core.errors import GenerationFailed, ValidationFailed
 from service.core.redis import BLOCK_MS
+from service.core.tasks import cancel_until_done
 from service.core.tracing import job_span
 from service.core.transient import is_transient
 from service.generations.outcomes import error_reply
@@ -48,6 +49,7 @@ Notify = Callable[[JobMessage, JobReply], Awaitable[None]]
 PRUNE_EVERY = 5.0  # seconds between trims of acknowledged entries
 STALE_CONSUMER_MS = 3_600_000  # a consumer silent this long, with nothing pending, is removed
 MAX_OUTAGE_SECONDS = 600.0  # a job retried through an outage this long is left for redelivery instead
+UPKEEP_STOP_SECONDS = 5.0  # the most ``shutdown`` waits for its background loops to end
 
 
 class Scheduler:
@@ -293,9 +295,8 @@ class Scheduler:
             handed = await self.stream.hand_over(self.name, self.lease_ms)
         except (RedisError, OSError) as exc:  # then they are reclaimed after the lease instead
             log.warning("worker.hand_over_failed", error=str(exc) or type(exc).__name__)
-        for task in self._upkeep:
-            task.cancel()
-        await asyncio.gather(*self._upkeep, return_exceptions=True)
+        # Loops (lease renewal, prune, cancels): one swallowed cancel() would keep one going for ever.
+        await cancel_until_done(self._upkeep, UPKEEP_STOP_SECONDS, owner="scheduler")
         self._upkeep = []
         log.info("worker.drained", left=len(left), handed_over=handed)
         return len(left)

@@ -14,9 +14,12 @@ log = structlog.get_logger(__name__)
 async def cancel_until_done(tasks: Iterable[asyncio.Task[object]], timeout: float, *, owner: str) -> None:
     """Cancel ``tasks`` again and again until they end, for at most ``timeout`` seconds.
 
-    A cancellation can be swallowed inside redis-py (a command cancelled while its connection is
-    being released or reconnected returns or raises its own error instead) and a reading loop then
-    goes on; one ``cancel()`` and an unbounded wait hung the API's shutdown that way.
+    A cancellation can be swallowed inside redis-py: it writes every command through
+    ``asyncio.wait_for`` (a socket timeout is set), and on Python 3.11 ``wait_for`` returns the
+    inner result when that finished in the same loop round as the cancel (CPython gh-86296, fixed
+    in 3.12); a command cancelled while its connection is released or reconnected can also raise
+    its own error instead. A loop then goes on; one ``cancel()`` and an unbounded wait hung the
+    API's shutdown, and a worker's (its lease renewal), that way.
     """
     deadline = time.monotonic() + timeout
     pending = {task for task in tasks if not task.done()}
