@@ -39,7 +39,8 @@ class DyingTransactionTask:
                 async with db.write_transaction():
                     pid = (await Generation.raw("SELECT pg_backend_pid() AS pid"))[0]["pid"]
                     await admin.execute("SELECT pg_terminate_backend($1)", pid)
-                    await asyncio.sleep(0.1)
+                    while await admin.fetchval("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid):
+                        await asyncio.sleep(0.01)  # the backend is gone: the next query fails for sure
                     await Generation.raw("SELECT 1")
             finally:
                 await admin.close()
