@@ -165,6 +165,8 @@ class Scheduler:
 
     def _start(self, entry: Delivery, since: float) -> None:
         self.leases.hold(entry.message_id, since)
+        if entry.message_id in self.active:  # ours, still running: reclaimed by this very worker after
+            return  # a stall longer than the lease (XAUTOCLAIM takes any idle entry); it runs on, renewed
         model = entry.job.model if entry.job is not None and self.task.accepts(entry.job) else None
         turn = self.slots.take(model) if model is not None else None  # taken now: the next claim counts it
         task = asyncio.create_task(self._handle(entry, turn), name=f"job-{entry.message_id}")

@@ -314,3 +314,27 @@ async def test_consumers_of_dead_processes_are_pruned_when_they_hold_nothing(
     await worker.stream.prune(0)
     names = [c["name"] for c in await rds.client.xinfo_consumers(rds.keys.jobs_stream, rds.keys.jobs_group)]
     assert names == [b"holds-a-job"]
+
+
+async def test_a_worker_that_reclaims_its_own_running_job_does_not_run_it_twice(
+    schedulers: Schedulers, rds: Redis, seeded
+) -> None:
+    await grant("u1", 1000)
+    job = make_job(seeded, options={"gate": "own"})
+    msg_id = await rds.queue(job)
+    worker = schedulers.run("a", lease_seconds=30)
+    starts: list[str] = []
+    start = worker._start
+    worker._start = lambda entry, since: (starts.append(entry.message_id), start(entry, since))[1]  # type: ignore[method-assign]
+    await until(lambda: asyncio.sleep(0, ScriptedModel.generations["job-1"] == 1), "the job to start")
+    running = worker.active[msg_id]
+    # as if this worker's loop had stalled past the lease: its own job is idle long enough to reclaim
+    await rds.client.xclaim(rds.keys.jobs_stream, rds.keys.jobs_group, "a", 0, [msg_id], idle=60_000, justid=True)
+    worker._reclaim_at = 0.0  # reclaim at the next turn of its loop
+    await until(lambda: asyncio.sleep(0, starts == [msg_id, msg_id]), "the worker to reclaim its own job")
+    assert list(worker.active.values()) == [running]  # the running one goes on; no second run
+    ScriptedModel.gates.setdefault("own", asyncio.Event()).set()
+    assert (await until(replied(rds, job), "the reply")).status_code == 200
+    await until(lambda: settled(rds), "the ack")
+    await until(lambda: asyncio.sleep(0, not worker.active), "the job's task to end")
+    assert ScriptedModel.generations["job-1"] == 1
