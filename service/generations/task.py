@@ -40,13 +40,13 @@ from service.core import metrics
 from service.core.errors import AppError, Cancelled, GenerationFailed, InsufficientCredits, Transient, from_model_error
 from service.core.settings import Settings
 from service.core.transient import is_transient
-from service.generations import repository, settlement
+from service.generations import repository, settlement, transitions
 from service.generations.outcomes import error_reply, outcome_of, reply_from_record, success_reply
 from service.generations.production import Fault, Production, Publish
 from service.generations.records import GenerationRecord
-from service.generations.repository import NewGeneration
 from service.generations.status import TERMINAL, GenerationStatus
 from service.generations.stops import Stopped
+from service.generations.transitions import NewGeneration
 from service.jobs.messages import JobMessage, JobReply
 from service.ledger import service as ledger
 from service.storage.base import Storage
@@ -182,7 +182,7 @@ class GenerationTask:
     async def _resume(
         self, job: JobMessage, record: GenerationRecord, delivery: int, check_lease: CheckLease
     ) -> JobReply:
-        record = await repository.resume(job.job_id, attempts=delivery) or record
+        record = await transitions.resume(job.job_id, attempts=delivery) or record
         if record.status is not GenerationStatus.RUNNING:
             return await reply_from_record(record)
         await self.on_started(job, record)
@@ -231,7 +231,7 @@ class GenerationTask:
 
     async def _succeed(self, record: GenerationRecord, key: str, length: float, ms: int) -> JobReply:
         self.production.forget(record.id)
-        done = await repository.succeed(record, output_key=key, duration_seconds=length, generation_ms=ms)
+        done = await transitions.succeed(record, output_key=key, duration_seconds=length, generation_ms=ms)
         if done is None:  # another delivery ended it first: answer what it recorded
             return await reply_from_record(await self._current(record.id))
         return success_reply(done.record, done.balance)
