@@ -41,6 +41,7 @@ from service.core.tokens import TokenVerifier
 from service.core.tracing import configure_tracing
 from service.core.validation import strict_body
 from service.generations.endpoints import GenerationController
+from service.generations.job_endpoints import JobController
 from service.generations.service import GenerationService
 from service.health.endpoints import HealthController
 from service.health.metrics import metrics_controller
@@ -57,6 +58,7 @@ from service.webhooks.queue import WebhookQueue
 
 CONTROLLERS: list[Any] = [
     GenerationController,
+    JobController,
     CatalogueController,
     HealthController,
     FilesController,
