@@ -25,7 +25,8 @@ from litestar.response import File, Stream
 from service.core.errors import Forbidden, NotFound
 from service.core.settings import Settings
 from service.storage.base import InvalidKey, Storage
-from service.storage.local import LocalStorage, verify_download_signature
+from service.storage.local import LocalStorage
+from service.storage.signing import verify_download_signature
 
 DEFAULT_MEDIA_TYPE = "video/mp4"
 CHUNK = 64 * 1024

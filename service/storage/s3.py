@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from service.core.errors import ServiceUnavailable
 from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge, UploadTarget
-from service.storage.local import validate_key
+from service.storage.keys import validate_key
 
 log = logging.getLogger(__name__)
 

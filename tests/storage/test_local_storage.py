@@ -17,8 +17,9 @@ from service.core.settings import Settings
 from service.storage.base import InvalidKey, ObjectNotFound, ObjectTooLarge, Storage
 from service.storage.endpoints import FilesController
 from service.storage.factory import storage_from_settings
-from service.storage.local import LocalStorage, sign_download, verify_download_signature
+from service.storage.local import LocalStorage
 from service.storage.s3 import S3Storage
+from service.storage.signing import sign_download, verify_download_signature
 
 SECRET = "test-signing-secret"
 META = {"content_type": "video/mp4", "metadata": {}}
