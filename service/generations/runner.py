@@ -8,10 +8,8 @@ own errors, the source image's, and a store refusing the upload fail a generatio
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import structlog
 
@@ -23,7 +21,7 @@ from service.core.settings import Settings
 from service.core.transient import is_transient
 from service.generations import repository, settlement, transitions
 from service.generations.outcomes import error_reply, reply_from_record, success_reply
-from service.generations.production import Fault, Production
+from service.generations.production import Fault, Production, workdir
 from service.generations.records import GenerationRecord
 from service.generations.sources import load_source
 from service.generations.status import GenerationStatus
@@ -115,9 +113,9 @@ class Runner:
     ) -> JobReply:
         started = time.monotonic()
         key = output_key(job.user_id, job.job_id, record.created_at)
-        with tempfile.TemporaryDirectory(prefix=f"video-gen-{job.job_id}-") as tmp:
+        async with workdir(job.job_id) as tmp:
             try:
-                video = await self.production.generate(plugin, job, image, record, Path(tmp))
+                video = await self.production.generate(plugin, job, image, record, tmp)
             except Stopped:
                 return await self._stopped(plugin, record)
             except Transient:

@@ -4,10 +4,11 @@ Nothing else in the service issues a Redis command for jobs; the API's submissio
 reply inbox, the lease keeper and the worker's scheduling loop call these methods.
 
 A job's happy path costs, in Redis commands: ``submit`` 2 (SET the owner record, XADD), the
-worker's ``claim`` 1 shared by every job it returns, ``publish`` 1 (its ``running`` event, and one
-per progress report), ``complete`` 4 (SET NX the reply with its expiry, XADD to the waiting
-process's inbox, XADD its ``done`` event, XACK), and the inbox read 1 shared by every reply it
-returns. Job events go to one stream that each API process reads once (``JobWatchers``).
+worker's ``claim`` 1 shared by every job it returns, and at its end a SET NX of the reply with its
+expiry; the rest of its end (the reply added to the waiting process's inbox, its ``running`` and
+``done`` events, the XACK) goes in entries and commands shared by every job finishing at the same
+time (``Outbox``: under load about one command per job in all). The inbox read is 1 shared by every
+reply it returns. Job events go to one stream that each API process reads once (``JobWatchers``).
 Acknowledged entries are trimmed by ``prune`` (a worker's housekeeping), not one by one.
 Replies are written once: the first one stands.
 """
@@ -39,8 +40,10 @@ from service.jobs.messages import (
     delivery,
     encode,
 )
+from service.jobs.outbox import Batch, Outbox
 
 INBOX_MAXLEN = 10_000  # replies an inbox keeps (approximately); its reader consumes them at once
+OPEN_FIELD = b"open"  # the field of an inbox's opening entry, which carries no reply
 INBOX_TTL_SECONDS = 3_600  # an inbox outlives its process by this long (the process renews it)
 
 
@@ -119,6 +122,7 @@ class JobStream:
             for name in ("SUBMIT_IDEMPOTENT", "COPY_REPLY", "RENEW", "HAND_OVER", "HAND_BACK", "PRUNE", "CANCEL")
         }
         self._scripts["REQUEUE"] = redis.register_script(scripts.REQUEUE)
+        self._outbox = Outbox(self._write)
 
     # -- producer (API) ------------------------------------------------------------------------
 
@@ -187,10 +191,10 @@ class JobStream:
         return decode_reply(earlier) if earlier else None
 
     async def publish(self, event: JobEvent) -> None:
-        """Tell the API processes following the job (Server-Sent Events) that it changed."""
-        await self.redis.xadd(
-            self.keys.events_stream, {DATA_FIELD: encode(event)}, maxlen=EVENTS_MAXLEN, approximate=True
-        )
+        """Tell the API processes following the job (Server-Sent Events) that it changed; in one
+        entry with every other event and reply written at the same time (``Outbox``)."""
+        data = encode(event)
+        await self._outbox.add(lambda batch: batch.events.append(data))
 
     async def events_tail(self) -> str:
         """The id after which a process starting to follow job events now reads them."""
@@ -205,10 +209,11 @@ class JobStream:
         for _, entries in found or []:
             for message_id, fields in entries:
                 after = _text(message_id)
-                try:
-                    events.append(decode_event(fields.get(DATA_FIELD, b""), after))
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    continue  # not ours to fail on: the followers re-read their jobs anyway
+                for i, data in enumerate(fields.values()):  # one event per field (``Outbox``)
+                    try:
+                        events.append(decode_event(data, after if i == 0 else f"{after}.{i}"))
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        continue  # not ours to fail on: the followers re-read their jobs anyway
         return after, events
 
     async def cancels_tail(self) -> str:
@@ -231,7 +236,7 @@ class JobStream:
     async def open_inbox(self, inbox: str) -> None:
         """Create (or keep alive) an API process's inbox; workers never create one (NOMKSTREAM)."""
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(inbox, {b"open": b"1"}, maxlen=INBOX_MAXLEN, approximate=True)
+            pipe.xadd(inbox, {OPEN_FIELD: b"1"}, maxlen=INBOX_MAXLEN, approximate=True)
             pipe.expire(inbox, INBOX_TTL_SECONDS)
             await pipe.execute()
 
@@ -248,8 +253,8 @@ class JobStream:
         for _, entries in found or []:
             for message_id, fields in entries:
                 after = _text(message_id)
-                if data := fields.get(DATA_FIELD):  # the inbox's opening entry carries none
-                    replies.append(decode_reply(data))
+                # One reply per field (``Outbox``); the inbox's opening entry carries none.
+                replies.extend(decode_reply(data) for name, data in fields.items() if name != OPEN_FIELD)
         return after, replies
 
     # -- consumer (workers) --------------------------------------------------------------------
@@ -302,11 +307,32 @@ class JobStream:
 
     async def complete(self, message_id: str, job: JobMessage, reply: JobReply) -> None:
         """Write the reply (once, with its expiry), copy it to the job's Idempotency-Key, notify
-        the waiting process's inbox, and acknowledge the job: one round trip, in that order."""
-        data = encode(reply)
+        the waiting process's inbox, and acknowledge the job, in that order; in one round trip
+        with every other job finishing at the same time (``Outbox``)."""
+        data, done = encode(reply), encode(JobEvent(job_id=job.job_id, status="done"))
+
+        def fill(batch: Batch) -> None:
+            batch.replies.append((job, data))
+            batch.events.append(done)
+            batch.acks.append(message_id)
+
+        await self._outbox.add(fill)
+
+    async def _write(self, batch: Batch) -> None:
+        """One batch of the outbox: replies, then inbox entries and events, then the acks."""
+        inboxes: dict[str, dict[str, bytes]] = {}
         async with self.redis.pipeline(transaction=False) as pipe:
-            self._reply(pipe, job, data)
-            pipe.xack(self.keys.jobs_stream, self.keys.jobs_group, message_id)
+            for job, data in batch.replies:
+                self._keep_reply(pipe, job, data)
+                if job.inbox:
+                    inboxes.setdefault(job.inbox, {})[job.job_id] = data
+            for inbox, replies in inboxes.items():
+                pipe.xadd(inbox, replies, maxlen=INBOX_MAXLEN, approximate=True, nomkstream=True)
+            if batch.events:
+                events = {str(i): event for i, event in enumerate(batch.events)}
+                pipe.xadd(self.keys.events_stream, events, maxlen=EVENTS_MAXLEN, approximate=True)
+            if batch.acks:
+                pipe.xack(self.keys.jobs_stream, self.keys.jobs_group, *batch.acks)
             await pipe.execute()
 
     async def ack(self, message_id: str) -> None:
@@ -358,12 +384,16 @@ class JobStream:
         )
         return int(trimmed), int(removed)
 
-    def _reply(self, pipe: Any, job: JobMessage, data: bytes) -> None:
+    def _keep_reply(self, pipe: Any, job: JobMessage, data: bytes) -> None:
+        """The reply's key (the first written stands) and its copy on the job's Idempotency-Key."""
         pipe.set(self.keys.reply(job.job_id), data, nx=True, ex=self.reply_ttl)
         if job.idempotency_key:
             script = self._scripts["COPY_REPLY"]
             pipe.scripts.add(script)  # the pipeline loads it first if Redis does not know it
             pipe.evalsha(script.sha, 1, self.keys.idempotency(job.user_id, job.idempotency_key), data)
+
+    def _reply(self, pipe: Any, job: JobMessage, data: bytes) -> None:
+        self._keep_reply(pipe, job, data)
         if job.inbox:
             pipe.xadd(job.inbox, {DATA_FIELD: data}, maxlen=INBOX_MAXLEN, approximate=True, nomkstream=True)
         done = encode(JobEvent(job_id=job.job_id, status="done"))
