@@ -7,8 +7,8 @@ from typing import Any
 from service.admin.tables import AdminAction
 from service.core import pagination
 from service.core.pagination import Cursor
+from service.ledger.postings import now
 from service.ledger.schemas import EntryFilter
-from service.ledger.service import now
 
 ACTION_RANK = 1  # in the audit trail, after the ledger entries of the same instant
 
