@@ -81,9 +81,9 @@ def models() -> Any:
 @pytest.fixture
 def faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
     hooks = Faults()
-    import workers.scheduler
+    import workers.handling
 
-    monkeypatch.setattr(workers.scheduler, "crash_point", hooks)
+    monkeypatch.setattr(workers.handling, "crash_point", hooks)
     return hooks
 
 
