@@ -39,7 +39,7 @@ async def record(
 async def actions(filters: EntryFilter, *, limit: int, cursor: Cursor | None = None) -> list[dict[str, Any]]:
     """Up to ``limit`` actions matching ``filters`` after ``cursor``, newest first.
 
-    ``user_id`` matches the action's target user and ``kind`` its action name (grant, refund).
+    ``user_id`` matches the action's target user and ``kind`` its action name (grant, refund, cancel).
     """
     query = AdminAction.select().order_by(AdminAction.created_at, AdminAction.id, ascending=False).limit(limit)
     if filters.user_id is not None:
