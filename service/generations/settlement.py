@@ -19,9 +19,9 @@ from typing import Protocol
 from service.core import metrics, tracing
 from service.core.db import write_transaction
 from service.core.errors import AppError, Cancelled, Conflict, NotFound
-from service.generations import repository
+from service.generations import repository, transitions
 from service.generations.records import GenerationRecord
-from service.generations.repository import NewGeneration
+from service.generations.transitions import NewGeneration
 from service.ledger import service as ledger
 
 
@@ -47,7 +47,7 @@ async def charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
 
 async def _charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
     async with write_transaction():
-        record = await repository.create_running(new, cost=cost, attempts=attempts)
+        record = await transitions.create_running(new, cost=cost, attempts=attempts)
         if record is None:
             raise AlreadyExists(f"Generation {new.id} is already charged")
         balance = (
@@ -67,20 +67,20 @@ async def fail(record: GenerationRecord, error: AppError) -> GenerationRecord:
     """RUNNING -> FAILED with its refund; the record as it ends (a terminal one stays as it is)."""
     message = _text(error.message)
     reason = f"generation failed: {message}"
-    return await _end(record, error, repository.fail, actor=ledger.SYSTEM, reason=reason, why="failure")
+    return await _end(record, error, transitions.fail, actor=ledger.SYSTEM, reason=reason, why="failure")
 
 
 async def cancel(record: GenerationRecord, *, actor: str) -> GenerationRecord:
     """RUNNING -> CANCELLED with its refund (``actor`` cancelled it); the record as it ends: a
     terminal one (it succeeded or failed first) stays as it is."""
     reason = f"generation cancelled by {actor}"
-    return await _end(record, Cancelled(), repository.cancel, actor=actor, reason=reason, why="cancel")
+    return await _end(record, Cancelled(), transitions.cancel, actor=actor, reason=reason, why="cancel")
 
 
 async def cancel_queued(new: NewGeneration, *, submitted_at: datetime) -> bool:
     """(none) -> CANCELLED, nothing charged; False when a worker created the record first."""
     error = Cancelled()
-    return await repository.create_cancelled(
+    return await transitions.create_cancelled(
         new, error=_text(error.message), error_status=error.status_code, submitted_at=submitted_at
     )
 
