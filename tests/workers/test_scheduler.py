@@ -13,15 +13,21 @@ from typing import Any
 
 import msgspec
 import pytest
+import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
+from service.core.keys import Keys
+from service.core.redis import make_dedicated_redis, make_redis
 from service.generations import repository as generations
 from service.generations.task import GenerationTask
 from service.jobs.messages import DATA_FIELD, JobMessage, JobReply, decode_dead_letter, encode
+from service.jobs.stream import JobStream
 from service.ledger import service as ledger
+from tests.conftest import REDIS_URL
 from tests.factories import grant
 from tests.workers.conftest import Redis, Schedulers, body, make_job
 from tests.workers.models import ScriptedModel, SimulatedCrash
+from workers.scheduler import Scheduler
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -338,3 +344,50 @@ async def test_a_worker_that_reclaims_its_own_running_job_does_not_run_it_twice(
     await until(lambda: settled(rds), "the ack")
     await until(lambda: asyncio.sleep(0, not worker.active), "the job's task to end")
     assert ScriptedModel.generations["job-1"] == 1
+
+
+# Shutdown ends the background loops even when a cancellation is swallowed inside a Redis call (on
+# Python 3.11 ``asyncio.wait_for``, which redis-py writes every command through, returns the
+# command's result instead when both land in the same loop round). One ``cancel()`` and an
+# unbounded wait left the lease renewal or the cancels follower running: an embedded stack's
+# teardown hung on it.
+
+
+class SwallowingStream(JobStream):
+    """The first ``read_cancels`` blocks, and a cancellation that reaches it is swallowed: the call
+    returns as if it had read nothing, and the loop reads on."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.entered = asyncio.Event()
+        self.swallowed = 0
+
+    async def read_cancels(self, reader: aioredis.Redis, after: str, block_ms: int) -> tuple[str, list[str]]:
+        if self.swallowed:
+            return await super().read_cancels(reader, after, block_ms)
+        self.entered.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            self.swallowed += 1
+        return after, []
+
+
+async def test_shutdown_ends_a_loop_whose_cancellation_was_swallowed(task: GenerationTask, redis_prefix: str) -> None:
+    client = make_redis(REDIS_URL, max_connections=8)
+    readers = [make_dedicated_redis(REDIS_URL), make_dedicated_redis(REDIS_URL)]
+    stream = SwallowingStream(client, Keys(redis_prefix), reply_ttl=60, meta_ttl=60, idempotency_ttl=60)
+    scheduler = Scheduler(stream, task, readers[0], name="a", concurrency=1, lease_seconds=5, cancel_reader=readers[1])
+    try:
+        runner = asyncio.create_task(scheduler.run())
+        await asyncio.wait_for(stream.entered.wait(), 30)  # safety net only
+        upkeep = list(scheduler._upkeep)
+        scheduler.stop()
+        await runner
+        # Before the fix this awaited the cancels follower for ever; the bound is a safety net.
+        await asyncio.wait_for(scheduler.shutdown(0), 30)
+        assert stream.swallowed == 1
+        assert all(t.done() for t in upkeep)
+    finally:
+        for made in (client, *readers):
+            await made.aclose()
