@@ -19,7 +19,7 @@ async def cancel_until_done(tasks: Iterable[asyncio.Task[object]], timeout: floa
     inner result when that finished in the same loop round as the cancel (CPython gh-86296, fixed
     in 3.12); a command cancelled while its connection is released or reconnected can also raise
     its own error instead. A loop then goes on; one ``cancel()`` and an unbounded wait hung the
-    API's shutdown, and a worker's (its lease renewal), that way.
+    API's shutdown that way, and could hang a worker's (``Scheduler.shutdown``, its lease renewal).
     """
     deadline = time.monotonic() + timeout
     pending = {task for task in tasks if not task.done()}
