@@ -84,6 +84,11 @@ def current_engine() -> Engine:
     return _engine
 
 
+def on_postgres() -> bool:
+    """Whether the configured engine is PostgreSQL (some writes have a one-statement form there)."""
+    return isinstance(current_engine(), PostgresEngine)
+
+
 def write_transaction():
     """A transaction that takes the write lock up front (SQLite) so concurrent writers queue."""
     engine = current_engine()

@@ -1,6 +1,7 @@
 """Where a generation's record and its money move together, each in one transaction.
 
-- ``charge``: the record is created RUNNING with its debit; too little credit writes nothing.
+- ``charge``: the record is created RUNNING with its debit; too little credit writes nothing (on
+  PostgreSQL in one statement, ``charging.py``).
 - ``fail``: the refund (when charged and not refunded yet) and the FAILED status commit together,
   so no state "failed, refund pending" ever exists, and a crash in between changes nothing.
 - ``cancel``: the same as ``fail`` for a client's (or an admin's) cancel: RUNNING -> CANCELLED
@@ -17,9 +18,9 @@ from datetime import datetime
 from typing import Protocol
 
 from service.core import metrics, tracing
-from service.core.db import write_transaction
+from service.core.db import on_postgres, write_transaction
 from service.core.errors import AppError, Cancelled, Conflict, NotFound
-from service.generations import repository, transitions
+from service.generations import charging, repository, transitions
 from service.generations.records import GenerationRecord
 from service.generations.transitions import NewGeneration
 from service.ledger import service as ledger
@@ -46,6 +47,12 @@ async def charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
 
 
 async def _charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
+    if on_postgres():
+        charged = await charging.charge_in_one_call(new, cost=cost, attempts=attempts)
+        if charged is None:
+            raise AlreadyExists(f"Generation {new.id} is already charged")
+        metrics.CREDITS_DEBITED.labels(new.model).inc(cost)
+        return Charged(*charged)
     async with write_transaction():
         record = await transitions.create_running(new, cost=cost, attempts=attempts)
         if record is None:

@@ -68,11 +68,11 @@ async def create_running(new: NewGeneration, *, cost: int, attempts: int) -> Gen
         ts,
         ts,
     )
-    return _running(new, cost=cost, attempts=attempts, ts=ts) if rows else None
+    return running_record(new, cost=cost, attempts=attempts, ts=ts) if rows else None
 
 
-def _running(new: NewGeneration, *, cost: int, attempts: int, ts: datetime) -> GenerationRecord:
-    """The record ``create_running`` wrote, without reading it back."""
+def running_record(new: NewGeneration, *, cost: int, attempts: int, ts: datetime) -> GenerationRecord:
+    """The record ``create_running`` (or ``charging.charge_in_one_call``) wrote, without reading it back."""
     return GenerationRecord(
         id=new.id,
         user_id=new.user_id,
