@@ -21,6 +21,7 @@ from piccolo.engine.sqlite import SQLiteEngine, TransactionType
 from piccolo.table import Table
 
 from service.core.db_health import DatabaseHealth
+from service.core.db_transaction import Transaction
 from service.core.errors import ServiceUnavailable
 
 _engine: Engine | None = None
@@ -89,12 +90,13 @@ def on_postgres() -> bool:
     return isinstance(current_engine(), PostgresEngine)
 
 
-def write_transaction():
-    """A transaction that takes the write lock up front (SQLite) so concurrent writers queue."""
+def write_transaction() -> Transaction:
+    """A transaction that takes the write lock up front (SQLite) so concurrent writers queue; its
+    connection is given back even when its rollback or commit fails (``db_transaction.py``)."""
     engine = current_engine()
     if isinstance(engine, SQLiteEngine):
-        return engine.transaction(transaction_type=TransactionType.immediate)
-    return engine.transaction()
+        return Transaction(engine.transaction(transaction_type=TransactionType.immediate))
+    return Transaction(engine.transaction())
 
 
 async def _keep_session(connection: object) -> None:

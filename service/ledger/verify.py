@@ -16,6 +16,7 @@ from piccolo.engine.postgres import PostgresEngine
 
 from service.core import metrics
 from service.core.db import current_engine
+from service.core.db_transaction import Transaction
 from service.ledger.schemas import VerifyReport, Violation
 from service.ledger.tables import LedgerEntry
 
@@ -132,7 +133,7 @@ async def verify_ledger() -> VerifyReport:
     """Run every check in one snapshot; ``ok`` when no violation was found."""
     engine = current_engine()
     violations: list[Violation] = []
-    async with engine.transaction():
+    async with Transaction(engine.transaction()):  # its connection given back whatever happens
         if isinstance(engine, PostgresEngine):  # must be the transaction's first statement
             await LedgerEntry.raw("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         for invariant, sql, describe in CHECKS:
