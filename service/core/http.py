@@ -52,6 +52,11 @@ def json_error_protocol(parser: str, read_timeout: float = 30.0) -> type[Any]:
             super().connection_made(transport)
             self._arm()
 
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self._read_deadline is not None and self._arrived():
+                self._disarm()  # the request is whole: a request held open costs no timer
+
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
             super().connection_lost(exc)
@@ -76,11 +81,14 @@ def json_error_protocol(parser: str, read_timeout: float = 30.0) -> type[Any]:
                 self._read_deadline.cancel()
                 self._read_deadline = None
 
+        def _arrived(self) -> bool:
+            cycle = self.cycle
+            return cycle is not None and cycle is not self._armed_cycle and not cycle.more_body
+
         def _read_timed_out(self) -> None:
             self._read_deadline = None
             cycle = self.cycle
-            arrived = cycle is not None and cycle is not self._armed_cycle and not cycle.more_body
-            if arrived or self.transport.is_closing():
+            if self._arrived() or self.transport.is_closing():
                 return  # the application is answering: its time is not ours to limit
             if cycle is None or cycle is self._armed_cycle or not cycle.response_started:
                 self.transport.write(_response(408, "Request Timeout", TOO_SLOW))
