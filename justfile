@@ -33,8 +33,8 @@ browser *args:
 faults *names:
     uv run python -m tests.faults.run {{names}}
 
-# Benchmarks, all or by name (pipeline, waiting, inflight, open, render, unreachable, webhooks, stream); each prints ratios against a baseline
-# measured in the same run.
+# Benchmarks, all or by name (pipeline, waiting, inflight, open, render, unreachable, webhooks, stream, image,
+# peers); each prints ratios against a baseline measured in the same run.
 bench *names:
     uv run python -m bench {{names}}
 

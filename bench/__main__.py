@@ -23,6 +23,7 @@ BENCHMARKS = {
     "webhooks": "bench.webhooks",  # webhook deliveries through the queue against bare signed POSTs
     "stream": "bench.stream_limit",  # jobs/s one Redis stream carries, against what N workers need
     "image": "bench.source_image_memory",  # memory of checking a source image against a plain decode
+    "peers": "bench.queue_peers",  # a job's round trip against the prototype, taskiq-redis, saq and arq
 }
 
 

@@ -4,7 +4,13 @@
   into this environment for the run and uninstalls it afterwards, so the API and worker processes
   find them through the same entry points as any third-party plugin.
 - ``python()``: the interpreter of ``bench/.peers-venv``, made on first use with uv, holding what
-  the peer-bench prototype and peers run on (pinned below, uvicorn's standard extras included).
+  the peer-bench prototype and the taskiq-redis and saq peers run on (pinned below, uvicorn's
+  standard extras included).
+- ``arq_python()``: the interpreter of ``bench/.arq-venv``, likewise: arq 0.28 needs redis-py 5,
+  which the prototype's redis-py 8 excludes.
+
+Each venv records the package list it was made with and is brought up to date when the list
+here changes, so an older venv gains a peer added later.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 VENV = HERE / ".peers-venv"
+ARQ_VENV = HERE / ".arq-venv"
 PEER_PACKAGES = [
     "litestar[jwt]==2.25.0",
     "uvicorn==0.54.0",
@@ -29,7 +36,11 @@ PEER_PACKAGES = [
     "msgspec",
     "pyjwt",
     "psutil",
+    "taskiq==0.13.0",
+    "taskiq-redis==1.2.4",
+    "saq==0.26.4",
 ]
+ARQ_PACKAGES = ["arq==0.28.0", "redis==5.3.1", "hiredis", "uvloop", "psutil"]
 
 
 def _uv(*args: str) -> None:
@@ -51,9 +62,22 @@ def bench_models() -> Iterator[None]:
             _uv("pip", "uninstall", "--python", sys.executable, "video-gen-bench-models")
 
 
-def python() -> str:
-    interpreter = VENV / "bin" / "python"
+def _venv(folder: Path, packages: list[str]) -> str:
+    """The interpreter of ``folder``, made with uv and holding ``packages`` (installed again when
+    the list differs from the one recorded at the last install)."""
+    interpreter, stamp = folder / "bin" / "python", folder / "bench-packages.txt"
+    wanted = "\n".join(packages)
     if not interpreter.exists():
-        _uv("venv", "-q", "-p", "3.11", str(VENV))
-        _uv("pip", "install", "-q", "--python", str(interpreter), *PEER_PACKAGES)
+        _uv("venv", "-q", "-p", "3.11", str(folder))
+    if not stamp.exists() or stamp.read_text() != wanted:
+        _uv("pip", "install", "-q", "--python", str(interpreter), *packages)
+        stamp.write_text(wanted)
     return str(interpreter)
+
+
+def python() -> str:
+    return _venv(VENV, PEER_PACKAGES)
+
+
+def arq_python() -> str:
+    return _venv(ARQ_VENV, ARQ_PACKAGES)

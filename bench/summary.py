@@ -1,13 +1,13 @@
 """One table of the capacity figures, from the rows the benchmarks wrote with ``--json``:
-this service next to the peer-bench prototype where both were measured in the run, and the
-ratio (this service / prototype)."""
+this service next to a peer where both were measured in the run, and the ratio (this service /
+peer). The peer is the peer-bench prototype, or the job queue a ``peers`` figure names."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-WITH_JSON = ("pipeline", "waiting", "open", "inflight")
+WITH_JSON = ("pipeline", "waiting", "open", "inflight", "peers")
 
 
 def _rows(path: Path) -> list[dict]:
@@ -21,7 +21,7 @@ def _line(figure: str, ours: float | None, theirs: float | None, fmt: str = "{:.
 
 
 def summary(results: dict[str, Path]) -> str:
-    lines = [f"{'figure':<46} {'video-gen':>12} {'prototype':>12} {'ratio':>8}", "-" * 81]
+    lines = [f"{'figure':<46} {'video-gen':>12} {'peer':>12} {'ratio':>8}", "-" * 81]
     if "pipeline" in results:
         rows = _rows(results["pipeline"])
         ours = next((r for r in rows if r["system"] == "video-gen"), None)
@@ -68,4 +68,19 @@ def summary(results: dict[str, Path]) -> str:
         lines.append(_line(f"{n} veo3 in flight: succeeded, charged once", row["charged_jobs"], None, "{:.0f}"))
         lines.append(_line(f"{n} veo3 in flight: worker peak RSS MiB", row["rss_peak_mib"], None, "{:.0f}"))
         lines.append(_line(f"{n} veo3 in flight: fal status polls/s", row["polls_per_s"], None))
+    if "peers" in results:
+        lines += _peers(_rows(results["peers"]))
     return "\n".join(lines)
+
+
+def _peers(rows: list[dict]) -> list[str]:
+    """video-gen's job round trips per second next to each peer's (``bench.queue_peers``)."""
+    ours = next((r for r in rows if r["system"] == "video-gen" and "error" not in r), None)
+    in_flight = next((r["in_flight"] for r in rows if "in_flight" in r), "?")
+    lines = []
+    for row in rows:
+        if row["system"] != "video-gen":
+            theirs = None if "error" in row else row["jobs_per_s"]
+            name = f"no-op jobs/s, {in_flight} in flight: {row['system']}"
+            lines.append(_line(name, ours and ours["jobs_per_s"], theirs, "{:.0f}"))
+    return lines

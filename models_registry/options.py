@@ -10,6 +10,7 @@ following values: 720p, 1080p``, ``options.property foo should not exist``), and
 
 from __future__ import annotations
 
+import functools
 import itertools
 import types
 import typing
@@ -69,7 +70,9 @@ def _kind(t: Any) -> tuple[str, tuple[Any, ...] | None]:
     raise TypeError(f"option type {t!r} is not supported: use str, bool, int, float, a Literal or a list of them")
 
 
+@functools.cache
 def _hints(options_type: type) -> dict[str, Any]:
+    # Resolving the annotations costs more than checking the options; a class's never change.
     return typing.get_type_hints(options_type)
 
 

@@ -1,4 +1,4 @@
-"""The Litestar application factory: its lifespan, and the parts handlers receive by injection.
+"""The Litestar application factory, and the parts handlers receive by injection (what ``lifespan.py`` opened).
 
 Handlers declare what they use (``registry``, ``stream``, ``storage``, ``settings``, ``redis``,
 ``generations``, ``verifier``, ``principal``) as typed parameters; each is provided once, here, from what the
@@ -7,11 +7,8 @@ lifespan opened. No handler reads ``app.state``.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from typing import Any
 
-import structlog
 from litestar import Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
@@ -25,38 +22,31 @@ from service.admin.queue_endpoints import QueueAdminController
 from service.admin.webhook_endpoints import WebhookAdminController
 from service.catalog.endpoints import CatalogueController
 from service.console import console_routes, console_templates
-from service.core import db
 from service.core.auth import Principal, jwt_auth
 from service.core.docs import docs_assets, render_plugins
 from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.keys import Keys
-from service.core.limits import raise_fd_limit, waiting_capacity
 from service.core.logging import structlog_plugin
 from service.core.openapi import truthful
 from service.core.ratelimit import rate_limits
-from service.core.redis import make_dedicated_redis, make_redis
 from service.core.request_context import RequestContextMiddleware
 from service.core.settings import Settings, cors_origins
 from service.core.tokens import TokenVerifier
 from service.core.tracing import configure_tracing
 from service.core.validation import strict_body
 from service.generations.endpoints import GenerationController
-from service.generations.service import GenerationService
+from service.generations.job_endpoints import JobController
 from service.health.endpoints import HealthController
 from service.health.metrics import metrics_controller
-from service.jobs.inbox import ReplyInbox
-from service.jobs.shutdown import install_shutdown_hook
-from service.jobs.stream import JobStream
-from service.jobs.watchers import JobWatchers
 from service.ledger.endpoints import CreditsController
+from service.lifespan import api_lifespan
 from service.storage.base import Storage
 from service.storage.endpoints import FilesController
-from service.storage.factory import storage_from_settings
 from service.storage.upload_endpoints import UploadsController
-from service.webhooks.queue import WebhookQueue
 
 CONTROLLERS: list[Any] = [
     GenerationController,
+    JobController,
     CatalogueController,
     HealthController,
     FilesController,
@@ -66,7 +56,6 @@ CONTROLLERS: list[Any] = [
     QueueAdminController,
     WebhookAdminController,
 ]
-log = structlog.get_logger(__name__)
 SHARED = ("settings", "registry", "storage", "stream", "redis", "generations", "webhooks", "verifier", "watchers")
 
 
@@ -105,66 +94,24 @@ def _principal(request: Request[Principal, Any, Any]) -> Principal:
     return request.user
 
 
-def _lifespan(
-    settings: Settings, keys: Keys, verifier: TokenVerifier, registry: ModelRegistry | None, storage: Storage | None
-) -> Callable[[Litestar], Any]:
-    @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await db.connect(settings.database_url, pool_size=settings.database_pool_size, name="video-gen-api")
-        await db.require_migrated()
-        redis = make_redis(
-            settings.redis_url, max_connections=settings.redis_max_connections, name=f"{keys.prefix}:api"
-        )
-        stream = JobStream(
-            redis,
-            keys,
-            reply_ttl=settings.reply_ttl_seconds,
-            meta_ttl=settings.job_meta_ttl_seconds,
-            idempotency_ttl=settings.idempotency_ttl_seconds,
-        )
-        soft, hard = raise_fd_limit()
-        capacity = waiting_capacity(settings.max_waiting_requests, soft)
-        log.info("api.capacity", fd_soft_limit=soft, fd_hard_limit=hard, max_waiting_requests=capacity)
-        reader = make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:inbox")
-        inbox = ReplyInbox(stream, reader, capacity=capacity)
-        watchers = JobWatchers(stream, make_dedicated_redis(settings.redis_url, name=f"{keys.prefix}:api:events"))
-        store = storage or storage_from_settings(settings)
-        if storage is None:  # a storage passed in is opened and closed by its owner
-            await store.open()
-        await inbox.start()
-        await watchers.start()
-        models = registry or ModelRegistry.load()
-        app.state.update(
-            settings=settings,
-            registry=models,
-            storage=store,
-            stream=stream,
-            redis=redis,
-            inbox=inbox,
-            watchers=watchers,
-            webhooks=WebhookQueue(redis, keys, retention_seconds=settings.webhook_retention_seconds),
-            generations=GenerationService(registry=models, stream=stream, inbox=inbox, settings=settings),
-            verifier=verifier,
-        )
-        # Graceful shutdown: on SIGTERM, refuse new jobs (503) and answer waiting requests (202 + job id).
-        uninstall_shutdown_hook = install_shutdown_hook(inbox)
-        if verifier.jwks is not None:  # the identity provider's keys, kept fresh in the background
-            await verifier.jwks.start()
-        try:
-            yield
-        finally:
-            if verifier.jwks is not None:
-                await verifier.jwks.stop()
-            uninstall_shutdown_hook()
-            inbox.release_all()
-            await inbox.stop()
-            await watchers.stop()
-            if storage is None:
-                await store.close()
-            await redis.aclose()
-            await db.disconnect()
+def _routes(settings: Settings, verifier: TokenVerifier, controllers: list[Any]) -> list[Any]:
+    """The controllers, the metrics endpoint, the operator console and the docs' own assets."""
+    return [
+        *controllers,
+        metrics_controller(settings.metrics_token),
+        *console_routes(settings, verifier),
+        *docs_assets(),
+    ]
 
-    return lifespan
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="video-gen",
+        version="0.1.0",
+        path="/schema",
+        description="Image-to-video generation: the spec's endpoint plus jobs, models, credits and admin.",
+        render_plugins=render_plugins(),
+    )
 
 
 def create_app(
@@ -183,13 +130,8 @@ def create_app(
     stores, install_rate_limits = rate_limits(settings, keys, verifier)
     prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
     app = Litestar(
-        route_handlers=[
-            *(controllers or CONTROLLERS),
-            metrics_controller(settings.metrics_token),
-            *console_routes(settings, verifier),
-            *docs_assets(),
-        ],
-        lifespan=[_lifespan(settings, keys, verifier, registry, storage)],
+        route_handlers=_routes(settings, verifier, controllers or CONTROLLERS),
+        lifespan=[api_lifespan(settings, keys, verifier, registry, storage)],
         dependencies={
             **{name: _shared(name) for name in SHARED},
             "principal": Provide(_principal, sync_to_thread=False),
@@ -201,13 +143,7 @@ def create_app(
         stores=stores,
         plugins=[structlog_plugin(settings.log_level, settings.log_format), *_tracing_plugins()],
         template_config=console_templates(),
-        openapi_config=OpenAPIConfig(
-            title="video-gen",
-            version="0.1.0",
-            path="/schema",
-            description="Image-to-video generation: the spec's endpoint plus jobs, models, credits and admin.",
-            render_plugins=render_plugins(),
-        ),
+        openapi_config=_openapi(),
         cors_config=_cors(settings),
         debug=False,
     )

@@ -70,7 +70,7 @@ async def _check_storage(settings: Settings) -> None:
     """A missing bucket is found at start (one line, exit); a store that does not answer yet is
     only reported, since a process manager may start us before it (``/health/ready`` says so)."""
     from service.storage.factory import storage_from_settings
-    from service.storage.s3 import BucketMissing
+    from service.storage.s3_errors import BucketMissing
 
     store = storage_from_settings(settings)
     try:

@@ -80,36 +80,9 @@ async def embedded_stack(
         await db.connect(settings.database_url)
         await storage.open()
         await registry.open_all(settings)
-        app = create_app(settings, registry=registry, storage=storage)
-        config = uvicorn.Config(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            access_log=False,
-            http=json_error_protocol(settings.http_parser, settings.http_read_timeout_seconds),
-            timeout_keep_alive=settings.http_keep_alive_seconds,
-            # A client that stops reading a response (a browser's paused <video>) must not hold shutdown forever.
-            timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-        )
-        server = uvicorn.Server(config)
-        server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the CLI owns signals
+        server = _api_server(settings, registry, storage)
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(server.serve(), name="api")]
-        # One process: the API's /metrics already shows the workers' metrics (one registry).
-        in_process = msgspec.structs.replace(settings, metrics_port=0)
-        tasks += [
-            asyncio.create_task(
-                run_worker(in_process, stop=stop, name=f"embedded-{i}", registry=registry, storage=storage),
-                name=f"worker-{i}",
-            )
-            for i in range(workers)
-        ]
-        while not server.started:
-            if tasks[0].done():
-                await tasks[0]
-                raise SystemExit("the API failed to start")
-            await asyncio.sleep(0.05)
+        tasks = await _start(server, settings, registry, storage, stop=stop, workers=workers)
         try:
             yield Stack(settings, server, tasks)
         finally:
@@ -122,3 +95,50 @@ async def embedded_stack(
         await db.disconnect()
         if redis:
             redis.stop()
+
+
+def _api_server(settings: Settings, registry: ModelRegistry, storage: Storage) -> uvicorn.Server:
+    """The API's uvicorn server, not started; it leaves the signals to the CLI."""
+    app = create_app(settings, registry=registry, storage=storage)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        http=json_error_protocol(settings.http_parser, settings.http_read_timeout_seconds),
+        timeout_keep_alive=settings.http_keep_alive_seconds,
+        # A client that stops reading a response (a browser's paused <video>) must not hold shutdown forever.
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+    )
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the CLI owns signals
+    return server
+
+
+async def _start(
+    server: uvicorn.Server,
+    settings: Settings,
+    registry: ModelRegistry,
+    storage: Storage,
+    *,
+    stop: asyncio.Event,
+    workers: int,
+) -> list[asyncio.Task[Any]]:
+    """Start the API and ``workers`` workers (running until ``stop``); return once the API listens."""
+    tasks = [asyncio.create_task(server.serve(), name="api")]
+    # One process: the API's /metrics already shows the workers' metrics (one registry).
+    in_process = msgspec.structs.replace(settings, metrics_port=0)
+    tasks += [
+        asyncio.create_task(
+            run_worker(in_process, stop=stop, name=f"embedded-{i}", registry=registry, storage=storage),
+            name=f"worker-{i}",
+        )
+        for i in range(workers)
+    ]
+    while not server.started:
+        if tasks[0].done():
+            await tasks[0]
+            raise SystemExit("the API failed to start")
+        await asyncio.sleep(0.05)
+    return tasks

@@ -15,11 +15,11 @@ from models_registry.registry import ModelRegistry
 from service.core.auth import make_token
 from service.core.errors import AppError
 from service.core.settings import Settings
-from service.generations import repository, settlement
-from service.generations.repository import NewGeneration
+from service.generations import settlement, transitions
 from service.generations.settlement import Charged
 from service.generations.status import GenerationStatus
 from service.generations.tables import Generation
+from service.generations.transitions import NewGeneration
 from service.jobs.messages import DATA_FIELD, DeadLetter, JobMessage, encode
 from service.jobs.stream import JobStream
 from service.ledger import service as ledger
@@ -132,7 +132,7 @@ async def make_generation(
         await ledger.grant(user_id, cost, actor="test", reason="fund a test generation")
     charged = await charge(generation_id, user_id, cost, project_id=project_id, model=model, **fields)
     if status == GenerationStatus.SUCCEEDED:
-        await repository.succeed(
+        await transitions.succeed(
             charged.record, output_key=f"videos/{user_id}/{generation_id}.mp4", duration_seconds=5.0, generation_ms=1234
         )
     elif status == GenerationStatus.FAILED:

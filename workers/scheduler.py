@@ -7,8 +7,8 @@ generation's task (``service.generations.task``).
 - Leases (``service.jobs.lease``): renewed together every ``JOB_LEASE_SECONDS / 3``; a job found
   taken is cancelled; money and uploads are fenced by ``Leases.check``. Jobs idle past the lease
   (their worker died) are reclaimed every few seconds with ``XAUTOCLAIM``.
-- Outages are not attempts: while the database or Redis is unreachable, the job keeps its lease
-  and its run is retried with backoff; any other error leaves it for redelivery, which counts.
+- Outages are not attempts (``workers.handling``, which runs each delivery): while the database or
+  Redis is unreachable, the job keeps its lease and its run is retried with backoff.
 - Poison: an unparseable entry, or a job naming a model this worker does not have, is
   dead-lettered with its reason and a reply, so it never blocks the group.
 - Cancels: with a ``cancel_reader`` (a connection of its own: it blocks), the cancels stream is
@@ -21,33 +21,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from service.core.errors import GenerationFailed, ValidationFailed
 from service.core.redis import BLOCK_MS
-from service.core.tracing import job_span
-from service.core.transient import is_transient
-from service.generations.outcomes import error_reply
 from service.generations.task import GenerationTask
-from service.jobs.lease import LeaseLost, Leases
-from service.jobs.messages import Delivery, JobMessage, JobReply
+from service.jobs.lease import Leases
+from service.jobs.messages import Delivery
 from service.jobs.stream import JobStream
-from workers.faults import crash_point
+from workers.handling import JobHandler, Notify
 from workers.slots import ModelSlots
 
 log = structlog.get_logger(__name__)
-Notify = Callable[[JobMessage, JobReply], Awaitable[None]]
 
 PRUNE_EVERY = 5.0  # seconds between trims of acknowledged entries
 STALE_CONSUMER_MS = 3_600_000  # a consumer silent this long, with nothing pending, is removed
-MAX_OUTAGE_SECONDS = 600.0  # a job retried through an outage this long is left for redelivery instead
 
 
 class Scheduler:
@@ -68,13 +61,13 @@ class Scheduler:
         """``limits``: slots per model (``workers.slots.model_limits``); a model without one gets
         ``concurrency``. ``prefetch``: jobs claimed at a time (default: ``concurrency``)."""
         self.stream, self.task, self._reader, self.name = stream, task, reader, name
-        self.notify = notify or _nobody
         self._cancel_reader = cancel_reader
         self.lease_ms = int(lease_seconds * 1000)
         if limits is None:
             limits = dict.fromkeys(task.registry.names(), concurrency)
         self.slots = ModelSlots(limits, default=concurrency, prefetch=prefetch or concurrency)
         self.leases = Leases(stream, name, lease_seconds, on_lost=self._lost)
+        self.handler = JobHandler(stream, task, self.leases, notify)
         self.reclaim_every = min(self.leases.every, 5.0)
         self.active: dict[str, asyncio.Task[None]] = {}
         self._waiting: set[str] = set()  # claimed jobs waiting for a slot of their model
@@ -165,7 +158,7 @@ class Scheduler:
         self.leases.hold(entry.message_id, since)
         model = entry.job.model if entry.job is not None and self.task.accepts(entry.job) else None
         turn = self.slots.take(model) if model is not None else None  # taken now: the next claim counts it
-        task = asyncio.create_task(self._handle(entry, turn), name=f"job-{entry.message_id}")
+        task = asyncio.create_task(self.handler.handle(entry, turn), name=f"job-{entry.message_id}")
         self.active[entry.message_id] = task
         if turn is not None:
             self._waiting.add(entry.message_id)
@@ -202,81 +195,6 @@ class Scheduler:
         task = self.active.get(message_id)
         if task is not None:
             task.cancel()
-
-    async def _handle(self, entry: Delivery, turn: asyncio.Future[None] | None = None) -> None:
-        # This task's own context: every line of this job, the scheduler's and the task's, says which.
-        if entry.job is None:
-            await self._handle_traced(entry, turn)
-            return
-        job = entry.job
-        structlog.contextvars.bind_contextvars(
-            job_id=job.job_id, user_id=job.user_id, model=job.model, request_id=job.request_id
-        )
-        with job_span(job.trace_context, job.submitted_at, job_id=job.job_id, model=job.model, delivery=entry.count):
-            await self._handle_traced(entry, turn)
-
-    async def _handle_traced(self, entry: Delivery, turn: asyncio.Future[None] | None) -> None:
-        try:
-            if turn is not None:  # its model's slots are full: wait for one (the lease is renewed meanwhile)
-                await turn
-            if entry.job is None:
-                reply = _salvage_reply(entry)
-                await self._retrying(lambda: self.stream.dead_letter(entry, entry.error or "unparseable", reply))
-            elif not self.task.accepts(entry.job):
-                names = ", ".join(self.task.registry.names())
-                error = ValidationFailed([f"model must be one of the following values: {names}"])
-                await self._retrying(lambda: self._reject(entry, error))
-            else:
-                await self._retrying(lambda: self._attempt(entry))
-        except LeaseLost as exc:
-            log.warning("job.lease_lost", message_id=entry.message_id, error=str(exc))
-
-    async def _reject(self, entry: Delivery, error: ValidationFailed) -> None:
-        assert entry.job is not None
-        reply = await self.task.reject(entry.job, error)
-        await self.notify(entry.job, reply)
-        await self.stream.dead_letter(entry, f"unknown model {entry.job.model!r}", reply)
-
-    async def _attempt(self, entry: Delivery) -> None:
-        job = entry.job
-        assert job is not None
-        if entry.count > 1 and (earlier := await self.stream.reply_of(job.job_id)) is not None:
-            await self.task.answered(job, earlier)  # cancelled while its worker was dead: stop the provider
-            await self.notify(job, earlier)  # queued already, unless the reply came from elsewhere: once
-            await self.stream.complete(entry.message_id, job, earlier)  # only the ack was missing
-            return
-        reply = await self.task.run(job, entry.count, lambda: self.leases.check(entry.message_id))
-        self.leases.release(entry.message_id)  # answered: past the point where a takeover matters
-        crash_point("before_webhook", job.job_id)
-        # The webhook is queued before the job is acknowledged: a crash in between redelivers the
-        # job, which queues the same event again (kept once).
-        await self.notify(job, reply)
-        crash_point("before_ack", job.job_id)
-        await self.stream.complete(entry.message_id, job, reply)
-        log.info("job.done", job_id=job.job_id, model=job.model, status=reply.status_code, delivery=entry.count)
-
-    async def _retrying(self, step: Callable[[], Awaitable[None]]) -> None:
-        """Run ``step`` until it completes, retrying through outages (the job keeps its lease).
-
-        Any other error, or an outage longer than ``MAX_OUTAGE_SECONDS``, leaves the job pending:
-        it is redelivered after the lease, which counts as an attempt.
-        """
-        backoff, since = 0.2, time.monotonic()
-        while True:
-            try:
-                # A task per try: a database driver that dies mid-transaction can leave its context
-                # (Piccolo's current transaction) behind; the next try starts clean.
-                await asyncio.create_task(step())
-                return
-            except (asyncio.CancelledError, LeaseLost):
-                raise
-            except Exception as exc:
-                if not is_transient(exc) or time.monotonic() - since > MAX_OUTAGE_SECONDS:
-                    log.exception("job.error_left_for_redelivery", error=str(exc) or type(exc).__name__)
-                    return
-                log.warning("job.outage_retry", error=str(exc) or type(exc).__name__, retry_in=backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
 
     async def shutdown(self, grace: float) -> int:
         """Stop claiming, give running jobs ``grace`` seconds, hand the rest over; returns how many."""
@@ -328,16 +246,3 @@ class Scheduler:
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
-
-
-async def _nobody(job: JobMessage, reply: JobReply) -> None:
-    return None
-
-
-def _salvage_reply(entry: Delivery) -> JobReply | None:
-    """For an entry that is not a valid job but names one: the spec's 500 for its client."""
-    try:
-        job_id = str(json.loads(entry.data)["job_id"])
-    except (ValueError, KeyError, TypeError):
-        return None
-    return error_reply(job_id, GenerationFailed("the job message could not be read"))

@@ -79,21 +79,7 @@ class LocalPanZoomModel(ModelPlugin):
                 )
             )
         )
-        try:
-            while not render.done():
-                await asyncio.wait([render], timeout=PROGRESS_EVERY)
-                done = _read_progress(control)
-                if done is not None and not render.done():
-                    frame, count = done
-                    await job.report_progress(
-                        Progress(f"rendering frame {frame} of {count}", fraction=round(0.9 * frame / count, 3))
-                    )
-            await render
-        except BaseException:
-            with contextlib.suppress(OSError):  # cancelled (the job, its timeout, a shutdown): stop the render
-                (control / STOP).touch()
-            render.cancel()
-            raise
+        await _follow(render, control, job)
         await job.report_progress(Progress("checking the video", fraction=0.9))
         info = await run_cpu(probe_video, out_path)
         await job.report_progress(Progress("done", fraction=1.0))
@@ -127,3 +113,22 @@ def _read_progress(control: Path) -> tuple[int, int] | None:
     except (OSError, ValueError):
         return None
     return (frame, count) if count > 0 else None
+
+
+async def _follow(render: asyncio.Future[Any], control: Path, job: GenerationJob) -> None:
+    """Wait for ``render``, reporting the frames it has rendered; stop it if the wait is cancelled."""
+    try:
+        while not render.done():
+            await asyncio.wait([render], timeout=PROGRESS_EVERY)
+            done = _read_progress(control)
+            if done is not None and not render.done():
+                frame, count = done
+                await job.report_progress(
+                    Progress(f"rendering frame {frame} of {count}", fraction=round(0.9 * frame / count, 3))
+                )
+        await render
+    except BaseException:
+        with contextlib.suppress(OSError):  # cancelled (the job, its timeout, a shutdown): stop the render
+            (control / STOP).touch()
+        render.cancel()
+        raise

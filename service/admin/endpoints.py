@@ -1,7 +1,7 @@
-"""The admin API under ``/admin``: grants, refunds, the audit trail, generations, ledger check.
+"""The admin API under ``/admin``: grants, refunds, cancels, the audit trail, generations, ledger check.
 
 The ``admin`` role is required once, by the controller's guard: any other token gets the spec's
-403 body, no token the 401. Grants and refunds are recorded as admin actions with the admin's id.
+403 body, no token the 401. Grants, refunds and cancels are recorded as admin actions with the admin's id.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from service.admin import service
 from service.admin.schemas import (
     AuditPage,
+    CancelOut,
+    CancelRequest,
     GrantOut,
     GrantRequest,
     RefundOut,
@@ -30,6 +32,7 @@ from service.core.validation import strict
 from service.generations.schemas import GenerationFilter, GenerationPage
 from service.generations.status import GenerationStatus
 from service.generations.views import list_generations
+from service.jobs.stream import JobStream
 from service.ledger.schemas import EntryFilter, VerifyReport
 from service.storage.base import Storage
 
@@ -70,11 +73,28 @@ class AdminController(Controller):
     ) -> RefundOut:
         return await service.refund_generation(principal.user_id, generation_id, data.reason)
 
+    @post(
+        "/generations/{generation_id:str}/cancel",
+        status_code=200,
+        opt=strict(refund_messages),
+        summary="Cancel a generation",
+        description="Cancels a queued or running generation as its owner could, refunded in full when it was "
+        "charged, and records the action with its reason. 409 when it already succeeded or failed, 404 when unknown.",
+    )
+    async def cancel(
+        self,
+        principal: NamedDependency[Principal],
+        stream: NamedDependency[JobStream],
+        generation_id: FromPath[str],
+        data: JSONBody[CancelRequest],
+    ) -> CancelOut:
+        return await service.cancel_generation(principal, generation_id, data.reason, stream=stream)
+
     @get(
         "/audit",
         summary="The audit trail: ledger entries and admin actions, newest first",
         description="`kind` matches an entry's kind (grant, debit, refund, adjustment) or an action's name "
-        "(grant, refund); `userId` an entry's account or an action's target user.",
+        "(grant, refund, cancel); `userId` an entry's account or an action's target user.",
     )
     async def audit(
         self,

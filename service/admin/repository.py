@@ -7,8 +7,8 @@ from typing import Any
 from service.admin.tables import AdminAction
 from service.core import pagination
 from service.core.pagination import Cursor
+from service.ledger.postings import now
 from service.ledger.schemas import EntryFilter
-from service.ledger.service import now
 
 ACTION_RANK = 1  # in the audit trail, after the ledger entries of the same instant
 
@@ -39,7 +39,7 @@ async def record(
 async def actions(filters: EntryFilter, *, limit: int, cursor: Cursor | None = None) -> list[dict[str, Any]]:
     """Up to ``limit`` actions matching ``filters`` after ``cursor``, newest first.
 
-    ``user_id`` matches the action's target user and ``kind`` its action name (grant, refund).
+    ``user_id`` matches the action's target user and ``kind`` its action name (grant, refund, cancel).
     """
     query = AdminAction.select().order_by(AdminAction.created_at, AdminAction.id, ascending=False).limit(limit)
     if filters.user_id is not None:

@@ -35,6 +35,22 @@ class RefundRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, 
     reason: NonEmpty
 
 
+class CancelRequest(msgspec.Struct, rename="camel", forbid_unknown_fields=True, kw_only=True):
+    """``POST /admin/generations/{id}/cancel``."""
+
+    reason: NonEmpty
+
+
+class CancelOut(msgspec.Struct, rename="camel", kw_only=True):
+    """``POST /admin/generations/{id}/cancel``: the job as it ends and the recorded action."""
+
+    generation_id: str
+    user_id: str
+    status: str
+    refunded: int
+    action_id: int
+
+
 class GrantOut(msgspec.Struct, rename="camel", kw_only=True):
     user_id: str
     amount: int
@@ -55,7 +71,7 @@ class AuditItem(msgspec.Struct, rename="camel", kw_only=True):
     """One line of the audit trail: a ledger entry (``type='entry'``) or an admin action.
 
     For an entry ``kind`` is grant/debit/refund/adjustment and ``actor`` the user, admin or
-    ``system`` that moved the credits; for an action ``kind`` is the action (grant, refund),
+    ``system`` that moved the credits; for an action ``kind`` is the action (grant, refund, cancel),
     ``actor`` the admin and ``userId`` its target.
     """
 

@@ -9,10 +9,13 @@ import heapq
 from typing import Any
 
 from service.admin import repository as actions
-from service.admin.schemas import AuditItem, AuditPage, GrantOut, RefundOut
+from service.admin.schemas import AuditItem, AuditPage, CancelOut, GrantOut, RefundOut
 from service.core import pagination
+from service.core.claims import Principal
 from service.core.db import write_transaction
 from service.generations import settlement
+from service.generations.cancel import cancel_job
+from service.jobs.stream import JobStream
 from service.ledger import repository as entries
 from service.ledger import service as ledger
 from service.ledger.schemas import EntryFilter, VerifyReport
@@ -52,6 +55,28 @@ async def refund_generation(admin_id: str, generation_id: str, reason: str) -> R
         user_id=refund.user_id,
         refunded=refund.amount,
         balance=float(refund.balance),
+        action_id=action_id,
+    )
+
+
+async def cancel_generation(admin: Principal, generation_id: str, reason: str, *, stream: JobStream) -> CancelOut:
+    """Cancel a queued or running job as its owner could (``cancel_job``: 404 unknown, 409 ended),
+    refunded in full when it was charged, and record it as an admin action. The action is written
+    once the cancel is: a cancel also tells Redis, which no database transaction can take back."""
+    record = await cancel_job(generation_id, admin, stream=stream)
+    action_id = await actions.record(
+        admin.user_id,
+        "cancel",
+        reason=reason,
+        target_user_id=record.user_id,
+        generation_id=generation_id,
+        details={"refunded": record.credits_refunded},
+    )
+    return CancelOut(
+        generation_id=generation_id,
+        user_id=record.user_id,
+        status=str(record.status),
+        refunded=record.credits_refunded,
         action_id=action_id,
     )
 

@@ -26,8 +26,9 @@ from service.generations.schemas import GenerationFilter
 from service.generations.status import GenerationStatus
 from service.generations.views import describe_job, generation_of, generation_out, list_generations
 from service.jobs.stream import JobStream
+from service.ledger.postings import KINDS
 from service.ledger.schemas import EntryFilter
-from service.ledger.service import KINDS, credits_of
+from service.ledger.service import credits_of
 from service.storage.base import Storage
 from service.webhooks.queue import WebhookQueue
 

@@ -5,7 +5,7 @@ needing the token, and knows nothing of what our middleware answers (401, 429, 4
 ``truthful`` rewrites each operation from the same rules the service follows: every error status
 it can answer, with the spec's ``{statusCode, message, error}`` body; security only where a token
 is needed; ``/metrics`` as text; request constraints (lengths, bounds) from the settings.
-Schemathesis checks the result against the running service (``tests/test_openapi.py``).
+Schemathesis checks the result against the running service (``tests/core/test_openapi.py``).
 """
 
 from __future__ import annotations

@@ -27,11 +27,11 @@ from datetime import UTC, datetime
 
 from service.core.auth import Principal
 from service.core.errors import CANCELLED, Cancelled, Conflict, NotFound
-from service.generations import repository, settlement
+from service.generations import repository, settlement, transitions
 from service.generations.outcomes import decode_error, error_reply
 from service.generations.records import GenerationRecord
-from service.generations.repository import NewGeneration
 from service.generations.status import GenerationStatus
+from service.generations.transitions import NewGeneration
 from service.generations.views import JOB_ID
 from service.jobs.stream import JobMeta, JobStream
 
@@ -88,7 +88,7 @@ async def _cancel_queued(job_id: str, meta: JobMeta, stream: JobStream) -> Gener
         earlier = await stream.announce_cancel(job_id, error_reply(job_id, Cancelled()), meta)
         if earlier is not None and decode_error(earlier).message != CANCELLED:
             # A worker refused the job (no record: nothing charged) between the two reads above.
-            await repository.discard_cancelled(job_id)
+            await transitions.discard_cancelled(job_id)
             raise _already(job_id, GenerationStatus.FAILED)
     record = await repository.get(job_id)
     assert record is not None

@@ -9,8 +9,11 @@ redelivered job resumes that request instead of paying for a second one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import shutil
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -35,6 +38,18 @@ log = structlog.get_logger(__name__)
 DURATION_METADATA = "duration-seconds"  # the stored video's probed length, read back on resume
 Fault = Callable[[str, str], None]
 Publish = Callable[[JobEvent], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def workdir(job_id: str) -> AsyncIterator[Path]:
+    """The generation's private temporary directory, made and removed off the event loop: on a
+    disk mounted with ``discard`` removing a video blocks for milliseconds, and every job of the
+    process would wait on it."""
+    path = Path(await asyncio.to_thread(tempfile.mkdtemp, prefix=f"video-gen-{job_id}-"))
+    try:
+        yield path
+    finally:
+        await asyncio.to_thread(shutil.rmtree, path, True)
 
 
 class Production:

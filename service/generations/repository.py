@@ -1,17 +1,12 @@
-"""Generation records: reads, and the named transitions of ``GenerationStatus``.
+"""Generation records: reads, and the writes that leave a record's status alone.
 
-Each transition is one statement with ``RETURNING`` that changes a record only from the status it
-expects (None when the record was not in it: another delivery, or an admin, got there first).
-Money moves in ``service.ledger``; ``settlement.py`` puts both in one transaction.
+The status changes (``GenerationStatus``'s named transitions) are in ``transitions.py``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-import msgspec
 
 from service.core import pagination
 from service.generations.records import GenerationRecord, Progress, from_row
@@ -19,209 +14,29 @@ from service.generations.schemas import GenerationFilter
 from service.generations.status import GenerationStatus
 from service.generations.tables import Generation
 
-RUNNING, SUCCEEDED, FAILED = GenerationStatus.RUNNING, GenerationStatus.SUCCEEDED, GenerationStatus.FAILED
-CANCELLED = GenerationStatus.CANCELLED
-_ALL = Generation.all_columns()
+RUNNING = GenerationStatus.RUNNING
+ALL_COLUMNS = Generation.all_columns()
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-def _one(rows: list[dict[str, Any]]) -> GenerationRecord | None:
+def first_record(rows: list[dict[str, Any]]) -> GenerationRecord | None:
+    """The record of the first of ``rows`` (a ``RETURNING`` statement's), None when there is none."""
     return from_row(rows[0]) if rows else None
 
 
 async def get(generation_id: str) -> GenerationRecord | None:
-    return _one(await Generation.select().where(Generation.id == generation_id).limit(1))
-
-
-@dataclass(frozen=True)
-class NewGeneration:
-    """What a job knows of its generation before the record exists."""
-
-    id: str
-    user_id: str
-    model: str
-    prompt: str
-    source_key: str
-    requested_duration: str
-    project_id: str | None = None
-    idempotency_key: str | None = None
-
-
-_CREATE = (
-    "INSERT INTO generations (id, user_id, project_id, model, prompt, source_key, requested_duration, status, "
-    "credits_charged, credits_refunded, attempts, idempotency_key, progress, created_at, started_at) "
-    "VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}, {}) ON CONFLICT (id) DO NOTHING RETURNING id"
-)
-_SUCCEED = (
-    "UPDATE generations SET status = {}, output_key = {}, duration_seconds = {}, generation_ms = {}, "
-    "finished_at = {} WHERE id = {} AND status = {} "
-    "RETURNING (SELECT balance FROM accounts a WHERE a.user_id = generations.user_id) AS balance"
-)
-
-
-async def create_running(new: NewGeneration, *, cost: int, attempts: int) -> GenerationRecord | None:
-    """(none) -> RUNNING: the record of a generation charged ``cost`` (in the debit's transaction).
-    None when the generation exists already."""
-    ts = now()
-    rows = await Generation.raw(
-        _CREATE,
-        new.id,
-        new.user_id,
-        new.project_id,
-        new.model,
-        new.prompt,
-        new.source_key,
-        new.requested_duration,
-        str(RUNNING),
-        cost,
-        attempts,
-        new.idempotency_key,
-        "{}",
-        ts,
-        ts,
-    )
-    if not rows:
-        return None
-    return GenerationRecord(
-        id=new.id,
-        user_id=new.user_id,
-        project_id=new.project_id,
-        model=new.model,
-        prompt=new.prompt,
-        source_key=new.source_key,
-        requested_duration=new.requested_duration,
-        duration_seconds=None,
-        status=RUNNING,
-        output_key=None,
-        credits_charged=cost,
-        credits_refunded=0,
-        provider_request_id=None,
-        progress=None,
-        attempts=attempts,
-        error=None,
-        error_status=None,
-        idempotency_key=new.idempotency_key,
-        generation_ms=None,
-        created_at=ts,
-        started_at=ts,
-        finished_at=None,
-    )
-
-
-async def resume(generation_id: str, *, attempts: int) -> GenerationRecord | None:
-    """RUNNING -> RUNNING: a later delivery takes the generation up again."""
-    return _one(
-        await Generation.update({Generation.attempts: attempts})
-        .where((Generation.id == generation_id) & (Generation.status == RUNNING))
-        .returning(*_ALL)
-    )
-
-
-@dataclass(frozen=True)
-class Succeeded:
-    record: GenerationRecord
-    balance: int
-    """The owner's balance as the record turned SUCCEEDED (read in the same statement)."""
-
-
-async def succeed(
-    record: GenerationRecord, *, output_key: str, duration_seconds: float, generation_ms: int
-) -> Succeeded | None:
-    """RUNNING -> SUCCEEDED: the video is stored under ``output_key``."""
-    finished = now()
-    rows = await Generation.raw(
-        _SUCCEED, str(SUCCEEDED), output_key, duration_seconds, generation_ms, finished, record.id, str(RUNNING)
-    )
-    if not rows:
-        return None
-    done = msgspec.structs.replace(
-        record,
-        status=SUCCEEDED,
-        output_key=output_key,
-        duration_seconds=duration_seconds,
-        generation_ms=generation_ms,
-        finished_at=finished,
-    )
-    return Succeeded(done, int(rows[0]["balance"] or 0))
-
-
-async def _end_running(
-    generation_id: str, status: GenerationStatus, *, error: str, error_status: int, refunded: int
-) -> GenerationRecord | None:
-    """RUNNING -> ``status`` (FAILED or CANCELLED), recording the refund made in the same
-    transaction (``refunded`` credits); None when the record was no longer RUNNING."""
-    return _one(
-        await Generation.update(
-            {
-                Generation.status: status,
-                Generation.error: error,
-                Generation.error_status: error_status,
-                Generation.credits_refunded: refunded,
-                Generation.finished_at: now(),
-            }
-        )
-        .where((Generation.id == generation_id) & (Generation.status == RUNNING))
-        .returning(*_ALL)
-    )
-
-
-async def fail(generation_id: str, *, error: str, error_status: int, refunded: int) -> GenerationRecord | None:
-    """RUNNING -> FAILED with its refund (see ``_end_running``)."""
-    return await _end_running(generation_id, FAILED, error=error, error_status=error_status, refunded=refunded)
-
-
-async def cancel(generation_id: str, *, error: str, error_status: int, refunded: int) -> GenerationRecord | None:
-    """RUNNING -> CANCELLED with its refund (see ``_end_running``)."""
-    return await _end_running(generation_id, CANCELLED, error=error, error_status=error_status, refunded=refunded)
-
-
-_CREATE_CANCELLED = (
-    "INSERT INTO generations (id, user_id, project_id, model, prompt, source_key, requested_duration, status, "
-    "credits_charged, credits_refunded, attempts, idempotency_key, progress, error, error_status, created_at, "
-    "finished_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, 0, 0, 0, {}, {}, {}, {}, {}, {}) "
-    "ON CONFLICT (id) DO NOTHING RETURNING id"
-)
-
-
-async def create_cancelled(new: NewGeneration, *, error: str, error_status: int, submitted_at: datetime) -> bool:
-    """(none) -> CANCELLED: a job cancelled before any worker charged it, with nothing charged.
-    False when the record exists already (a worker charged it first: cancel it as RUNNING)."""
-    rows = await Generation.raw(
-        _CREATE_CANCELLED,
-        new.id,
-        new.user_id,
-        new.project_id,
-        new.model,
-        new.prompt,
-        new.source_key,
-        new.requested_duration,
-        str(CANCELLED),
-        new.idempotency_key,
-        "{}",
-        error,
-        error_status,
-        submitted_at,
-        now(),
-    )
-    return bool(rows)
-
-
-async def discard_cancelled(generation_id: str) -> None:
-    """Undo ``create_cancelled`` (the job was refused before the cancel was recorded)."""
-    await Generation.delete().where(
-        (Generation.id == generation_id) & (Generation.status == CANCELLED) & (Generation.credits_charged == 0)
-    )
+    return first_record(await Generation.select().where(Generation.id == generation_id).limit(1))
 
 
 async def record_refund(generation_id: str, amount: int) -> GenerationRecord | None:
     """Any status: an admin's refund of ``amount`` (in the refund's transaction)."""
-    return _one(
+    return first_record(
         await Generation.update({Generation.credits_refunded: amount})
         .where(Generation.id == generation_id)
-        .returning(*_ALL)
+        .returning(*ALL_COLUMNS)
     )
 
 

@@ -1,6 +1,7 @@
 """Where a generation's record and its money move together, each in one transaction.
 
-- ``charge``: the record is created RUNNING with its debit; too little credit writes nothing.
+- ``charge``: the record is created RUNNING with its debit; too little credit writes nothing (on
+  PostgreSQL in one statement, ``charging.py``).
 - ``fail``: the refund (when charged and not refunded yet) and the FAILED status commit together,
   so no state "failed, refund pending" ever exists, and a crash in between changes nothing.
 - ``cancel``: the same as ``fail`` for a client's (or an admin's) cancel: RUNNING -> CANCELLED
@@ -17,11 +18,11 @@ from datetime import datetime
 from typing import Protocol
 
 from service.core import metrics, tracing
-from service.core.db import write_transaction
+from service.core.db import on_postgres, write_transaction
 from service.core.errors import AppError, Cancelled, Conflict, NotFound
-from service.generations import repository
+from service.generations import charging, repository, transitions
 from service.generations.records import GenerationRecord
-from service.generations.repository import NewGeneration
+from service.generations.transitions import NewGeneration
 from service.ledger import service as ledger
 
 
@@ -46,8 +47,14 @@ async def charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
 
 
 async def _charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
+    if on_postgres():
+        charged = await charging.charge_in_one_call(new, cost=cost, attempts=attempts)
+        if charged is None:
+            raise AlreadyExists(f"Generation {new.id} is already charged")
+        metrics.CREDITS_DEBITED.labels(new.model).inc(cost)
+        return Charged(*charged)
     async with write_transaction():
-        record = await repository.create_running(new, cost=cost, attempts=attempts)
+        record = await transitions.create_running(new, cost=cost, attempts=attempts)
         if record is None:
             raise AlreadyExists(f"Generation {new.id} is already charged")
         balance = (
@@ -67,20 +74,20 @@ async def fail(record: GenerationRecord, error: AppError) -> GenerationRecord:
     """RUNNING -> FAILED with its refund; the record as it ends (a terminal one stays as it is)."""
     message = _text(error.message)
     reason = f"generation failed: {message}"
-    return await _end(record, error, repository.fail, actor=ledger.SYSTEM, reason=reason, why="failure")
+    return await _end(record, error, transitions.fail, actor=ledger.SYSTEM, reason=reason, why="failure")
 
 
 async def cancel(record: GenerationRecord, *, actor: str) -> GenerationRecord:
     """RUNNING -> CANCELLED with its refund (``actor`` cancelled it); the record as it ends: a
     terminal one (it succeeded or failed first) stays as it is."""
     reason = f"generation cancelled by {actor}"
-    return await _end(record, Cancelled(), repository.cancel, actor=actor, reason=reason, why="cancel")
+    return await _end(record, Cancelled(), transitions.cancel, actor=actor, reason=reason, why="cancel")
 
 
 async def cancel_queued(new: NewGeneration, *, submitted_at: datetime) -> bool:
     """(none) -> CANCELLED, nothing charged; False when a worker created the record first."""
     error = Cancelled()
-    return await repository.create_cancelled(
+    return await transitions.create_cancelled(
         new, error=_text(error.message), error_status=error.status_code, submitted_at=submitted_at
     )
 

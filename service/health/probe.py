@@ -3,7 +3,7 @@
 One image runs every role, so the check is a command of the image rather than a tool it may lack
 (curl, redis-cli). The API answers ``/health/ready`` over loopback. A worker serves no HTTP; it is
 healthy while one of its Redis connections (named ``<prefix>:worker:<host>-<pid>``, see
-``workers/main.py``) has spoken within ``JOB_LEASE_SECONDS``: an idle worker blocks on the jobs
+``workers/wiring.py``) has spoken within ``JOB_LEASE_SECONDS``: an idle worker blocks on the jobs
 stream every ``BLOCK_MS`` and a busy one renews its leases every third of a lease, so a silent one
 is hung or gone.
 """

@@ -1,4 +1,4 @@
-"""Reads of accounts and ledger entries (writes are ``service.ledger.service``'s alone)."""
+"""Reads of accounts and ledger entries (writes are ``service.ledger.service``'s alone, through ``postings.py``)."""
 
 from __future__ import annotations
 

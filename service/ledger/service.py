@@ -14,28 +14,17 @@ The ledger knows generations only by id: the rows they live in belong to ``servi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
 
 from service.core import pagination
 from service.core.db import write_transaction
 from service.core.errors import BadRequest, Conflict, InsufficientCredits
-from service.ledger import repository
+from service.ledger import postings, repository
+from service.ledger.postings import EntryKind
 from service.ledger.schemas import CreditsOut, EntryFilter, entry_out
 from service.ledger.tables import Account, LedgerEntry
 
 SYSTEM = "system"
 MAX_AMOUNT = 10**12  # far below BigInt's range: no sum of entries can overflow
-
-
-class EntryKind(StrEnum):
-    GRANT = "grant"
-    DEBIT = "debit"  # one per generation (unique key ``debit:<generation>``)
-    REFUND = "refund"  # at most one per generation (``refund:<generation>``)
-    ADJUSTMENT = "adjustment"
-
-
-KINDS = tuple(EntryKind)
 
 
 class AlreadyCharged(Conflict):
@@ -48,10 +37,6 @@ class AlreadyRefunded(Conflict):
 
 class NeverCharged(Conflict):
     """The generation has no debit to refund."""
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -73,58 +58,6 @@ class Movement:
     entry_id: int
 
 
-async def ensure_account(user_id: str) -> None:
-    """Create the user's account with a zero balance on first use (idempotent)."""
-    ts = now()
-    await Account.insert(Account(user_id=user_id, balance=0, created_at=ts, updated_at=ts)).on_conflict(
-        action="DO NOTHING"
-    )
-
-
-# The two statements every money movement makes, written once: they run for every job, and
-# Piccolo's query builder costs more than the round trip here.
-_MOVE = "UPDATE accounts SET balance = balance + {}, updated_at = {} WHERE user_id = {} RETURNING balance"
-_MOVE_IF = f"{_MOVE.removesuffix(' RETURNING balance')} AND balance >= {{}} RETURNING balance"
-_APPEND = (
-    "INSERT INTO ledger_entries (user_id, kind, amount, balance_after, generation_id, actor, reason, unique_key, "
-    "created_at) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}) ON CONFLICT (unique_key) DO NOTHING RETURNING id"
-)
-
-
-async def _move(user_id: str, delta: int, *, require: int | None = None) -> int | None:
-    """Add ``delta`` to the balance in one statement (only while ``balance >= require``).
-
-    Returns the new balance, or None when no row matched (too little credit, or no account).
-    """
-    if require is None:
-        rows = await Account.raw(_MOVE, delta, now(), user_id)
-    else:
-        rows = await Account.raw(_MOVE_IF, delta, now(), user_id, require)
-    return rows[0]["balance"] if rows else None
-
-
-async def _append(
-    user_id: str,
-    kind: EntryKind,
-    amount: int,
-    balance_after: int,
-    *,
-    actor: str,
-    reason: str,
-    generation_id: str | None = None,
-) -> int | None:
-    """Append an entry and return its id; None when the generation already has one of ``kind``.
-
-    Debits and refunds carry ``kind:generation`` as ``unique_key``: the database's unique
-    constraint is what makes a second debit or refund impossible, the caller then rolls back.
-    """
-    unique_key = f"{kind}:{generation_id}" if kind in (EntryKind.DEBIT, EntryKind.REFUND) else None
-    rows = await LedgerEntry.raw(
-        _APPEND, user_id, str(kind), amount, balance_after, generation_id, actor, reason, unique_key, now()
-    )
-    return rows[0]["id"] if rows else None
-
-
 async def balance_of(user_id: str) -> int:
     rows = await Account.raw("SELECT balance FROM accounts WHERE user_id = {}", user_id)
     return rows[0]["balance"] if rows else 0
@@ -143,11 +76,11 @@ async def debit(user_id: str, amount: int, *, generation_id: str, reason: str) -
     ``AlreadyCharged`` when the generation has its debit. Either way the transaction rolls back.
     """
     async with write_transaction():
-        balance = await _move(user_id, -amount, require=amount)
+        balance = await postings.move(user_id, -amount, require=amount)
         if balance is None:
             raise InsufficientCredits(amount, await balance_of(user_id))
         if (
-            await _append(
+            await postings.append(
                 user_id, EntryKind.DEBIT, -amount, balance, actor=user_id, reason=reason, generation_id=generation_id
             )
             is None
@@ -172,11 +105,11 @@ async def refund(generation_id: str, *, actor: str, reason: str) -> Refund:
         if charged is None:
             raise NeverCharged(f"Generation {generation_id} was never charged")
         user_id, amount = charged["user_id"], -charged["amount"]
-        balance = await _move(user_id, amount)
+        balance = await postings.move(user_id, amount)
         entry_id = (
             None
             if balance is None
-            else await _append(
+            else await postings.append(
                 user_id, EntryKind.REFUND, amount, balance, actor=actor, reason=reason, generation_id=generation_id
             )
         )
@@ -191,11 +124,11 @@ async def add_credits(user_id: str, amount: int, *, actor: str, reason: str, kin
     if kind not in (EntryKind.GRANT, EntryKind.ADJUSTMENT):
         raise BadRequest("kind must be grant or adjustment")
     async with write_transaction():
-        await ensure_account(user_id)
-        balance = await _move(user_id, amount)
+        await postings.ensure_account(user_id)
+        balance = await postings.move(user_id, amount)
         if balance is None:  # unreachable: ensure_account ran in this transaction
             raise Conflict(f"Account {user_id} is missing")
-        entry_id = await _append(user_id, EntryKind(kind), amount, balance, actor=actor, reason=reason)
+        entry_id = await postings.append(user_id, EntryKind(kind), amount, balance, actor=actor, reason=reason)
     assert entry_id is not None  # only debits and refunds carry a unique key that can collide
     return Movement(balance=balance, entry_id=entry_id)
 
@@ -209,10 +142,10 @@ async def deduct(user_id: str, amount: int, *, actor: str, reason: str) -> int:
     """Remove credits as a negative adjustment (one conditional UPDATE, never below zero)."""
     check_amount(amount)
     async with write_transaction():
-        balance = await _move(user_id, -amount, require=amount)
+        balance = await postings.move(user_id, -amount, require=amount)
         if balance is None:
             raise InsufficientCredits(amount, await balance_of(user_id))
-        await _append(user_id, EntryKind.ADJUSTMENT, -amount, balance, actor=actor, reason=reason)
+        await postings.append(user_id, EntryKind.ADJUSTMENT, -amount, balance, actor=actor, reason=reason)
     return balance
 
 

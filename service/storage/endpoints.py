@@ -25,7 +25,8 @@ from litestar.response import File, Stream
 from service.core.errors import Forbidden, NotFound
 from service.core.settings import Settings
 from service.storage.base import InvalidKey, Storage
-from service.storage.local import LocalStorage, verify_download_signature
+from service.storage.local import LocalStorage
+from service.storage.signing import verify_download_signature
 
 DEFAULT_MEDIA_TYPE = "video/mp4"
 CHUNK = 64 * 1024
@@ -91,34 +92,46 @@ class FilesController(Controller):
         object_key = str(key).removeprefix("/")
         if not verify_download_signature(settings.jwt_secret, object_key, expires, signature):
             raise Forbidden("Invalid or expired download link")
-        if not isinstance(storage, LocalStorage):
-            raise NotFound(f"File not found: {object_key}")
-        try:
-            path = await asyncio.to_thread(storage.path_for, object_key)
-            info = await asyncio.to_thread(os.stat, path)
-        except (InvalidKey, FileNotFoundError, NotADirectoryError):
-            raise NotFound(f"File not found: {object_key}") from None
-        if not stat.S_ISREG(info.st_mode):
-            raise NotFound(f"File not found: {object_key}")
-        media_type = await storage.content_type(object_key) or DEFAULT_MEDIA_TYPE
-        wanted = parse_range(request.headers.get("range"), info.st_size)
-        if wanted is False:
-            return Response(
-                b"", status_code=416, headers={"Content-Range": f"bytes */{info.st_size}", "Accept-Ranges": "bytes"}
-            )
-        if wanted:
-            first, last = wanted
-            headers = {
-                "Content-Range": f"bytes {first}-{last}/{info.st_size}",
-                "Content-Length": str(last - first + 1),
-                "Accept-Ranges": "bytes",
-            }
-            return Stream(_part(path, first, last), status_code=206, media_type=media_type, headers=headers)
-        return File(
-            path,
-            headers={"Accept-Ranges": "bytes"},
-            filename=path.name,
-            media_type=media_type,
-            content_disposition_type="inline",
-            stat_result=info,
+        path, info, media_type = await _local_file(storage, object_key)
+        return _answer(path, info, media_type, parse_range(request.headers.get("range"), info.st_size))
+
+
+async def _local_file(storage: Storage, object_key: str) -> tuple[Path, os.stat_result, str]:
+    """The regular file holding ``object_key`` in a local storage, its stat and its content type;
+    404 otherwise."""
+    if not isinstance(storage, LocalStorage):
+        raise NotFound(f"File not found: {object_key}")
+    try:
+        path = await asyncio.to_thread(storage.path_for, object_key)
+        info = await asyncio.to_thread(os.stat, path)
+    except (InvalidKey, FileNotFoundError, NotADirectoryError):
+        raise NotFound(f"File not found: {object_key}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise NotFound(f"File not found: {object_key}")
+    return path, info, await storage.content_type(object_key) or DEFAULT_MEDIA_TYPE
+
+
+def _answer(
+    path: Path, info: os.stat_result, media_type: str, wanted: tuple[int, int] | bool | None
+) -> File | Response[Any]:
+    """The whole file (200), the ``wanted`` part of it (206), or 416 when it cannot be satisfied."""
+    if wanted is False:
+        return Response(
+            b"", status_code=416, headers={"Content-Range": f"bytes */{info.st_size}", "Accept-Ranges": "bytes"}
         )
+    if wanted:
+        first, last = wanted
+        headers = {
+            "Content-Range": f"bytes {first}-{last}/{info.st_size}",
+            "Content-Length": str(last - first + 1),
+            "Accept-Ranges": "bytes",
+        }
+        return Stream(_part(path, first, last), status_code=206, media_type=media_type, headers=headers)
+    return File(
+        path,
+        headers={"Accept-Ranges": "bytes"},
+        filename=path.name,
+        media_type=media_type,
+        content_disposition_type="inline",
+        stat_result=info,
+    )

@@ -20,7 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from service.core.errors import BadRequest, NotFound, PayloadTooLarge
 from service.storage.base import InvalidKey, ObjectNotFound, ObjectTooLarge, Storage
-from service.storage.local import MAX_KEY_LENGTH, MAX_SEGMENT_BYTES, validate_key
+from service.storage.keys import MAX_KEY_LENGTH, MAX_SEGMENT_BYTES, validate_key
 
 _SAFE_CHARS = re.compile(r"[A-Za-z0-9_.-]")
 

@@ -10,11 +10,8 @@ object or the new one, never half of one. Downloads are served by the API throug
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -24,82 +21,12 @@ from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
 from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge, UploadTarget
+from service.storage.keys import validate_key
+from service.storage.signing import sign_download, sign_upload
 
-MAX_KEY_LENGTH = 1024
-# One segment of a key, in UTF-8 bytes: the file system's 255 less room for ``.meta.json`` and
-# temporary names, so a local store never meets ENAMETOOLONG (S3 has the same rule, for one rule).
-MAX_SEGMENT_BYTES = 200
 META_SUFFIX = ".meta.json"
 _TMP_PREFIX = ".vg-tmp-"
 _CHUNK = 1024 * 1024
-# Encoded dot, slash, backslash, NUL and percent (double encoding): a key holding one of them is
-# either an attack or a client bug, and some layer (proxy, S3 console) might decode it.
-_ENCODED_TRAVERSAL = re.compile(r"%(2e|2f|5c|00|25)", re.IGNORECASE)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-
-
-def validate_key(key: str) -> str:
-    """Check the shape of an object key (shared by every backend); return it or raise InvalidKey.
-
-    Keys are relative, ``/``-separated, with no empty, ``.`` or ``..`` segment, no backslash, no
-    control character and no percent-encoded traversal, so no backend can resolve them elsewhere.
-    """
-    if not isinstance(key, str) or not key:
-        raise InvalidKey("empty key")
-    if len(key) > MAX_KEY_LENGTH:
-        raise InvalidKey(f"key longer than {MAX_KEY_LENGTH} characters")
-    if _CONTROL.search(key):
-        raise InvalidKey(f"control character in key {key!r}")
-    if "\\" in key:
-        raise InvalidKey(f"backslash in key {key!r}")
-    if key.startswith("/"):
-        raise InvalidKey(f"absolute key {key!r}")
-    if _ENCODED_TRAVERSAL.search(key):
-        raise InvalidKey(f"percent-encoded separator or dot in key {key!r}")
-    segments = key.split("/")
-    if any(segment in ("", ".", "..") for segment in segments):
-        raise InvalidKey(f"empty, '.' or '..' segment in key {key!r}")
-    if any(len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES for segment in segments):
-        raise InvalidKey(f"a segment of the key is longer than {MAX_SEGMENT_BYTES} bytes")
-    return key
-
-
-def sign_download(secret: str, key: str, expires: int) -> str:
-    """Hex HMAC-SHA256 of the key and expiry; the newline cannot occur in a valid key."""
-    message = f"{key}\n{expires}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def verify_download_signature(
-    secret: str, key: str, expires: int | str | None, signature: str | None, now: float | None = None
-) -> bool:
-    """True when ``signature`` was made by ``sign_download`` for this key and has not expired."""
-    if not signature or expires is None:
-        return False
-    try:
-        expires_at = int(expires)
-    except (TypeError, ValueError):
-        return False
-    if expires_at < (time.time() if now is None else now):
-        return False
-    expected = sign_download(secret, key, expires_at).encode()
-    return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
-
-
-def sign_upload(secret: str, key: str, content_type: str, length: int, expires: int) -> str:
-    """Hex HMAC-SHA256 of an upload's key, type, size and expiry (distinct from a download's)."""
-    message = f"upload\n{key}\n{content_type}\n{length}\n{expires}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-
-
-def verify_upload_signature(
-    secret: str, key: str, content_type: str, length: int, expires: int, signature: str, now: float | None = None
-) -> bool:
-    """True when ``signature`` was made by ``sign_upload`` for exactly these and has not expired."""
-    if expires < (time.time() if now is None else now):
-        return False
-    expected = sign_upload(secret, key, content_type, length, expires).encode()
-    return hmac.compare_digest(expected, signature.encode("utf-8", "replace"))
 
 
 class LocalStorage:

@@ -8,7 +8,6 @@ standard AWS chain (environment, shared config, instance role...), never from ou
 from __future__ import annotations
 
 import asyncio
-import logging
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -17,33 +16,12 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from service.core.errors import ServiceUnavailable
 from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge, UploadTarget
-from service.storage.local import validate_key
+from service.storage.keys import validate_key
+from service.storage.s3_errors import BucketMissing, error_code, is_not_found
+from service.storage.s3_multipart import PART_SIZE, put_multipart
 
-log = logging.getLogger(__name__)
-
-PART_SIZE = 8 * 1024 * 1024  # also the threshold above which put_file goes multipart
 _READ_CHUNK = 1024 * 1024
-_NOT_FOUND_CODES = {"404", "NoSuchKey", "NotFound"}
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
-
-
-class BucketMissing(ServiceUnavailable):
-    """The configured bucket does not exist: the operator's problem, never the caller's 404."""
-
-    def __init__(self, bucket: str) -> None:
-        super().__init__("Service temporarily unavailable: the storage bucket does not exist")
-        self.bucket = bucket
-
-
-def _is_not_found(error: ClientError) -> bool:
-    code = _code(error)
-    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return code in _NOT_FOUND_CODES or status == 404
 
 
 class S3Storage:
@@ -127,9 +105,9 @@ class S3Storage:
                 raise ObjectTooLarge(key, size, max_bytes)
             response = await self.client.get_object(Bucket=self.bucket, Key=full)
         except ClientError as exc:
-            if _code(exc) == "NoSuchBucket":
+            if error_code(exc) == "NoSuchBucket":
                 raise BucketMissing(self.bucket) from None
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 # a HEAD's 404 has no body: a missing bucket looks like a missing key until asked
                 await self.check()
                 raise ObjectNotFound(key) from None
@@ -155,49 +133,13 @@ class S3Storage:
                 Bucket=self.bucket, Key=full, Body=data, ContentType=content_type, Metadata=metadata
             )
             return
-        await self._put_multipart(full, Path(path), content_type, metadata)
-
-    async def _put_multipart(self, full: str, path: Path, content_type: str, metadata: dict[str, str]) -> None:
-        created = await self.client.create_multipart_upload(
-            Bucket=self.bucket, Key=full, ContentType=content_type, Metadata=metadata
-        )
-        upload_id = created["UploadId"]
-        try:
-            parts = await self._upload_parts(full, path, upload_id)
-            await self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=full, UploadId=upload_id, MultipartUpload={"Parts": parts}
-            )
-        except BaseException:
-            # Also on cancellation: uploaded parts are billed and invisible until aborted.
-            await self._abort(full, upload_id)
-            raise
-
-    async def _upload_parts(self, full: str, path: Path, upload_id: str) -> list[dict[str, Any]]:
-        parts: list[dict[str, Any]] = []
-        source = await asyncio.to_thread(open, path, "rb")
-        try:
-            while chunk := await asyncio.to_thread(source.read, PART_SIZE):
-                number = len(parts) + 1
-                response = await self.client.upload_part(
-                    Bucket=self.bucket, Key=full, UploadId=upload_id, PartNumber=number, Body=chunk
-                )
-                parts.append({"ETag": response["ETag"], "PartNumber": number})
-        finally:
-            await asyncio.to_thread(source.close)
-        return parts
-
-    async def _abort(self, full: str, upload_id: str) -> None:
-        try:
-            await self.client.abort_multipart_upload(Bucket=self.bucket, Key=full, UploadId=upload_id)
-        except Exception:
-            # Nothing more we can do here; a bucket lifecycle rule should reap what is left.
-            log.warning("could not abort multipart upload %s of %s", upload_id, full, exc_info=True)
+        await put_multipart(self.client, self.bucket, full, Path(path), content_type=content_type, metadata=metadata)
 
     async def exists(self, key: str) -> bool:
         try:
             await self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
         except ClientError as exc:
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 return False
             raise
         return True
@@ -206,7 +148,7 @@ class S3Storage:
         try:
             head = await self.client.head_object(Bucket=self.bucket, Key=self.full_key(key))
         except ClientError as exc:
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 return None
             raise
         return ObjectHead(
@@ -220,7 +162,7 @@ class S3Storage:
         try:
             await self.client.head_bucket(Bucket=self.bucket)
         except ClientError as exc:
-            if _is_not_found(exc):
+            if is_not_found(exc):
                 raise BucketMissing(self.bucket) from None
             raise
 

@@ -21,7 +21,7 @@ from service.core.errors import BadRequest, Forbidden, PayloadTooLarge
 from service.core.pagination import iso
 from service.storage.base import Storage
 from service.storage.images import sniff_image_type, user_prefix
-from service.storage.local import verify_upload_signature
+from service.storage.signing import verify_upload_signature
 
 EXTENSIONS = {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}
 ALLOWED_FIELDS = ("contentType", "contentLength")

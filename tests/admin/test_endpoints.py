@@ -17,6 +17,7 @@ from tests.ledger.raw import RawSQL, move
 ROUTES = [
     ("POST", "/admin/credits/grants", {"userId": "u1", "amount": 5, "reason": "r"}),
     ("POST", "/admin/generations/g1/refund", {"reason": "r"}),
+    ("POST", "/admin/generations/g1/cancel", {"reason": "r"}),
     ("GET", "/admin/audit", None),
     ("GET", "/admin/generations", None),
     ("GET", "/admin/ledger/verify", None),
@@ -127,6 +128,37 @@ async def test_a_refund_happens_once(api: Api) -> None:
     assert [(i["type"], i["kind"], i["actor"]) for i in trail["items"]] == [
         ("action", "refund", "admin-ann"),
         ("entry", "refund", "admin-ann"),
+        ("entry", "debit", "u1"),
+    ]
+    assert (await api.client.get("/admin/ledger/verify", headers=admin(api))).json()["violations"] == []
+
+
+async def test_an_admin_cancel_refunds_once_and_is_recorded(api: Api) -> None:
+    running = await make_generation("u1", cost=750)
+    done = await make_generation("u1", status="succeeded")
+    url = f"/admin/generations/{running}/cancel"
+    r = await api.client.post(url, json={"reason": "stuck at the provider"}, headers=admin(api))
+    assert r.status_code == 200, r.text
+    assert r.json() | {"actionId": 0} == {
+        "generationId": running,
+        "userId": "u1",
+        "status": "cancelled",
+        "refunded": 750,
+        "actionId": 0,
+    }
+    again = await api.client.post(url, json={"reason": "again"}, headers=admin(api))
+    assert (again.status_code, again.json()["refunded"]) == (200, 750)  # a retried cancel: no second refund
+    for gen, status in ((done, 409), ("0" * 32, 404)):
+        refused = await api.client.post(f"/admin/generations/{gen}/cancel", json={"reason": "x"}, headers=admin(api))
+        assert (refused.status_code, refused.json()["statusCode"]) == (status, status), refused.text
+    bad = await api.client.post(url, json={}, headers=admin(api))
+    assert bad.json()["message"] == ["reason should not be empty", "reason must be a string"]
+    assert await ledger.balance_of("u1") == 750  # the cancelled job's credits back, the succeeded one's spent
+    trail = (await api.client.get("/admin/audit", params={"generationId": running}, headers=admin(api))).json()
+    assert [(i["type"], i["kind"], i["actor"]) for i in trail["items"]] == [
+        ("action", "cancel", "admin-ann"),
+        ("action", "cancel", "admin-ann"),
+        ("entry", "refund", "admin admin-ann"),
         ("entry", "debit", "u1"),
     ]
     assert (await api.client.get("/admin/ledger/verify", headers=admin(api))).json()["violations"] == []

@@ -130,7 +130,9 @@ def kill_at(point: str, model: str = "local") -> Callable[[Env], Awaitable[Resul
             # With veo3 the victim runs one job at a time: it dies just after saving fal's request id,
             # and no second job of its own is caught between fal's answer and that save (the one
             # window no worker can close: fal has no idempotent submit).
-            victim = await c.start_worker(crash_at=point, **({"WORKER_CONCURRENCY": "1"} if model == "veo3" else {}))
+            # (WORKER_CONCURRENCY no longer bounds a model that declares its own slots: veo3's are set too.)
+            one = {"WORKER_CONCURRENCY": "1", "MODEL_CONCURRENCY": "veo3=1"} if model == "veo3" else {}
+            victim = await c.start_worker(crash_at=point, **one)
             await api
             client = Client(c)
             try:
@@ -470,7 +472,9 @@ async def cancel(env: Env) -> Result:
 
             queued = await client.submit(client.new_job("u1"))  # no worker yet: it waits in the queue
             first = await cancel_job(queued)
-            victim = await c.start_worker(crash_at="during_generation", WORKER_CONCURRENCY="1")
+            victim = await c.start_worker(
+                crash_at="during_generation", WORKER_CONCURRENCY="1", MODEL_CONCURRENCY="veo3=1"
+            )
             dead = client.new_job("u1", model="veo3", prompt=f"cancel {uuid.uuid4().hex[:6]} [never] sea")
             waiting = asyncio.create_task(client.submit(dead, wait=True))
             code = await c.wait_exit(victim, "the worker to die with fal's request running")

@@ -1,6 +1,7 @@
 """Fixtures for the generation's task: the database opened in the test's loop, a counting local
 storage, the scripted model's registry, crash points that raise instead of killing the test
-process, and job messages as the API queues them."""
+process, and job messages as the API queues them; and the jobs fixtures' whole stack (``jobs_api``)
+for the endpoint tests."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from service.generations.task import GenerationTask
 from service.jobs.messages import JobMessage, JobReply
 from service.storage.local import LocalStorage
 from tests.factories import seed_image
+from tests.jobs.conftest import jobs_api, stack_settings  # noqa: F401  (the whole stack, for the endpoint tests)
 from tests.workers.models import ScriptedModel, SimulatedCrash, registry
 
 
@@ -79,9 +81,9 @@ def models() -> Any:
 @pytest.fixture
 def faults(monkeypatch: pytest.MonkeyPatch) -> Faults:
     hooks = Faults()
-    import workers.scheduler
+    import workers.handling
 
-    monkeypatch.setattr(workers.scheduler, "crash_point", hooks)
+    monkeypatch.setattr(workers.handling, "crash_point", hooks)
     return hooks
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from service.core.errors import AppError
 from service.generations import repository as generations
-from service.generations import settlement
+from service.generations import settlement, transitions
 from service.generations.status import GenerationStatus
 from service.generations.task import GenerationTask
 from service.ledger import service as ledger
@@ -37,7 +37,7 @@ async def charged(i: int) -> Any:
 
 
 async def succeed(record: Any) -> Any:
-    return await generations.succeed(
+    return await transitions.succeed(
         record, output_key=f"videos/u1/{record.id}.mp4", duration_seconds=5.0, generation_ms=1
     )
 

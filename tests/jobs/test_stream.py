@@ -3,6 +3,7 @@ that replies and inboxes never outlive their purpose."""
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 import msgspec
@@ -142,3 +143,27 @@ async def test_idempotent_submissions_bind_once(stream: JobStream) -> None:
     assert first.earlier is None and second.earlier is not None
     assert (second.job_id, second.earlier.body_hash) == ("j1", "h1")
     assert decode_reply(encode(reply())) == reply()
+
+
+async def test_jobs_finishing_together_share_one_inbox_entry_one_event_entry_and_one_ack() -> None:
+    with EmbeddedRedis() as url:
+        client = aioredis.Redis.from_url(url)
+        stream = JobStream(client, Keys("t"), reply_ttl=60, meta_ttl=60, idempotency_ttl=60)
+        await stream.ensure_group()
+        inbox = stream.keys.inbox("p1")
+        await stream.open_inbox(inbox)
+        for i in range(10):
+            await stream.submit(job(f"j{i}", inbox=inbox))
+        entries = await stream.claim(client, "w1", 10, 100)
+        before = await calls(client)
+        await asyncio.gather(*(stream.complete(e.message_id, e.job, reply(e.job.job_id)) for e in entries))
+        used = await calls(client) - before
+        _, notified = await stream.read_inbox(client, inbox, "0-0", 100)
+        _, events = await stream.read_events(client, "0-0", 100)
+        pending = await client.xpending(stream.keys.jobs_stream, stream.keys.jobs_group)
+        await client.aclose()
+    # each job's reply key (SET NX), then one inbox entry, one events entry and one XACK for all ten
+    assert used == Counter({"set": 10, "xadd": 2, "xack": 1})
+    assert sorted(r.job_id for r in notified) == sorted(f"j{i}" for i in range(10))
+    assert [e.status for e in events] == ["done"] * 10 and len({e.id for e in events}) == 10
+    assert pending["pending"] == 0

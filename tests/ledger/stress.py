@@ -18,8 +18,7 @@ from collections import Counter
 
 from service.admin.service import refund_generation as admin_refund
 from service.core.errors import AppError, Conflict, InsufficientCredits
-from service.generations import repository as generations
-from service.generations import settlement
+from service.generations import settlement, transitions
 from service.generations.records import GenerationRecord
 from service.generations.settlement import AlreadyExists
 from service.generations.status import GenerationStatus
@@ -47,7 +46,7 @@ async def _generation(rng: random.Random, user: str, net: Counter[str], stats: C
     await asyncio.sleep(rng.random() / 200)
     end = rng.choice(["succeed", "fail", "fail", "admin_refund", "running"])
     if end == "succeed":
-        await generations.succeed(record, output_key=f"videos/{user}/{gid}.mp4", duration_seconds=5.0, generation_ms=10)
+        await transitions.succeed(record, output_key=f"videos/{user}/{gid}.mp4", duration_seconds=5.0, generation_ms=10)
     elif end == "fail":  # two deliveries race to fail it: one refund, one FAILED record
         results = await asyncio.gather(_fail(record), _fail(record))
         assert all(r.status is GenerationStatus.FAILED and r.credits_refunded == cost for r in results), results

@@ -8,6 +8,7 @@ import pytest
 
 from service.core.db import write_transaction
 from service.generations import repository as generations
+from service.generations import transitions
 from service.ledger import service as ledger
 from tests.factories import grant, make_generation, set_columns
 from tests.ledger.raw import RawSQL, entry, move
@@ -125,5 +126,5 @@ async def test_the_worker_order_is_accepted(ledger_db: str) -> None:
         await set_columns(gid, status="failed")
     async with write_transaction():
         await ledger.refund(gid, actor=ledger.SYSTEM, reason="generation failed: boom")
-        await generations.fail(gid, error="boom", error_status=500, refunded=750)
+        await transitions.fail(gid, error="boom", error_status=500, refunded=750)
     assert (await generations.get(gid)).credits_refunded == 750

@@ -228,7 +228,7 @@ def test_key_segments_are_bounded(segment: str) -> None:
 
 
 def test_output_keys_of_long_user_ids_stay_within_the_segment_bound() -> None:
-    from service.storage.local import MAX_SEGMENT_BYTES, validate_key
+    from service.storage.keys import MAX_SEGMENT_BYTES, validate_key
 
     now = datetime(2026, 1, 2, tzinfo=UTC)
     keys = {output_key(user, "g1", now) for user in ("u" * 255, "u" * 254 + "v", "é" * 255)}

@@ -203,7 +203,7 @@ async def test_a_missing_bucket_is_never_a_missing_image(moto_server: str, stora
     missing key in an existing bucket is 'Source image not found'."""
     from service.core.errors import NotFound, ServiceUnavailable
     from service.storage.images import load_source_image
-    from service.storage.s3 import BucketMissing
+    from service.storage.s3_errors import BucketMissing
 
     missing = S3Storage("video-gen-no-such-bucket", endpoint_url=moto_server, region="us-east-1", path_style=True)
     await missing.open()

@@ -14,7 +14,7 @@ import pytest
 from aiobotocore.session import get_session
 
 from service.embedded import embedded_stack
-from service.storage.local import sign_upload, verify_upload_signature
+from service.storage.signing import sign_upload, verify_upload_signature
 from tests.conftest import Api, make_settings
 from tests.factories import TestModels, grant, image_request, make_image, token_for
 

@@ -62,7 +62,7 @@ class NoopModel(ModelPlugin):
         if self._length is None:
             self._length = encode_clip(CLIP)
         out = job.workdir / "out.mp4"
-        shutil.copyfile(CLIP, out)
+        await asyncio.to_thread(shutil.copyfile, CLIP, out)  # a plugin never blocks the event loop
         return GeneratedVideo(out, self._length)
 
 

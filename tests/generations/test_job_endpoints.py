@@ -1,4 +1,4 @@
-"""202 answers and ``GET /video-gen/jobs/{id}``: status, progress, outcome, download; owner or admin."""
+"""202 answers and the job endpoints (``job_endpoints.py``): status, progress, outcome, download; owner or admin."""
 
 from __future__ import annotations
 
