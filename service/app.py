@@ -25,6 +25,7 @@ from service.console import console_routes, console_templates
 from service.core.auth import Principal, jwt_auth
 from service.core.docs import docs_assets, render_plugins
 from service.core.exception_handlers import EXCEPTION_HANDLERS
+from service.core.http_metrics import LeanPrometheusMiddleware
 from service.core.keys import Keys
 from service.core.logging import structlog_plugin
 from service.core.openapi import truthful
@@ -128,7 +129,13 @@ def create_app(
     verifier = TokenVerifier(settings)
     keys = Keys(settings.redis_key_prefix)
     stores, install_rate_limits = rate_limits(settings, keys, verifier)
-    prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
+    prometheus = PrometheusConfig(
+        app_name="video_gen",
+        prefix="video_gen",
+        group_path=True,
+        exclude=["^/metrics"],
+        middleware_class=LeanPrometheusMiddleware,
+    )
     app = Litestar(
         route_handlers=_routes(settings, verifier, controllers or CONTROLLERS),
         lifespan=[api_lifespan(settings, keys, verifier, registry, storage)],
