@@ -27,6 +27,7 @@ from service.core.docs import docs_assets, render_plugins
 from service.core.exception_handlers import EXCEPTION_HANDLERS
 from service.core.http_metrics import LeanPrometheusMiddleware
 from service.core.keys import Keys
+from service.core.lean import share_exception_handlers
 from service.core.logging import structlog_plugin
 from service.core.openapi import truthful
 from service.core.ratelimit import rate_limits
@@ -158,6 +159,7 @@ def create_app(
     # Outside Litestar's exception handling, so that a 401 from the auth middleware or a 404 from
     # the router also gets the request id and its access line (app middleware runs inside it).
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    share_exception_handlers(app)
     return app
 
 

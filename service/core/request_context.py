@@ -74,7 +74,7 @@ class RequestContextMiddleware:
 
         token = _request_id.set(request_id)
         # bind/reset rather than ``bound_contextvars``: no generator and context manager held per request
-        bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)["request_id"]
         try:
             await self.app(scope, receive, send_with_id)
         finally:
@@ -89,4 +89,4 @@ class RequestContextMiddleware:
                     duration_ms=round((time.perf_counter() - started) * 1000, 1),
                     **traced,
                 )
-            structlog.contextvars.reset_contextvars(**bound)
+            structlog.contextvars.reset_contextvars(request_id=bound)
