@@ -13,6 +13,7 @@ from litestar import Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 
@@ -135,7 +136,6 @@ def create_app(
         prefix="video_gen",
         group_path=True,
         exclude=["^/metrics"],
-        middleware_class=LeanPrometheusMiddleware,
     )
     app = Litestar(
         route_handlers=_routes(settings, verifier, controllers or CONTROLLERS),
@@ -147,7 +147,7 @@ def create_app(
         before_request=strict_body,
         on_app_init=[jwt_auth(verifier).on_app_init, install_rate_limits],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[prometheus.middleware],
+        middleware=[DefineMiddleware(LeanPrometheusMiddleware, config=prometheus)],
         stores=stores,
         plugins=[structlog_plugin(settings.log_level, settings.log_format), *_tracing_plugins()],
         template_config=console_templates(),

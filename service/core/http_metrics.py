@@ -2,18 +2,21 @@
 
 A process holds thousands of requests while they wait for their jobs, each with this middleware's
 state alive: Litestar's builds a second ``Request``, two label dicts, a span dict and a
-``functools.wraps`` closure per request. This one keeps two label tuples and one small send
-wrapper. Configurations it does not cover (extra labels, exemplars, excluded methods, ungrouped
-paths) go to Litestar's own.
+``functools.wraps`` closure per request, under a coroutine of its exclusion wrapper. This one
+keeps two label tuples and one small send wrapper, and checks exclusions without a coroutine of
+its own (``__call__`` hands back the coroutine that answers). What it does not cover (other scope
+types, mounts, opt-out keys, extra labels, exemplars, excluded methods, ungrouped paths) goes to
+Litestar's own, which it holds for its metrics too.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Any
 
-from litestar.plugins.prometheus import PrometheusMiddleware
-from litestar.types import Message, Receive, Scope, Send
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 # The label names, in Litestar's order (its metrics are created with these keys on first use).
 LABELS: dict[str, Any] = {"method": "", "path": "", "status_code": 200, "app_name": ""}
@@ -35,18 +38,26 @@ class _Observed:
         await self.send(message)
 
 
-class LeanPrometheusMiddleware(PrometheusMiddleware):
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        config = self._config
-        if scope["type"] != "http" or config.labels or config.exemplars or config.excluded_http_methods:
-            await super().__call__(scope, receive, send)
-            return
-        if not config.group_path:
-            await super().__call__(scope, receive, send)
-            return
-        method, path, app = scope["method"], scope["path_template"], config.app_name  # type: ignore[typeddict-item]
+class LeanPrometheusMiddleware:
+    def __init__(self, app: ASGIApp, config: PrometheusConfig) -> None:
+        self.app, self.litestar = app, PrometheusMiddleware(app, config)
+        self.covered = config.group_path and not (config.labels or config.exemplars or config.excluded_http_methods)
+
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        handler = scope.get("route_handler")
+        special = getattr(handler, "is_mount", False) or self.litestar.exclude_opt_key
+        if scope["type"] != "http" or special or not self.covered:
+            return self.litestar(scope, receive, send)
+        excluded = self.litestar.exclude_pattern
+        if excluded is not None and excluded.findall(scope["path"]):
+            return self.app(scope, receive, send)
+        return self._observe(scope, receive, send)
+
+    async def _observe(self, scope: Scope, receive: Receive, send: Send) -> None:
+        metrics, app = self.litestar, self.litestar._config.app_name
+        method, path = scope["method"], scope["path_template"]  # type: ignore[typeddict-item]
         started, observed = time.perf_counter(), _Observed(send)
-        in_progress = self.requests_in_progress(LABELS).labels(method, path, 200, app)
+        in_progress = metrics.requests_in_progress(LABELS).labels(method, path, 200, app)
         in_progress.inc()
         try:
             await self.app(scope, receive, observed)
@@ -54,7 +65,7 @@ class LeanPrometheusMiddleware(PrometheusMiddleware):
             in_progress.dec()
             values = (method, path, observed.status, app)
             if observed.status >= 500:
-                self.requests_error_count(LABELS).labels(*values).inc()
-            self.request_count(LABELS).labels(*values).inc()
+                metrics.requests_error_count(LABELS).labels(*values).inc()
+            metrics.request_count(LABELS).labels(*values).inc()
             duration = observed.ended - started if observed.ended else 0
-            self.request_time(LABELS).labels(*values).observe(duration)
+            metrics.request_time(LABELS).labels(*values).observe(duration)

@@ -99,6 +99,10 @@ async def test_http_series_count_each_request_by_route_template_and_status(api: 
     assert delta(before, after, "video_gen_request_duration_seconds_count", status_code="404", **route) == 1
     assert delta(before, after, "video_gen_request_duration_seconds_sum", status_code="404", **route) > 0
     assert after[("video_gen_requests_in_progress", frozenset({**route, "status_code": "200"}.items()))] == 0
+    scrapes = [
+        labels for name, labels in after if name == "video_gen_requests_total" and ("path", "/metrics") in labels
+    ]
+    assert scrapes == []  # excluded
 
 
 async def test_the_queue_is_read_from_redis_at_scrape_time(api: Api) -> None:
