@@ -111,3 +111,39 @@ def json_error_protocol(parser: str, read_timeout: float = 30.0) -> type[Any]:
 
     JsonErrorProtocol.__name__ = f"JsonError{base.__name__}"
     return JsonErrorProtocol
+
+
+async def _rewritten(scope: Any, receive: Any, send: Any) -> None:
+    """What uvicorn's proxy-headers middleware calls once the scope is rewritten (``ProxyHeaders``)."""
+
+
+class ProxyHeaders:
+    """uvicorn's proxy-headers middleware (``FORWARDED_ALLOW_IPS``) without a coroutine of its own
+    held for each request's life: uvicorn's code rewrites the scope, run to its end at once on an
+    app that does nothing, and the application's coroutine is handed to the server to await."""
+
+    def __init__(self, uvicorns: Any) -> None:
+        self.app, uvicorns.app = uvicorns.app, _rewritten
+        self.rewrite = uvicorns
+
+    def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        if scope["type"] != "lifespan":
+            step = self.rewrite(scope, receive, send)
+            try:
+                step.send(None)
+            except StopIteration:
+                pass
+            else:  # uvicorn's rewrite never waits; if a version did, its own middleware stays right
+                step.close()
+                raise RuntimeError("uvicorn's proxy-headers middleware suspended")
+        return self.app(scope, receive, send)
+
+
+def lean_proxy_headers(config: Any) -> Any:
+    """Load uvicorn's ``config`` and put ``ProxyHeaders`` in place of its proxy-headers middleware."""
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    config.load()
+    if isinstance(config.loaded_app, ProxyHeadersMiddleware):
+        config.loaded_app = ProxyHeaders(config.loaded_app)
+    return config
