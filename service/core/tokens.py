@@ -24,6 +24,7 @@ from litestar.exceptions import NotAuthorizedException
 from service.core.claims import ClaimMapping, Principal
 from service.core.jwks import JwksKeys
 from service.core.settings import Settings, SettingsError
+from service.core.token_cache import VerifiedTokens
 
 HMAC = {"HS256", "HS384", "HS512"}
 RSA = {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
@@ -111,6 +112,7 @@ class TokenVerifier:
         audiences = [a.strip() for a in settings.jwt_audience.split(",") if a.strip()]
         self.audience = audiences or None
         self.leeway = settings.jwt_leeway_seconds
+        self._verified = VerifiedTokens(leeway=self.leeway)
         self.claims = ClaimMapping(
             user=settings.jwt_user_claim, roles=settings.jwt_roles_claim, admin_role=settings.jwt_admin_role
         )
@@ -126,6 +128,13 @@ class TokenVerifier:
 
     async def decode(self, token: str) -> dict[str, Any]:
         """The token's verified claims; ``NotAuthorizedException`` (the spec's 401) otherwise."""
+        if (claims := self._verified.get(token)) is not None:
+            return claims
+        claims = await self._verify(token)
+        self._verified.put(token, claims)
+        return claims
+
+    async def _verify(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError:
