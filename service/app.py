@@ -13,6 +13,7 @@ from litestar import Litestar, Request
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 
@@ -25,7 +26,9 @@ from service.console import console_routes, console_templates
 from service.core.auth import Principal, jwt_auth
 from service.core.docs import docs_assets, render_plugins
 from service.core.exception_handlers import EXCEPTION_HANDLERS
+from service.core.http_metrics import LeanPrometheusMiddleware
 from service.core.keys import Keys
+from service.core.lean import share_exception_handlers
 from service.core.logging import structlog_plugin
 from service.core.openapi import truthful
 from service.core.ratelimit import rate_limits
@@ -128,7 +131,12 @@ def create_app(
     verifier = TokenVerifier(settings)
     keys = Keys(settings.redis_key_prefix)
     stores, install_rate_limits = rate_limits(settings, keys, verifier)
-    prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
+    prometheus = PrometheusConfig(
+        app_name="video_gen",
+        prefix="video_gen",
+        group_path=True,
+        exclude=["^/metrics"],
+    )
     app = Litestar(
         route_handlers=_routes(settings, verifier, controllers or CONTROLLERS),
         lifespan=[api_lifespan(settings, keys, verifier, registry, storage)],
@@ -139,7 +147,7 @@ def create_app(
         before_request=strict_body,
         on_app_init=[jwt_auth(verifier).on_app_init, install_rate_limits],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[prometheus.middleware],
+        middleware=[DefineMiddleware(LeanPrometheusMiddleware, config=prometheus)],
         stores=stores,
         plugins=[structlog_plugin(settings.log_level, settings.log_format), *_tracing_plugins()],
         template_config=console_templates(),
@@ -151,6 +159,7 @@ def create_app(
     # Outside Litestar's exception handling, so that a 401 from the auth middleware or a 404 from
     # the router also gets the request id and its access line (app middleware runs inside it).
     app.asgi_handler = RequestContextMiddleware(app.asgi_handler)
+    share_exception_handlers(app)
     return app
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -152,14 +153,14 @@ def api() -> None:
     import uvicorn
 
     from service.app import create_app
-    from service.core.http import json_error_protocol
+    from service.core.http import json_error_protocol, lean_proxy_headers
 
     settings = _settings(check=False)
     _require_models(settings)
     app = create_app(settings)
     asyncio.run(_open_database(settings))  # refuse plainly here rather than inside the server's lifespan
     asyncio.run(_check_storage(settings))
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -171,6 +172,11 @@ def api() -> None:
         # A client that stops reading a response (a browser's paused <video>) must not hold shutdown forever.
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
+    server = uvicorn.Server(lean_proxy_headers(config))  # uvicorn.run's, with core.http's ProxyHeaders
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        sys.exit(3)  # uvicorn's STARTUP_FAILURE
 
 
 @main.command()

@@ -18,7 +18,7 @@ from models_registry.registry import ModelRegistry
 from service.app import create_app
 from service.core import db
 from service.core.embedded_redis import EmbeddedRedis
-from service.core.http import json_error_protocol
+from service.core.http import json_error_protocol, lean_proxy_headers
 from service.core.settings import Settings
 from service.core.tracing import configure_tracing
 from service.ledger import service as ledger
@@ -111,7 +111,7 @@ def _api_server(settings: Settings, registry: ModelRegistry, storage: Storage) -
         # A client that stops reading a response (a browser's paused <video>) must not hold shutdown forever.
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
     )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(lean_proxy_headers(config))
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # the CLI owns signals
     return server
 

@@ -73,18 +73,20 @@ class RequestContextMiddleware:
             await send(message)
 
         token = _request_id.set(request_id)
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
-            try:
-                await self.app(scope, receive, send_with_id)
-            finally:
-                _request_id.reset(token)
-                path = scope["path"]
-                if not path.startswith(_QUIET_PATHS) or status >= 500:
-                    access_log.info(
-                        "http.request",
-                        method=scope["method"],
-                        path=path,
-                        status=status,
-                        duration_ms=round((time.perf_counter() - started) * 1000, 1),
-                        **traced,
-                    )
+        # bind/reset rather than ``bound_contextvars``: no generator and context manager held per request
+        bound = structlog.contextvars.bind_contextvars(request_id=request_id)["request_id"]
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            _request_id.reset(token)
+            path = scope["path"]
+            if not path.startswith(_QUIET_PATHS) or status >= 500:
+                access_log.info(
+                    "http.request",
+                    method=scope["method"],
+                    path=path,
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 1),
+                    **traced,
+                )
+            structlog.contextvars.reset_contextvars(request_id=bound)

@@ -3,6 +3,7 @@ in the job message and bound with the job's ids to the worker's lines; one acces
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -71,6 +72,10 @@ async def test_the_request_id_joins_the_api_lines_to_the_worker_lines(api: Api, 
         "timestamp",
     }
     assert not any("Bearer" in repr(e) or "sunset" in repr(e) for e in captured.events)
+    for _ in range(200):  # the worker logs the job done after writing its reply: the answer can come first
+        if captured.named("job.done"):
+            break
+        await asyncio.sleep(0.05)
     [done] = captured.named("job.done")
     assert done["request_id"] == "client-req-42"
     assert done["user_id"] == "u1" and done["model"] == "local" and len(done["job_id"]) == 32

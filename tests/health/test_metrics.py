@@ -89,6 +89,22 @@ async def test_jobs_credits_and_provider_series_after_success_failure_and_refund
     assert any(name.startswith("video_gen_requests_total") for name, _ in after)
 
 
+async def test_http_series_count_each_request_by_route_template_and_status(api: Api) -> None:
+    before = await scrape(api.client)
+    missing = await api.client.get("/video-gen/jobs/nope", headers=api.auth("u1"))
+    assert missing.status_code == 404, missing.text
+    after = await scrape(api.client)
+    route = {"method": "GET", "path": "/video-gen/jobs/{job_id}", "app_name": "video_gen"}
+    assert delta(before, after, "video_gen_requests_total", status_code="404", **route) == 1
+    assert delta(before, after, "video_gen_request_duration_seconds_count", status_code="404", **route) == 1
+    assert delta(before, after, "video_gen_request_duration_seconds_sum", status_code="404", **route) > 0
+    assert after[("video_gen_requests_in_progress", frozenset({**route, "status_code": "200"}.items()))] == 0
+    scrapes = [
+        labels for name, labels in after if name == "video_gen_requests_total" and ("path", "/metrics") in labels
+    ]
+    assert scrapes == []  # excluded
+
+
 async def test_the_queue_is_read_from_redis_at_scrape_time(api: Api) -> None:
     stream: JobStream = api.stack.server.config.app.state["stream"]
     await bury_job(stream, job_message(model="gone"))
