@@ -2,8 +2,9 @@
 request, and checking its signature again costs more than the rest of the authentication.
 
 A token is kept at most ``TTL_SECONDS`` and never past its own ``exp`` (nor used before its
-``nbf``), so a key withdrawn from a JWKS stops its tokens within a minute, as a refreshed key
-set would. Only tokens that verified are kept; a refusal is always decided afresh.
+``nbf``), so a token verified before its key left a JWKS is accepted at most a minute after the
+refreshed key set dropped the key. Only tokens that verified are kept; a refusal is always
+decided afresh.
 """
 
 from __future__ import annotations
