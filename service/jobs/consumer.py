@@ -66,34 +66,32 @@ class ConsumerSide(StreamBase):
         """Write the reply (once, with its expiry), copy it to the job's Idempotency-Key, notify
         the waiting process's inbox, and acknowledge the job, in that order; in one round trip
         with every other job finishing at the same time (``Outbox``)."""
-        data, done = encode(reply), encode(JobEvent(job_id=job.job_id, status="done"))
-
-        def fill(batch: Batch) -> None:
-            batch.replies.append((job, data))
-            batch.events.append(done)
-            batch.acks.append(message_id)
-
-        await self._outbox.add(fill)
+        await self._outbox.add(lambda batch: _finish(batch, message_id, job, reply))
 
     async def _write(self, batch: Batch) -> None:
-        """One batch of the outbox: replies, then inbox entries and events, then the acks."""
-        inboxes: dict[str, dict[str, bytes]] = {}
+        """One batch of the outbox, in one pipeline."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            for job, data in batch.replies:
-                self._keep_reply(pipe, job, data)
-                if job.inbox:
-                    inboxes.setdefault(job.inbox, {})[job.job_id] = data
-            for inbox, replies in inboxes.items():
-                pipe.xadd(inbox, replies, maxlen=INBOX_MAXLEN, approximate=True, nomkstream=True)
-            if batch.events:
-                events = {str(i): event for i, event in enumerate(batch.events)}
-                pipe.xadd(self.keys.events_stream, events, maxlen=EVENTS_MAXLEN, approximate=True)
-            if batch.acks:
-                pipe.xack(self.keys.jobs_stream, self.keys.jobs_group, *batch.acks)
+            self._queue(pipe, batch)
             await pipe.execute()
 
-    async def ack(self, message_id: str) -> None:
-        await self.redis.xack(self.keys.jobs_stream, self.keys.jobs_group, message_id)
+    def _queue(self, pipe: Any, batch: Batch) -> None:
+        """A batch's commands: the replies, then inbox entries and events, then the acks."""
+        inboxes: dict[str, dict[str, bytes]] = {}
+        for job, data in batch.replies:
+            pipe.set(self.keys.reply(job.job_id), data, nx=True, ex=self.reply_ttl)  # the first stands
+            if job.idempotency_key:
+                script = self._scripts["COPY_REPLY"]
+                pipe.scripts.add(script)  # the pipeline loads it first if Redis does not know it
+                pipe.evalsha(script.sha, 1, self.keys.idempotency(job.user_id, job.idempotency_key), data)
+            if job.inbox:
+                inboxes.setdefault(job.inbox, {})[job.job_id] = data
+        for inbox, replies in inboxes.items():
+            pipe.xadd(inbox, replies, maxlen=INBOX_MAXLEN, approximate=True, nomkstream=True)
+        if batch.events:
+            events = {str(i): event for i, event in enumerate(batch.events)}
+            pipe.xadd(self.keys.events_stream, events, maxlen=EVENTS_MAXLEN, approximate=True)
+        if batch.acks:
+            pipe.xack(self.keys.jobs_stream, self.keys.jobs_group, *batch.acks)
 
     async def dead_letter(self, entry: Delivery, reason: str, reply: JobReply | None = None) -> None:
         """Take an entry off the jobs stream without running it, keeping why; reply if it names a job."""
@@ -105,18 +103,21 @@ class ConsumerSide(StreamBase):
             job_id=job_id,
             dead_at=time.time(),
         )
+        batch = Batch()  # written like a finished job's, the ack last
         async with self.redis.pipeline(transaction=False) as pipe:
-            if reply is not None and entry.job is not None:
-                self._reply(pipe, entry.job, encode(reply))
-            elif reply is not None:
-                pipe.set(self.keys.reply(reply.job_id), encode(reply), nx=True, ex=self.reply_ttl)
             pipe.xadd(
                 self.keys.dead_letter_stream,
                 {DATA_FIELD: encode(dead)},
                 maxlen=self.dead_letter_maxlen,
                 approximate=True,
             )
-            pipe.xack(self.keys.jobs_stream, self.keys.jobs_group, entry.message_id)
+            if reply is not None and entry.job is not None:
+                _finish(batch, entry.message_id, entry.job, reply)
+            else:
+                batch.acks.append(entry.message_id)
+                if reply is not None:  # not a job, but it names one: its client gets the reply
+                    pipe.set(self.keys.reply(reply.job_id), encode(reply), nx=True, ex=self.reply_ttl)
+            self._queue(pipe, batch)
             await pipe.execute()
 
     async def hand_over(self, consumer: str, idle_ms: int) -> int:
@@ -141,17 +142,9 @@ class ConsumerSide(StreamBase):
         )
         return int(trimmed), int(removed)
 
-    def _keep_reply(self, pipe: Any, job: JobMessage, data: bytes) -> None:
-        """The reply's key (the first written stands) and its copy on the job's Idempotency-Key."""
-        pipe.set(self.keys.reply(job.job_id), data, nx=True, ex=self.reply_ttl)
-        if job.idempotency_key:
-            script = self._scripts["COPY_REPLY"]
-            pipe.scripts.add(script)  # the pipeline loads it first if Redis does not know it
-            pipe.evalsha(script.sha, 1, self.keys.idempotency(job.user_id, job.idempotency_key), data)
 
-    def _reply(self, pipe: Any, job: JobMessage, data: bytes) -> None:
-        self._keep_reply(pipe, job, data)
-        if job.inbox:
-            pipe.xadd(job.inbox, {DATA_FIELD: data}, maxlen=INBOX_MAXLEN, approximate=True, nomkstream=True)
-        done = encode(JobEvent(job_id=job.job_id, status="done"))
-        pipe.xadd(self.keys.events_stream, {DATA_FIELD: done}, maxlen=EVENTS_MAXLEN, approximate=True)
+def _finish(batch: Batch, message_id: str, job: JobMessage, reply: JobReply) -> None:
+    """Put a job's end into ``batch``: its reply, its ``done`` event and its ack."""
+    batch.replies.append((job, encode(reply)))
+    batch.events.append(encode(JobEvent(job_id=job.job_id, status="done")))
+    batch.acks.append(message_id)
