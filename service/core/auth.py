@@ -27,9 +27,6 @@ from service.core.tokens import TokenVerifier
 
 ALGORITHM = "HS256"
 MAX_AUTHORIZATION_BYTES = 8192  # a JWT is a few hundred bytes to a few kB; a larger header is abuse (431)
-# Scope key: (token, principal, claims) for a token already verified in this request (by the rate
-# limiters' ``IdentifyCaller``), so that authentication does not decode it a second time.
-VERIFIED = "video_gen.verified"
 # Paths served without a token: health, metrics, the schema, and signed download links.
 PUBLIC_PATHS = ["^/health", "^/metrics", "^/schema", "^/docs-assets/", "^/video-gen/files/"]
 
@@ -45,11 +42,7 @@ class _Verifying:
     async def authenticate_token(
         self, encoded_token: str, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        earlier = connection.scope.get(VERIFIED)  # type: ignore[call-overload]
-        if earlier is not None and earlier[0] == encoded_token:
-            principal, claims = earlier[1], earlier[2]
-        else:
-            principal, claims = await self.verifier.principal(encoded_token)
+        principal, claims = await self.verifier.principal(encoded_token)  # verified once: kept a while
         return AuthenticationResult(user=principal, auth=claims)
 
 

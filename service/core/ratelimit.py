@@ -22,7 +22,7 @@ from litestar.middleware.rate_limit import RateLimitConfig, get_remote_address
 from litestar.stores.redis import RedisStore
 from litestar.types import ASGIApp, Receive, Scope, Send
 
-from service.core.auth import VERIFIED, bearer_token
+from service.core.auth import bearer_token
 from service.core.keys import Keys
 from service.core.settings import Settings
 from service.core.tokens import TokenVerifier
@@ -38,8 +38,8 @@ CALLER = "video_gen.caller"  # scope key: the verified user id, set before the l
 
 class IdentifyCaller:
     """Verifies the Bearer token (if any) ahead of the limiters, which are synchronous; the
-    authentication middleware takes the verified caller from the scope (``VERIFIED``) and answers
-    for a refused token itself."""
+    authentication middleware verifies it again, from the verified-token cache
+    (``service.core.token_cache``), and answers for a refused token itself."""
 
     def __init__(self, app: ASGIApp, verifier: TokenVerifier) -> None:
         self.app, self.verifier = app, verifier
@@ -49,9 +49,8 @@ class IdentifyCaller:
             token = bearer_token(Headers.from_scope(scope).get("authorization"))
             if token is not None:
                 try:
-                    principal, claims = await self.verifier.principal(token)
+                    principal, _ = await self.verifier.principal(token)
                     scope[CALLER] = principal.user_id  # type: ignore[typeddict-unknown-key]
-                    scope[VERIFIED] = (token, principal, claims)  # type: ignore[typeddict-unknown-key]
                 except Exception:  # any refusal: known by its address; authentication answers for it
                     pass
         await self.app(scope, receive, send)
