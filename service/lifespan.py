@@ -27,7 +27,7 @@ from service.storage.base import Storage
 from service.storage.factory import storage_from_settings
 from service.webhooks.queue import WebhookQueue
 
-log = structlog.get_logger("service.app")  # the logger name its lines have always had
+log = structlog.get_logger(__name__)
 
 
 def _job_clients(settings: Settings, keys: Keys) -> tuple[Redis, JobStream, ReplyInbox, JobWatchers]:

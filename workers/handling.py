@@ -25,7 +25,7 @@ from service.jobs.messages import Delivery, JobMessage, JobReply
 from service.jobs.stream import JobStream
 from workers.faults import crash_point
 
-log = structlog.get_logger("workers.scheduler")  # the job's lines keep the name they always had
+log = structlog.get_logger(__name__)
 Notify = Callable[[JobMessage, JobReply], Awaitable[None]]
 
 MAX_OUTAGE_SECONDS = 600.0  # a job retried through an outage this long is left for redelivery instead

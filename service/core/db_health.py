@@ -13,7 +13,7 @@ from piccolo.engine.base import Engine
 
 from service.core.errors import DATABASE_UNREACHABLE, ServiceUnavailable
 
-log = structlog.get_logger("service.core.db")  # the logger name its lines have always had
+log = structlog.get_logger(__name__)
 
 
 class DatabaseHealth:
