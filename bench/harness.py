@@ -148,6 +148,24 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 60.0) -> None:
     raise SystemExit(f"{url} did not answer within {timeout:g} s")
 
 
+def service_env(
+    secret: str, database_url: str, redis_url: str, storage: Path, port: int, **extra: str
+) -> dict[str, str]:
+    """The environment of a benchmark's ``video-gen api`` / ``worker``: this process's, plus a private
+    database, Redis and local storage, no rate limit, loopback on ``port``, and ``extra``."""
+    return {
+        **os.environ,
+        "JWT_SECRET": secret,
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "STORAGE_URL": f"file://{storage}",
+        "RATE_LIMIT_PER_MINUTE": "0",
+        "HOST": "127.0.0.1",
+        "PORT": str(port),
+        **extra,
+    }
+
+
 def free_port() -> int:
     from service.core.embedded_redis import free_port as port
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import httpx
 
 from bench.driver import render
-from bench.harness import PgDatabase, Procs, RedisCounter, free_port, seed_users, wait_http
+from bench.harness import PgDatabase, Procs, RedisCounter, free_port, seed_users, service_env, wait_http
 from bench.pipeline import BIN, ROOT, SECRET, run_driver, token
 from tests.fakes.fal_queue import start_fal_server
 
@@ -66,25 +66,22 @@ def run(args: argparse.Namespace, work: Path) -> dict:
     try:
         storage, port = work / "storage", free_port()
         host = fal_url.removeprefix("https://")
-        env = {
-            **os.environ,
-            "JWT_SECRET": SECRET,
-            "DATABASE_URL": pg.url,
-            "REDIS_URL": redis.url,
-            "STORAGE_URL": f"file://{storage}",
-            "RATE_LIMIT_PER_MINUTE": "0",
-            "HOST": "127.0.0.1",
-            "PORT": str(port),
-            "LOG_LEVEL": "WARNING",
-            "FAL_KEY": "test-key",
-            "FAL_QUEUE_RUN_HOST": host,
-            "FAL_RUN_HOST": host,
-            "SSL_CERT_FILE": str(ca),
-            "DEFAULT_MODEL": "veo3",
-            "MODEL_CONCURRENCY": f"veo3={args.jobs}",
-            "WORKER_PREFETCH": str(min(args.jobs, 100)),
-            "JOB_LEASE_SECONDS": str(args.lease_seconds),
-        }
+        env = service_env(
+            SECRET,
+            pg.url,
+            redis.url,
+            storage,
+            port,
+            LOG_LEVEL="WARNING",
+            FAL_KEY="test-key",
+            FAL_QUEUE_RUN_HOST=host,
+            FAL_RUN_HOST=host,
+            SSL_CERT_FILE=str(ca),
+            DEFAULT_MODEL="veo3",
+            MODEL_CONCURRENCY=f"veo3={args.jobs}",
+            WORKER_PREFETCH=str(min(args.jobs, 100)),
+            JOB_LEASE_SECONDS=str(args.lease_seconds),
+        )
         subprocess_env = {k: v for k, v in env.items() if v is not None}
         subprocess.run([str(BIN / "video-gen"), "migrate"], env=subprocess_env, check=True, capture_output=True)
         worker = procs.start("worker", [str(BIN / "video-gen"), "worker"], subprocess_env, cwd=ROOT)

@@ -22,7 +22,7 @@ import urllib.request
 from pathlib import Path
 
 from bench import peers
-from bench.harness import PgDatabase, Procs, RedisCounter, free_port, wait_http
+from bench.harness import PgDatabase, Procs, RedisCounter, free_port, service_env, wait_http
 from bench.pipeline import BIN, PROMPT, ROOT, SECRET, token
 
 SLEEP = 2.0
@@ -43,21 +43,18 @@ def load(kit: Path, url: str, reqs: Path, rate: float, seconds: float, label: st
 
 def project(args: argparse.Namespace, rc: RedisCounter, pg: PgDatabase, procs: Procs, work: Path) -> list[dict]:
     storage, port = work / "storage", free_port()
-    env = {
-        **os.environ,
-        "JWT_SECRET": SECRET,
-        "DATABASE_URL": pg.url,
-        "REDIS_URL": rc.url,
-        "STORAGE_URL": f"file://{storage}",
-        "RATE_LIMIT_PER_MINUTE": "0",
-        "DEFAULT_MODEL": "bench-sleep",
-        "BENCH_SLEEP_SECONDS": str(SLEEP),
-        "BENCH_CLIP": str(work / "clip.mp4"),
-        "MODEL_CONCURRENCY": "bench-sleep=2000",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-    }
+    env = service_env(
+        SECRET,
+        pg.url,
+        rc.url,
+        storage,
+        port,
+        DEFAULT_MODEL="bench-sleep",
+        BENCH_SLEEP_SECONDS=str(SLEEP),
+        BENCH_CLIP=str(work / "clip.mp4"),
+        MODEL_CONCURRENCY="bench-sleep=2000",
+        LOG_LEVEL="WARNING",
+    )
     subprocess.run([str(BIN / "video-gen"), "migrate"], env=env, check=True, capture_output=True)
     rc.flush()
     worker = procs.start("worker", [str(BIN / "video-gen"), "worker"], env, cwd=ROOT)

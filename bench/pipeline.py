@@ -31,7 +31,7 @@ import jwt
 
 from bench import peers
 from bench.driver import render
-from bench.harness import PgDatabase, Procs, RedisCounter, cpu_seconds, free_port, seed_users, wait_http
+from bench.harness import PgDatabase, Procs, RedisCounter, cpu_seconds, free_port, seed_users, service_env, wait_http
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -129,19 +129,16 @@ def run_project(
 ) -> dict:
     base = Path(tempfile.mkdtemp(prefix="video-gen-bench-", dir="/dev/shm")) if args.shm else work
     storage, port = base / f"storage-{event_loop}", free_port()
-    env = {
-        **os.environ,
-        "JWT_SECRET": SECRET,
-        "DATABASE_URL": pg.url,
-        "REDIS_URL": redis.url,
-        "STORAGE_URL": f"file://{storage}",
-        "RATE_LIMIT_PER_MINUTE": "0",
-        "DEFAULT_MODEL": "bench-noop",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "WORKER_CONCURRENCY": str(args.worker_concurrency),
-        "BENCH_CLIP": str(work / "clip.mp4"),
-    }
+    env = service_env(
+        SECRET,
+        pg.url,
+        redis.url,
+        storage,
+        port,
+        DEFAULT_MODEL="bench-noop",
+        WORKER_CONCURRENCY=str(args.worker_concurrency),
+        BENCH_CLIP=str(work / "clip.mp4"),
+    )
     subprocess.run([str(BIN / "video-gen"), "migrate"], env=env, check=True, capture_output=True)
     redis.flush()
     worker = procs.start(f"worker-{event_loop}", [str(BIN / "video-gen"), "worker"], env, cwd=ROOT)

@@ -27,7 +27,7 @@ import redis
 
 from bench import peers
 from bench.driver import render
-from bench.harness import PgDatabase, Procs, RedisCounter, free_port, seed_users, wait_http
+from bench.harness import PgDatabase, Procs, RedisCounter, free_port, seed_users, service_env, wait_http
 from bench.pipeline import BIN, PROMPT, ROOT, SECRET, token
 from service.core.keys import Keys
 from service.jobs.messages import DATA_FIELD, JobReply, decode_job, encode
@@ -131,19 +131,16 @@ def hold(name: str, api: subprocess.Popen, endpoint: str, requests: list[bytes],
 
 def project_row(n: int, rc: RedisCounter, pg: PgDatabase, procs: Procs, work: Path) -> dict:
     storage, port = work / "storage", free_port()
-    env = {
-        **os.environ,
-        "JWT_SECRET": SECRET,
-        "DATABASE_URL": pg.url,
-        "REDIS_URL": rc.url,
-        "STORAGE_URL": f"file://{storage}",
-        "RATE_LIMIT_PER_MINUTE": "0",
-        "DEFAULT_MODEL": "local",
-        "HOST": "127.0.0.1",
-        "PORT": str(port),
-        "LOG_LEVEL": "WARNING",
-        "SYNC_WAIT_SECONDS": "900",
-    }
+    env = service_env(
+        SECRET,
+        pg.url,
+        rc.url,
+        storage,
+        port,
+        DEFAULT_MODEL="local",
+        LOG_LEVEL="WARNING",
+        SYNC_WAIT_SECONDS="900",
+    )
     subprocess.run([str(BIN / "video-gen"), "migrate"], env=env, check=True, capture_output=True)
     rc.flush()
     api = procs.start(f"api-{n}", [str(BIN / "video-gen"), "api"], env, cwd=ROOT)
