@@ -22,9 +22,9 @@ async def charge_in_one_call(new: NewGeneration, *, cost: int, attempts: int) ->
     """The new RUNNING record and the balance after its debit; None when the generation exists
     (an earlier delivery charged it). ``InsufficientCredits`` or ``AlreadyCharged``: nothing written."""
     at = now()
-    args = (new.id, new.user_id, new.project_id, new.model, new.prompt, new.source_key, new.requested_duration)
+    args = (cost, attempts, new.idempotency_key, f"generation {new.id}", at)
     try:
-        rows = await Generation.raw(_CHARGE, *args, cost, attempts, new.idempotency_key, f"generation {new.id}", at)
+        rows = await Generation.raw(_CHARGE, *new.request(), *args)
     except PostgresError as exc:
         if exc.sqlstate == SHORT:
             raise InsufficientCredits(cost, await ledger.balance_of(new.user_id)) from None

@@ -34,6 +34,19 @@ class NewGeneration:
     project_id: str | None = None
     idempotency_key: str | None = None
 
+    def request(self) -> tuple[str | None, ...]:
+        """The columns every new record starts with, in the order the inserts name them: id,
+        user_id, project_id, model, prompt, source_key, requested_duration."""
+        return (
+            self.id,
+            self.user_id,
+            self.project_id,
+            self.model,
+            self.prompt,
+            self.source_key,
+            self.requested_duration,
+        )
+
 
 _CREATE = (
     "INSERT INTO generations (id, user_id, project_id, model, prompt, source_key, requested_duration, status, "
@@ -53,13 +66,7 @@ async def create_running(new: NewGeneration, *, cost: int, attempts: int) -> Gen
     ts = now()
     rows = await Generation.raw(
         _CREATE,
-        new.id,
-        new.user_id,
-        new.project_id,
-        new.model,
-        new.prompt,
-        new.source_key,
-        new.requested_duration,
+        *new.request(),
         str(RUNNING),
         cost,
         attempts,
@@ -179,13 +186,7 @@ async def create_cancelled(new: NewGeneration, *, error: str, error_status: int,
     False when the record exists already (a worker charged it first: cancel it as RUNNING)."""
     rows = await Generation.raw(
         _CREATE_CANCELLED,
-        new.id,
-        new.user_id,
-        new.project_id,
-        new.model,
-        new.prompt,
-        new.source_key,
-        new.requested_duration,
+        *new.request(),
         str(CANCELLED),
         new.idempotency_key,
         "{}",
