@@ -60,8 +60,9 @@ def run_driver(url: str, requests: list[bytes], n: int, in_flight: int) -> dict:
     return json.loads(out.stdout)
 
 
-def profile(name: str, pid: int, folder: str) -> subprocess.Popen:
-    """py-spy sampling ``pid`` until interrupted, into ``folder/name.txt`` (collapsed stacks)."""
+def profile(name: str, pid: int, folder: str, gil: bool = False) -> subprocess.Popen:
+    """py-spy sampling ``pid`` until interrupted, into ``folder/name.txt`` (collapsed stacks); with
+    ``gil``, only samples that hold the GIL (Python's CPU, not threads blocked in the kernel)."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     out = Path(folder) / f"{name.replace(' ', '-')}.txt"
     return subprocess.Popen(
@@ -77,6 +78,7 @@ def profile(name: str, pid: int, folder: str) -> subprocess.Popen:
             "--output",
             str(out),
             "--nonblocking",
+            *(["--gil"] if gil else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -96,7 +98,9 @@ def measure(
     run_driver(url, requests, args.warmup, args.in_flight)
     time.sleep(1.0)
     cpu0, calls0, log0 = {k: cpu_seconds(p) for k, p in pids.items()}, redis.calls(), pg.offset()
-    profilers = [profile(f"{name}-{k}", pid, args.profile) for k, pid in pids.items()] if args.profile else []
+    profilers = (
+        [profile(f"{name}-{k}", pid, args.profile, args.profile_gil) for k, pid in pids.items()] if args.profile else []
+    )
     result = run_driver(url, requests, args.jobs, args.in_flight)
     for profiler in profilers:
         profiler.send_signal(signal.SIGINT)
@@ -263,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--shm", action="store_true", help="local storage on /dev/shm (fsync costs nothing)")
     parser.add_argument("--profile", metavar="DIR", help="sample each process with py-spy into DIR (collapsed stacks)")
+    parser.add_argument("--profile-gil", action="store_true", help="with --profile: only samples holding the GIL")
     args = parser.parse_args(argv)
     with peers.bench_models(), tempfile.TemporaryDirectory(prefix="video-gen-bench-") as tmp:
         work = Path(tmp)
