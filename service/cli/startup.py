@@ -53,7 +53,7 @@ def require_models(settings: Settings) -> None:
 async def open_database(settings: Settings, *, migrate: bool = False) -> None:
     """Check at start that the database answers (and is migrated): one line and exit if not."""
     from service.core import db
-    from service.core.checks import describe_connect_error
+    from service.core.db_refusals import describe_connect_error
 
     try:
         logging.getLogger("piccolo").setLevel(logging.WARNING)  # not "Running Postgres version 0.0"
