@@ -111,6 +111,7 @@ async def _succeed_many(items: list[_Success]) -> list[Succeeded | None]:
     # One job's id twice in a batch (two deliveries): the first is sent, the later ones find the
     # record no longer RUNNING, as they would one statement after the other.
     first = list({item.record.id: item for item in reversed(items)}.values())
+    first.sort(key=lambda item: item.record.id)  # rows locked in id order by every batch: no lock cycle
     columns = (
         [item.record.id for item in first],
         [item.output_key for item in first],
