@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -49,7 +50,15 @@ async def workdir(job_id: str) -> AsyncIterator[Path]:
     try:
         yield path
     finally:
-        await asyncio.to_thread(shutil.rmtree, path, True)
+        await asyncio.to_thread(_remove, path)
+
+
+def _remove(path: Path) -> None:
+    """Remove a workdir, usually empty by now (the video was moved into the storage)."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class Production:

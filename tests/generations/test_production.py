@@ -73,6 +73,7 @@ async def test_files_elsewhere_are_copied(storage: Recorder, scratch: Path):
         await store("videos/u1/nested.mp4", job, GeneratedVideo(tmp / "sub" / "out.mp4", 1.0), tmp)
         await store("videos/u1/no-workdir.mp4", job, GeneratedVideo(cache, 1.0))
         assert (tmp / "sub" / "out.mp4").exists()
+    assert not tmp.exists()  # removed with what the model left in it
     assert storage.consumed == [False, False, False]
     assert cache.read_bytes() == b"cached"
     assert await storage.read("videos/u1/nested.mp4", max_bytes=10) == b"nested"
