@@ -55,7 +55,10 @@ def resolve(prefix: str, key: str) -> str:
 def opened_path(fd: int, lexical: str) -> str:
     """The real path of what ``fd`` opened (``lexical`` when no symlink was followed)."""
     if _HAS_PROC_FD:
-        return os.readlink(f"{_PROC_FD}/{fd}")
+        try:
+            return os.readlink(f"{_PROC_FD}/{fd}")
+        except OSError:
+            pass  # a sandbox that hides it: the thorough way
     return os.path.realpath(lexical)
 
 
