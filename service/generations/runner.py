@@ -126,7 +126,7 @@ class Runner:
             if self.production.stops.requested(job.job_id):
                 return await self._stopped(plugin, record)
             try:
-                await self.production.store(key, job, video)
+                await self.production.store(key, job, video, tmp)
             except Exception as exc:
                 if is_transient(exc):
                     raise  # the network or the disk: retried, not a verdict
