@@ -42,7 +42,7 @@ async def charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
     ``InsufficientCredits`` (nothing written) or ``AlreadyExists`` (the record is already there:
     resume it, never charge again; the insert comes first so that is what a retry sees).
     """
-    with tracing.tracer.start_as_current_span("generation.charge", attributes={"model": new.model, "credits": cost}):
+    with tracing.span("generation.charge", model=new.model, credits=cost):
         return await _charge(new, cost=cost, attempts=attempts)
 
 
