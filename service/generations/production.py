@@ -81,7 +81,7 @@ class Production:
         metrics.PROVIDER_REQUESTS.labels(model).inc()
         started = time.monotonic()
         with (
-            tracing.tracer.start_as_current_span("model.generate", attributes={"model": model}),
+            tracing.span("model.generate", model=model),
             metrics.JOBS_RUNNING.labels(model).track_inprogress(),
         ):
             try:
@@ -115,7 +115,7 @@ class Production:
         copying it."""
         metadata = {"generation-id": job.job_id, "model": job.model, DURATION_METADATA: repr(video.duration_seconds)}
         consume = workdir is not None and Path(video.path).parent == workdir
-        with tracing.tracer.start_as_current_span("storage.upload", attributes={"storage.key": key}):
+        with tracing.span("storage.upload", **{"storage.key": key}):
             await self.storage.put_file(
                 key, video.path, content_type=video.content_type, metadata=metadata, consume=consume
             )
