@@ -63,12 +63,14 @@ def configure_tracing(service_name: str, *, exporter: Any = None) -> Any:
     for instrumentor in instrumentors:
         instrumentor.instrument(tracer_provider=provider)
     _state.update(provider=provider, instrumentors=instrumentors)
+    _state.pop("on", None)
     return provider
 
 
 def shutdown_tracing() -> None:
     """Flush and stop the exporter, remove the instrumentations (a process's end; tests)."""
     provider = _state.pop("provider", None)
+    _state.pop("on", None)
     for instrumentor in _state.pop("instrumentors", []):
         instrumentor.uninstrument()
     if provider is not None:
@@ -94,9 +96,14 @@ def current_context() -> dict[str, str]:
 
 
 def tracing_on() -> bool:
-    """Whether a tracer provider is installed (ours, or one an auto-instrumentation set up):
-    without one every span is a no-op, and the worker's hot path skips making them."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    """Whether a tracer provider is installed (ours, or one an auto-instrumentation set up before
+    the first job): without one every span is a no-op, and the worker's hot path skips making them.
+    Decided once (OpenTelemetry reads the environment on every ``get_tracer_provider``), again
+    after ``configure_tracing`` or ``shutdown_tracing``."""
+    on = _state.get("on")
+    if on is None:
+        on = _state["on"] = not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    return bool(on)
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from service.storage.base import InvalidKey, ObjectNotFound, ObjectTooLarge, Sto
 from service.storage.keys import MAX_KEY_LENGTH, MAX_SEGMENT_BYTES, validate_key
 
 _SAFE_CHARS = re.compile(r"[A-Za-z0-9_.-]")
+_SAFE_SEGMENT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # kept as it is: ids and most user ids
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ def safe_segment(value: str) -> str:
     """
     if not value:
         return "~"
+    if _SAFE_SEGMENT.fullmatch(value):
+        return value
     out = []
     for index, char in enumerate(value):
         if _SAFE_CHARS.fullmatch(char) and not (index == 0 and char == "."):

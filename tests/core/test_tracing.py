@@ -31,6 +31,7 @@ def test_off_unless_the_standard_variables_ask() -> None:
 
 def test_without_a_tracer_provider_the_worker_makes_no_spans(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    monkeypatch.setitem(tracing._state, "on", None)  # decided afresh, under the patch
     made: list[str] = []
     monkeypatch.setattr(tracing.tracer, "start_span", lambda name, *a, **k: made.append(name))
     monkeypatch.setattr(tracing.tracer, "start_as_current_span", lambda name, *a, **k: made.append(name))
