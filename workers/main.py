@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import structlog
 
@@ -43,8 +44,11 @@ async def run_worker(
     storage: Storage | None = None,
     stop: asyncio.Event | None = None,
     name: str | None = None,
+    on_started: Callable[[], None] | None = None,
 ) -> None:
-    """Run until ``stop`` is set (or SIGTERM/SIGINT when run as a process), then shut down gracefully."""
+    """Run until ``stop`` is set (or SIGTERM/SIGINT when run as a process), then shut down gracefully;
+    ``on_started`` is called once everything is open, before the first job (``video-gen worker``:
+    ``service.core.heap.settle``)."""
     if not settings.redis_url:
         raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
     configure_tracing("video-gen-worker")
@@ -63,7 +67,7 @@ async def run_worker(
             await store.open()
         if owned[0]:
             await registry.open_all(settings)
-        await _run(settings, registry, store, clients, name=name, stop=stop, hurry=hurry)
+        await _run(settings, registry, store, clients, name=name, stop=stop, hurry=hurry, on_started=on_started)
     finally:
         await asyncio.to_thread(cpu.stop)  # waits for the pool's processes: not on the event loop
         if owned[0]:
@@ -83,6 +87,7 @@ async def _run(
     name: str,
     stop: asyncio.Event,
     hurry: asyncio.Event,
+    on_started: Callable[[], None] | None,
 ) -> None:
     """Build the scheduler and the webhook sender, run both until ``stop``, then stop the sender."""
     limits = model_limits(registry, settings.model_slots, settings.worker_concurrency)
@@ -90,6 +95,8 @@ async def _run(
     scheduler, dispatcher = build_scheduler(settings, registry, store, clients, name=name, limits=limits)
     log.info("worker.capacity", model_slots=limits, cpu_processes=processes, db_pool=settings.database_pool_size)
     sending = asyncio.create_task(dispatcher.run(), name="webhooks") if dispatcher else None
+    if on_started is not None:
+        on_started()
     try:
         await _serve(scheduler, settings, stop, hurry)
     finally:

@@ -17,6 +17,7 @@ from service.cli.startup import (
     until_signal,
     warn_if_hs256_refused,
 )
+from service.core import heap
 from service.core.settings import Settings
 
 
@@ -70,6 +71,7 @@ def api() -> None:
     settings = load_settings(check=False)
     require_models(settings)
     app = create_app(settings)
+    app.on_startup.append(heap.settle)  # once the lifespan has opened everything
     asyncio.run(open_database(settings))  # refuse plainly here rather than inside the server's lifespan
     asyncio.run(check_storage(settings))
     config = uvicorn.Config(
@@ -99,4 +101,4 @@ def worker() -> None:
     settings = load_settings(check=False)
     require_models(settings)
     asyncio.run(check_storage(settings))
-    settings.run(run_worker(settings))
+    settings.run(run_worker(settings, on_started=heap.settle))

@@ -1,0 +1,30 @@
+"""``run_worker``: ``on_started`` (``video-gen worker`` settles the heap there) is called once
+everything is open, before the worker stops."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import make_settings
+from tests.factories import TestModels
+from workers.main import run_worker
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_on_started_is_called_once_the_worker_is_open(
+    database_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    settings = make_settings(database_url, redis_prefix, tmp_path)
+    stop, calls = asyncio.Event(), []
+
+    def started() -> None:
+        calls.append("started")
+        stop.set()
+
+    await asyncio.wait_for(
+        run_worker(settings, registry=TestModels.registry(), stop=stop, name="w-main", on_started=started), 60
+    )
+    assert calls == ["started"]
