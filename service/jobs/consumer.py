@@ -8,6 +8,7 @@ slots: a job of a busy model stays in its stream, undelivered, for a worker with
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -91,11 +92,9 @@ class ConsumerSide(StreamBase):
         if not by_stream:
             return set()
         script = self._scripts["RENEW"]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.scripts.add(script)  # the pipeline loads it first if Redis does not know it
-            for stream, ids in by_stream.items():
-                pipe.evalsha(script.sha, 1, stream, self.keys.jobs_group, consumer, *ids)
-            results = await pipe.execute()
+        results = await asyncio.gather(
+            *(script(keys=[stream], args=[self.keys.jobs_group, consumer, *ids]) for stream, ids in by_stream.items())
+        )
         return {EntryRef(stream, text(m)) for stream, kept in zip(by_stream, results) for m in kept}
 
     async def owns(self, consumer: str, ref: EntryRef) -> bool:
@@ -176,16 +175,10 @@ class ConsumerSide(StreamBase):
         return sum(int(t) for t, _ in done), sum(int(r) for _, r in done)
 
     async def _each(self, name: str, streams: Iterable[str], *args: Any) -> list[Any]:
-        """One script run on each of ``streams``, in one round trip."""
-        keys = list(streams)
-        if not keys:
-            return []
+        """One script run on each of ``streams``, at once (EVALSHA each: a pipeline of scripts
+        would ask ``SCRIPT EXISTS`` first, every time)."""
         script = self._scripts[name]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.scripts.add(script)
-            for stream in keys:
-                pipe.evalsha(script.sha, 1, stream, *args)
-            return list(await pipe.execute())
+        return list(await asyncio.gather(*(script(keys=[stream], args=list(args)) for stream in streams)))
 
     async def migrate_legacy(self, models: Iterable[str]) -> tuple[int, int]:
         """Move the legacy shared stream's undelivered jobs of ``models`` to their streams
