@@ -35,6 +35,25 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def machine_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine so far (``/proc/stat``): their ratio over an
+    interval says whether the benchmark had the cores to itself or saturated them."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def cpu_of(pids: list[int]) -> float:
+    """``cpu_seconds`` summed over the processes of ``pids`` that still exist."""
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            pass
+    return total
+
+
 class Procs:
     """Child processes, each in its own session, stopped by PID (TERM, then KILL)."""
 
@@ -72,6 +91,10 @@ class RedisCounter:
     def calls(self) -> Counter[str]:
         stats = self.client.info("commandstats")
         return Counter({name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()})
+
+    @property
+    def pid(self) -> int:
+        return self.server.proc.pid
 
     def flush(self) -> None:
         self.client.flushall()
@@ -112,6 +135,11 @@ class PgDatabase:
                 await conn.close()
 
         return asyncio.run(run())
+
+    def backend_pids(self) -> list[int]:
+        """The server processes serving this database's connections now."""
+        rows = self.sql(f"SELECT pid FROM pg_stat_activity WHERE datname = '{self.name}' AND pid <> pg_backend_pid()")
+        return [int(r["pid"]) for r in rows]
 
     def offset(self) -> int:
         return self.log.stat().st_size if self.log.exists() else 0

@@ -8,9 +8,11 @@ turn. Then the same for the bare Litestar -> Redis Streams -> asyncpg prototype 
 ``../shared/peer-bench`` (its own environment, ``bench/.peers-venv``, made on first use).
 
 Printed for each: jobs/s, p50/p99 latency, CPU ms per job of the API and of the worker process,
-SQL statements per job (the server log of the private database, ``log_statement = all``; pool
-resets counted apart) and Redis commands per job (``INFO commandstats``, scripts' inner calls
-included), and the ratios of this service to the prototype.
+of the PostgreSQL backends serving the database and of the redis-server, how busy the whole
+machine was (near 100%, the cores rather than the design bound the figure), SQL statements per
+job (the server log of the private database, ``log_statement = all``; pool resets counted apart)
+and Redis commands per job (``INFO commandstats``, scripts' inner calls included), and the ratios
+of this service to the prototype.
 
     uv run python -m bench.pipeline [--jobs 2000] [--in-flight 64] [--no-peer]
 """
@@ -31,7 +33,18 @@ import jwt
 
 from bench import peers
 from bench.driver import render
-from bench.harness import PgDatabase, Procs, RedisCounter, cpu_seconds, free_port, seed_users, service_env, wait_http
+from bench.harness import (
+    PgDatabase,
+    Procs,
+    RedisCounter,
+    cpu_of,
+    cpu_seconds,
+    free_port,
+    machine_busy,
+    seed_users,
+    service_env,
+    wait_http,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -60,8 +73,9 @@ def run_driver(url: str, requests: list[bytes], n: int, in_flight: int) -> dict:
     return json.loads(out.stdout)
 
 
-def profile(name: str, pid: int, folder: str) -> subprocess.Popen:
-    """py-spy sampling ``pid`` until interrupted, into ``folder/name.txt`` (collapsed stacks)."""
+def profile(name: str, pid: int, folder: str, gil: bool = False) -> subprocess.Popen:
+    """py-spy sampling ``pid`` until interrupted, into ``folder/name.txt`` (collapsed stacks); with
+    ``gil``, only samples that hold the GIL (Python's CPU, not threads blocked in the kernel)."""
     Path(folder).mkdir(parents=True, exist_ok=True)
     out = Path(folder) / f"{name.replace(' ', '-')}.txt"
     return subprocess.Popen(
@@ -77,6 +91,7 @@ def profile(name: str, pid: int, folder: str) -> subprocess.Popen:
             "--output",
             str(out),
             "--nonblocking",
+            *(["--gil"] if gil else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -96,13 +111,18 @@ def measure(
     run_driver(url, requests, args.warmup, args.in_flight)
     time.sleep(1.0)
     cpu0, calls0, log0 = {k: cpu_seconds(p) for k, p in pids.items()}, redis.calls(), pg.offset()
-    profilers = [profile(f"{name}-{k}", pid, args.profile) for k, pid in pids.items()] if args.profile else []
+    backends = pg.backend_pids()
+    servers0, busy0 = {"pg": cpu_of(backends), "redis": cpu_seconds(redis.pid)}, machine_busy()
+    profilers = (
+        [profile(f"{name}-{k}", pid, args.profile, args.profile_gil) for k, pid in pids.items()] if args.profile else []
+    )
     result = run_driver(url, requests, args.jobs, args.in_flight)
     for profiler in profilers:
         profiler.send_signal(signal.SIGINT)
         profiler.wait(60)
     time.sleep(1.0)  # let the last statements reach the log
     cpu1, calls1, log1 = {k: cpu_seconds(p) for k, p in pids.items()}, redis.calls(), pg.offset()
+    servers1, busy1 = {"pg": cpu_of(backends), "redis": cpu_seconds(redis.pid)}, machine_busy()
     calls = calls1 - calls0
     calls["info"] = 0
     statements, resets = pg.statements(log0, log1)
@@ -121,6 +141,9 @@ def measure(
         "redis_top": {k: round(v / n, 2) for k, v in (+calls).most_common(8)},
     }
     row.update({f"cpu_ms_{k}": (cpu1[k] - cpu0[k]) * 1e3 / n for k in pids})
+    # The backends that served the warm-up (the pools' connections) serve the run as well.
+    row.update({f"cpu_ms_{k}": (servers1[k] - servers0[k]) * 1e3 / n for k in servers0})
+    row["machine_busy"] = (busy1[0] - busy0[0]) / max(busy1[1] - busy0[1], 1)
     return row
 
 
@@ -214,6 +237,9 @@ COLUMNS = [
     ("p99 ms", "{:.1f}", 8),
     ("API CPU ms/job", "{:.2f}", 15),
     ("worker CPU ms/job", "{:.2f}", 18),
+    ("PG ms/job", "{:.2f}", 10),
+    ("Redis ms/job", "{:.2f}", 13),
+    ("busy", "{:.0%}", 5),
     ("SQL/job", "{:.2f}", 8),
     ("resets/job", "{:.2f}", 11),
     ("Redis/job", "{:.2f}", 10),
@@ -225,6 +251,9 @@ KEYS = [
     "p99_ms",
     "cpu_ms_api",
     "cpu_ms_worker",
+    "cpu_ms_pg",
+    "cpu_ms_redis",
+    "machine_busy",
     "sql_per_job",
     "resets_per_job",
     "redis_per_job",
@@ -241,7 +270,9 @@ def table(rows: list[dict]) -> str:
     for row in rows:
         if base is None or row is base:
             continue
-        ratio = [f"{row['system'][:6]}/proto"] + [f"{row[k] / base[k]:.2f}x" if base[k] else "-" for k in KEYS[1:]]
+        ratio = [f"{row['system'][:6]}/proto"] + [
+            f"{row[k] / base[k]:.2f}x" if base[k] and k != "machine_busy" else "-" for k in KEYS[1:]
+        ]
         lines.append(" ".join(v.rjust(w) for v, (_, _, w) in zip(ratio, COLUMNS)))
     return "\n".join(lines)
 
@@ -263,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--shm", action="store_true", help="local storage on /dev/shm (fsync costs nothing)")
     parser.add_argument("--profile", metavar="DIR", help="sample each process with py-spy into DIR (collapsed stacks)")
+    parser.add_argument("--profile-gil", action="store_true", help="with --profile: only samples holding the GIL")
     args = parser.parse_args(argv)
     with peers.bench_models(), tempfile.TemporaryDirectory(prefix="video-gen-bench-") as tmp:
         work = Path(tmp)

@@ -12,6 +12,8 @@ The service maps each to its HTTP answer in one place (``service.core.errors.fro
 | ``ModelUnavailable``   | 400 ``model veo3 is not available here: FAL_KEY is not set`` |
 
 Any other exception from ``generate`` also fails the job with the spec's 500, refunded.
+
+``PluginError`` is not a request's error: a plugin that fails to load or validate stops the process.
 """
 
 from __future__ import annotations
@@ -63,3 +65,7 @@ class ModelUnavailable(ModelError):
     def __init__(self, name: str, reason: str) -> None:
         super().__init__(f"model {name} is not available here: {reason}")
         self.name, self.reason = name, reason
+
+
+class PluginError(RuntimeError):
+    """A plugin failed to load or validate (``models_registry.validation``, ``ModelRegistry.load``)."""

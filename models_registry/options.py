@@ -25,6 +25,11 @@ class NoOptions(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen
     """The options of a model that takes none: any key is refused."""
 
 
+def options_type(plugin: Any) -> type:
+    """A plugin's ``Options`` struct; ``NoOptions`` for a plugin (not a ``ModelPlugin``) without one."""
+    return getattr(plugin, "Options", NoOptions)
+
+
 @dataclass(frozen=True)
 class OptionSpec:
     """One option as the catalogue shows it."""

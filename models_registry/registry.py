@@ -7,46 +7,41 @@ a service that silently drops a paid model is worse than one that refuses to sta
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from types import MappingProxyType
 from typing import Any
 
-import msgspec
-
 from models_registry import options as opts
 from models_registry.base import ENTRY_POINT_GROUP, ModelPlugin, parse_duration
-from models_registry.errors import InvalidOptions, ModelUnavailable, UnknownModel, UnsupportedDuration
-from models_registry.options import NoOptions, OptionSpec
+from models_registry.catalogue import CatalogueEntry, catalogue_entry
+from models_registry.errors import (
+    InvalidOptions,
+    ModelUnavailable,
+    PluginError,
+    UnknownModel,
+    UnsupportedDuration,
+)
+from models_registry.options import NoOptions, OptionSpec, options_type
+from models_registry.pricing import Price, price_table
+from models_registry.validation import validate_plugin
 
-
-class PluginError(RuntimeError):
-    """A plugin failed to load or validate."""
-
-
-@dataclass(frozen=True)
-class Price:
-    """The cost of one duration with one combination of the options the cost depends on."""
-
-    duration: str
-    options: dict[str, Any]
-    cost: int
-
-
-@dataclass(frozen=True)
-class CatalogueEntry:
-    name: str
-    durations: tuple[str, ...]
-    default_duration: str
-    cost: dict[str, int]  # per duration, with the default options
-    timeout_seconds: float
-    description: str
-    package: str
-    options: list[OptionSpec]
-    prices: list[Price]
-    unavailable_reason: str | None
+# The registry's names before catalogue, pricing and validation had their own modules: third-party
+# plugins and tools import them from here, so they stay importable from here.
+__all__ = [
+    "CatalogueEntry",
+    "ModelRegistry",
+    "NoOptions",
+    "OptionSpec",
+    "PluginError",
+    "Price",
+    "Resolved",
+    "options_type",
+    "parse_duration",
+    "price_table",
+    "validate_plugin",
+]
 
 
 @dataclass(frozen=True)
@@ -62,77 +57,10 @@ class Resolved:
         return self.plugin.cost(self.duration, self.options)
 
 
-def options_type(plugin: Any) -> type:
-    return getattr(plugin, "Options", NoOptions)
-
-
-def price_table(plugin: Any) -> list[Price]:
-    """The cost of every duration with every combination of ``price_options`` (defaults otherwise)."""
-    kind = options_type(plugin)
-    table = []
-    for variant in opts.price_variants(kind, tuple(getattr(plugin, "price_options", ()))):
-        chosen = msgspec.convert(variant, kind)
-        table.extend(Price(d, variant, plugin.cost(d, chosen)) for d in plugin.durations)
-    return table
-
-
 def _origin(ep: EntryPoint | None, cls: type) -> str:
     if ep is not None and ep.dist is not None:
         return f"{ep.dist.name} (entry point {ep.name!r} = {ep.value!r})"
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def validate_plugin(plugin: Any, origin: str) -> None:
-    """Check a plugin instance against the contract in ``models_registry.base``."""
-    for attr in ("name", "durations", "default_duration", "timeout_seconds", "cost", "generate"):
-        if not hasattr(plugin, attr):
-            raise PluginError(f"model plugin from {origin} has no {attr!r}")
-    if not isinstance(plugin.name, str) or not plugin.name:
-        raise PluginError(f"model plugin from {origin}: name must be a non-empty string")
-    where = f"model plugin {plugin.name!r} from {origin}"
-    _check_durations(plugin, where)
-    timeout = plugin.timeout_seconds
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise PluginError(f"{where}: timeout_seconds must be a positive number, not {timeout!r}")
-    slots = getattr(plugin, "max_concurrency", None)
-    if slots is not None and (isinstance(slots, bool) or not isinstance(slots, int) or slots < 1):
-        raise PluginError(f"{where}: max_concurrency must be a positive int (or None), not {slots!r}")
-    try:
-        opts.describe(options_type(plugin))
-        opts.parse(options_type(plugin), {})
-    except (TypeError, msgspec.ValidationError) as exc:
-        raise PluginError(f"{where}: Options: {exc}") from None
-    generate = getattr(type(plugin), "generate", None)
-    if generate is ModelPlugin.generate:
-        raise PluginError(f"{where}: generate is not implemented")
-    if not inspect.iscoroutinefunction(plugin.generate):
-        raise PluginError(f"{where}: generate must be async")
-    _check_costs(plugin, where)
-
-
-def _check_durations(plugin: Any, where: str) -> None:
-    if isinstance(plugin.durations, str):  # ("8s") without its comma is a string, not a tuple
-        raise PluginError(f"{where}: durations must be a tuple of strings, not the string {plugin.durations!r}")
-    durations = tuple(plugin.durations)
-    if not durations:
-        raise PluginError(f"{where} offers no durations")
-    for d in durations:
-        try:
-            parse_duration(d)
-        except (ValueError, AttributeError):  # AttributeError: not a string at all, e.g. 8
-            raise PluginError(f"{where}: bad duration {d!r}") from None
-    if plugin.default_duration not in durations:
-        raise PluginError(f"{where}: default duration {plugin.default_duration!r} is not one of {list(durations)}")
-
-
-def _check_costs(plugin: Any, where: str) -> None:
-    try:
-        table = price_table(plugin)
-    except Exception as exc:  # e.g. ModelPlugin.cost not overridden, or cost(duration) alone
-        raise PluginError(f"{where}: cost(duration, options) failed: {exc!r}") from exc
-    for price in table:
-        if not isinstance(price.cost, int) or isinstance(price.cost, bool) or price.cost < 0:
-            raise PluginError(f"{where}: cost({price.duration!r}, {price.options}) must be an int >= 0")
 
 
 class ModelRegistry:
@@ -206,25 +134,11 @@ class ModelRegistry:
         return max(ready, key=lambda n: (getattr(self._plugins[n], "default_rank", 0), n), default="local")
 
     def catalogue(self) -> list[CatalogueEntry]:
-        out = []
-        for name in self.names():
-            p = self._plugins[name]
-            defaults = opts.parse(options_type(p), {})
-            out.append(
-                CatalogueEntry(
-                    name=name,
-                    durations=tuple(p.durations),
-                    default_duration=p.default_duration,
-                    cost={d: p.cost(d, defaults) for d in p.durations},
-                    timeout_seconds=float(p.timeout_seconds),
-                    description=getattr(p, "description", "") or "",
-                    package=self._origins[name],
-                    options=opts.describe(options_type(p)),
-                    prices=price_table(p),
-                    unavailable_reason=self.unavailable_reason(name),
-                )
-            )
-        return out
+        """Every model as the catalogue shows it, sorted by name."""
+        return [
+            catalogue_entry(name, self._plugins[name], self._origins[name], self.unavailable_reason(name))
+            for name in self.names()
+        ]
 
     async def open_all(self, settings: Any) -> None:
         """Run every plugin's ``open`` (per-process clients)."""

@@ -97,6 +97,20 @@ def _principal(request: Request[Principal, Any, Any]) -> Principal:
     return request.user
 
 
+def _dependencies() -> dict[str, Provide]:
+    """What handlers receive: the parts the lifespan opened (``SHARED``) and the caller."""
+    return {
+        **{name: _shared(name) for name in SHARED},
+        "principal": Provide(_principal, sync_to_thread=False),
+    }
+
+
+def _metrics_middleware() -> DefineMiddleware:
+    """Prometheus' request metrics, grouped by route path, for every path but ``/metrics`` itself."""
+    prometheus = PrometheusConfig(app_name="video_gen", prefix="video_gen", group_path=True, exclude=["^/metrics"])
+    return DefineMiddleware(LeanPrometheusMiddleware, config=prometheus)
+
+
 def _routes(settings: Settings, verifier: TokenVerifier, controllers: list[Any]) -> list[Any]:
     """The controllers, the metrics endpoint, the operator console and the docs' own assets."""
     return [
@@ -131,23 +145,14 @@ def create_app(
     verifier = TokenVerifier(settings)
     keys = Keys(settings.redis_key_prefix)
     stores, install_rate_limits = rate_limits(settings, keys, verifier)
-    prometheus = PrometheusConfig(
-        app_name="video_gen",
-        prefix="video_gen",
-        group_path=True,
-        exclude=["^/metrics"],
-    )
     app = Litestar(
         route_handlers=_routes(settings, verifier, controllers or CONTROLLERS),
         lifespan=[api_lifespan(settings, keys, verifier, registry, storage)],
-        dependencies={
-            **{name: _shared(name) for name in SHARED},
-            "principal": Provide(_principal, sync_to_thread=False),
-        },
+        dependencies=_dependencies(),
         before_request=strict_body,
         on_app_init=[jwt_auth(verifier).on_app_init, install_rate_limits],
         exception_handlers=EXCEPTION_HANDLERS,
-        middleware=[DefineMiddleware(LeanPrometheusMiddleware, config=prometheus)],
+        middleware=[_metrics_middleware()],
         stores=stores,
         plugins=[structlog_plugin(settings.log_level, settings.log_format), *_tracing_plugins()],
         template_config=console_templates(),

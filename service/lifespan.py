@@ -51,19 +51,28 @@ def _job_clients(settings: Settings, keys: Keys) -> tuple[Redis, JobStream, Repl
     return redis, stream, inbox, watchers
 
 
+async def _open(
+    settings: Settings, keys: Keys, storage: Storage | None
+) -> tuple[Redis, JobStream, ReplyInbox, JobWatchers, Storage]:
+    """At start: the database connected and migrated, the job clients made, the storage opened
+    (unless passed in) and the inbox and events readers started."""
+    await db.connect(settings.database_url, pool_size=settings.database_pool_size, name="video-gen-api")
+    await db.require_migrated()
+    redis, stream, inbox, watchers = _job_clients(settings, keys)
+    store = storage or storage_from_settings(settings)
+    if storage is None:  # a storage passed in is opened and closed by its owner
+        await store.open()
+    await inbox.start()
+    await watchers.start()
+    return redis, stream, inbox, watchers, store
+
+
 def api_lifespan(
     settings: Settings, keys: Keys, verifier: TokenVerifier, registry: ModelRegistry | None, storage: Storage | None
 ) -> Callable[[Litestar], Any]:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        await db.connect(settings.database_url, pool_size=settings.database_pool_size, name="video-gen-api")
-        await db.require_migrated()
-        redis, stream, inbox, watchers = _job_clients(settings, keys)
-        store = storage or storage_from_settings(settings)
-        if storage is None:  # a storage passed in is opened and closed by its owner
-            await store.open()
-        await inbox.start()
-        await watchers.start()
+        redis, stream, inbox, watchers, store = await _open(settings, keys, storage)
         models = registry or ModelRegistry.load()
         app.state.update(
             settings=settings,

@@ -15,7 +15,7 @@ import socket
 import structlog
 
 from service.core import db
-from service.core.checks import describe_connect_error, is_permanent_refusal
+from service.core.db_refusals import describe_connect_error, is_permanent_refusal
 from service.core.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -3,10 +3,11 @@
 One ``fal_client.AsyncClient`` per process (made in ``open``, closed in ``close``): the module-level
 fal-client functions bind to the first event loop they meet. A generation submits to the model's
 ``endpoint``, persists fal's request id *before* waiting (so a redelivered job resumes it instead
-of paying twice), polls every ``FAL_POLL_SECONDS`` reporting queue position and provider logs,
-fetches the result, streams the video to the job's workdir and finishes it to the sold length
-(``durations.py``). How fal's failures are classified and retried: ``errors.py``; every call to
-fal is bounded (``FAL_REQUEST_SECONDS``, ``FAL_RETRY_SECONDS``), fal-client's own retries included.
+of paying twice), polls from every ``FAL_POLL_SECONDS`` reporting queue position and provider logs
+(``polling.py``), fetches the result, streams the video to the job's workdir (``download.py``) and
+finishes it to the sold length (``durations.py``). fal's input: ``arguments.py``. How fal's failures
+are classified and retried: ``errors.py``; every call to fal is bounded (``FAL_REQUEST_SECONDS``,
+``FAL_RETRY_SECONDS``), fal-client's own retries included.
 
 A model on fal is a subclass naming its ``endpoint``, ``durations`` and ``plans``, its ``Options``
 struct (sent to fal as they are, ``None`` fields left out) and its cost rule.
@@ -15,42 +16,32 @@ struct (sent to fal as they are, ``None`` fields left out) and its cost rule.
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import fal_client
 import httpx
-import msgspec
-from fal_client import AsyncRequestHandle, Completed
+from fal_client import AsyncRequestHandle
 
 from models_registry.base import GeneratedVideo, GenerationJob, ModelPlugin, Progress
 from models_registry.cpu import run_cpu
-from models_registry.errors import GenerationFailed, ProviderRejected
+from models_registry.errors import GenerationFailed
+from models_registry.fal.arguments import fal_arguments
+from models_registry.fal.download import download_video
 from models_registry.fal.durations import DurationPlan, Plans, finish_video, plan_for
 from models_registry.fal.errors import with_retries
-from models_registry.fal.queue import cancel, progress_of, video_url
+from models_registry.fal.polling import POLL_BACKOFF, POLL_JITTER, poll_delays, resume_delay, wait_for_result
+from models_registry.fal.queue import cancel, video_url
 from models_registry.fal.settings import FalSettings, fal_settings
 
 T = TypeVar("T")
 
+# The polling constants lived here before polling.py: importable from here still.
+__all__ = ["CREDITS_PER_USD", "POLL_BACKOFF", "POLL_JITTER", "FalVideoModel", "poll_delays"]
+
 # Credits are sold at 500 to the US dollar fal charges (one credit = $0.002), rounded up per clip.
 CREDITS_PER_USD = 500
-
-
-POLL_BACKOFF = 1.5  # each status poll of a running request waits this much longer than the last ...
-POLL_JITTER = 0.2  # ... give or take this fraction
-
-
-def poll_delays(first: float, cap: float) -> Iterator[float]:
-    """The waits between status polls: ``first``, then 1.5 times longer each time up to ``cap``,
-    each give or take 20 %. A long generation is polled less often, and jobs submitted together do
-    not poll together (1,000 in flight cost about 130 polls a second: the README's benchmarks)."""
-    interval = first
-    while True:
-        yield interval * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
-        interval = min(interval * POLL_BACKOFF, max(cap, first))
 
 
 class FalVideoModel(ModelPlugin):
@@ -152,10 +143,7 @@ class FalVideoModel(ModelPlugin):
         if job.provider_request_id:
             # An earlier delivery already submitted (and paid for) this request: never resubmit.
             await job.report_progress(Progress(f"Resuming fal request {job.provider_request_id}"))
-            # A worker that died leaves hundreds of requests, all resumed at once by another: spread
-            # their first polls over the longest poll interval instead of sending them together.
-            first, cap = self.settings.poll_seconds, self.settings.poll_max_seconds
-            await asyncio.sleep(random.uniform(0, min(max(cap, first), 4 * first)))
+            await asyncio.sleep(resume_delay(self.settings.poll_seconds, self.settings.poll_max_seconds))
             return await fal.get_handle(self.endpoint, job.provider_request_id)
         arguments = self.arguments(job, plan)
         handle = await self._retry(lambda: fal.submit(self.endpoint, arguments), "submitting to fal.ai")
@@ -163,65 +151,30 @@ class FalVideoModel(ModelPlugin):
         return handle
 
     def arguments(self, job: GenerationJob, plan: DurationPlan) -> dict[str, Any]:
-        """fal's input for this job; refuses an image over fal's size limit before anything is sent."""
-        image = job.image
-        if len(image.data) > self.max_image_bytes:
-            raise ProviderRejected(
-                f"The source image is {len(image.data) / 2**20:.1f} MB; {self.name} accepts at most "
-                f"{self.max_image_bytes / 2**20:g} MB"
-            )
-        if self.settings.send_image_url and image.url:
-            image_url = image.url
-        else:
-            image_url = fal_client.encode(image.data, image.content_type)
-        options = {k: v for k, v in msgspec.structs.asdict(self._options(job)).items() if v is not None}
-        return {**options, "prompt": job.prompt, "duration": plan.fal_duration, "image_url": image_url}
-
-    def _options(self, job: GenerationJob) -> Any:
-        """The job's ``Options`` (a job built by hand may carry a dict or none: defaults apply)."""
-        if isinstance(job.options, self.Options):
-            return job.options
-        raw = job.options if isinstance(job.options, dict) else msgspec.structs.asdict(job.options)
-        return msgspec.convert(raw, self.Options)
+        """fal's input for this job (``arguments.py``): a model with other inputs overrides this."""
+        return fal_arguments(
+            job,
+            plan,
+            self.Options,
+            model=self.name,
+            max_image_bytes=self.max_image_bytes,
+            send_image_url=self.settings.send_image_url,
+        )
 
     async def _wait(self, handle: AsyncRequestHandle, job: GenerationJob) -> Any:
-        """Poll until COMPLETED, reporting progress; a completed request with an error fails."""
-        seen_logs, last = 0, None
-        delays = poll_delays(self.settings.poll_seconds, self.settings.poll_max_seconds)
-        while True:
-            status = await self._retry(lambda: handle.status(with_logs=True), "polling fal.ai")
-            if isinstance(status, Completed):
-                break
-            progress, seen_logs = progress_of(status, seen_logs)
-            if progress is not None and progress != last:
-                await job.report_progress(progress)
-                last = progress
-            await asyncio.sleep(next(delays))
-        if status.error:
-            kind = f" ({status.error_type})" if status.error_type else ""
-            raise GenerationFailed(f"fal request {handle.request_id} failed{kind}: {status.error}")
-        await job.report_progress(Progress("Downloading the video", fraction=0.9))
-        return await self._retry(lambda: handle.get(interval=self.settings.poll_seconds), "fetching the result")
+        """Poll until the request completes, reporting progress, and fetch its result (``polling.py``)."""
+        return await wait_for_result(handle, job, self.settings, self._retry)
 
     async def _download(self, url: str, dest: Path) -> None:
-        """Stream the video to ``dest`` chunk by chunk: never the whole file in memory."""
+        """Stream the video to ``dest`` (``download.py``) with the retries of this model."""
         assert self._http is not None
-        http = self._http
-
-        async def once() -> None:
-            size = 0
-            async with http.stream("GET", url) as response:
-                response.raise_for_status()
-                with dest.open("wb") as f:
-                    async for chunk in response.aiter_bytes(64 * 1024):
-                        size += len(chunk)
-                        if size > self.max_video_bytes:
-                            raise GenerationFailed(f"fal's video is larger than {self.max_video_bytes} bytes")
-                        f.write(chunk)
-
-        # The video may be large: bounded by the download client's timeouts, not the call budget.
-        await with_retries(
-            once, what="downloading the video", attempts=self.retry_attempts, base_delay=self.retry_base_delay
+        await download_video(
+            self._http,
+            url,
+            dest,
+            max_bytes=self.max_video_bytes,
+            attempts=self.retry_attempts,
+            base_delay=self.retry_base_delay,
         )
 
     async def _retry(self, operation: Callable[[], Awaitable[T]], what: str) -> T:

@@ -22,6 +22,7 @@ from service.console import formatting
 from service.console.actions import ConsoleActions
 from service.console.auth import ConsoleAuth
 from service.console.endpoints import ConsolePages
+from service.console.operations import OperationsPages
 from service.console.signin import EXCEPTION_HANDLERS, sign_in_controller
 from service.core.settings import Settings
 from service.core.tokens import TokenVerifier
@@ -46,7 +47,7 @@ def console_routes(settings: Settings, verifier: TokenVerifier) -> list[Any]:
     auth = ConsoleAuth(settings.jwt_secret, verifier)
     pages = Router(
         path="/",
-        route_handlers=[ConsolePages, ConsoleActions, sign_in_controller(auth)],
+        route_handlers=[ConsolePages, OperationsPages, ConsoleActions, sign_in_controller(auth)],
         middleware=auth.middleware,
         exception_handlers=EXCEPTION_HANDLERS,
         response_headers=HEADERS,

@@ -1,28 +1,27 @@
 """The console's state-changing forms (role ``admin``, CSRF-checked): refund a generation, grant
 credits, requeue or discard a dead letter, resend a webhook.
 
-Each takes two steps. The first POST changes nothing: it answers a confirmation page that says
-exactly what will happen. The second (``confirm=yes``) calls the admin service, the same function
-the admin API calls, and redirects (303) to the page that shows the result, so a reload never
-repeats it; the database's one-refund rule and the stream's atomic requeue make a double submit
-harmless anyway. Problems (an empty reason, a refund already made) are shown on the
-confirmation page with the admin API's words and status.
+Each takes two steps (``confirmation.py``). The first POST changes nothing: it answers a
+confirmation page that says exactly what will happen. The second (``confirm=yes``) calls the admin
+service, the same function the admin API calls, and redirects (303) to the page that shows the
+result, so a reload never repeats it; the database's one-refund rule and the stream's atomic
+requeue make a double submit harmless anyway. Problems (an empty reason, a refund already made)
+are shown on the confirmation page with the admin API's words and status.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from litestar import Controller, post
 from litestar.di import NamedDependency
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from service.admin import queue
 from service.admin import service as admin
 from service.admin import webhooks as deliveries
+from service.console.confirmation import Form, confirm_page, error_messages, two_step
 from service.console.forms import GrantForm, ReasonForm, amount_of, done_url, reason_problems
 from service.core.auth import Principal, admin_guard
 from service.core.errors import AppError, NotFound
@@ -30,32 +29,6 @@ from service.generations.views import generation_of
 from service.jobs.stream import JobStream
 from service.ledger.service import balance_of
 from service.webhooks.queue import WebhookQueue
-
-Form = Body(media_type=RequestEncodingType.URL_ENCODED)
-
-
-def _confirm(status: int = 200, *, errors: list[str] | None = None, **context: Any) -> Template:
-    return Template("confirm.html", context={"errors": errors or [], **context}, status_code=status)
-
-
-def _messages(exc: AppError) -> list[str]:
-    return exc.message if isinstance(exc.message, list) else [exc.message]
-
-
-async def _two_step(
-    screen: dict[str, Any], data: ReasonForm, act: Callable[[str], Awaitable[Any]], *, done: str, kind: str
-) -> Template | Redirect:
-    """The confirmation page until ``confirm=yes`` comes with a reason; then ``act(reason)`` (an
-    admin service, which returns its audited action) and a 303 to ``done``, or its error on the page."""
-    if data.confirm != "yes":
-        return _confirm(**screen)
-    if problems := reason_problems(data.reason):
-        return _confirm(400, errors=problems, **screen)
-    try:
-        out = await act(data.reason.strip())
-    except AppError as exc:
-        return _confirm(exc.status_code, errors=_messages(exc), **screen)
-    return Redirect(done_url(done, kind, out.action_id), status_code=303)
 
 
 class ConsoleActions(Controller):
@@ -88,7 +61,7 @@ class ConsoleActions(Controller):
             "button": f"Refund {record.credits_charged} credits",
             "reason": data.reason,
         }
-        return await _two_step(
+        return await two_step(
             screen,
             data,
             lambda reason: admin.refund_generation(principal.user_id, generation_id, reason),
@@ -117,7 +90,7 @@ class ConsoleActions(Controller):
             "button": "Send it again",
             "reason": data.reason,
         }
-        return await _two_step(
+        return await two_step(
             screen,
             data,
             lambda reason: deliveries.resend(principal.user_id, delivery_id, reason, queue=webhooks),
@@ -142,14 +115,14 @@ class ConsoleActions(Controller):
             "amount": data.amount,
         }
         if data.confirm != "yes":
-            return _confirm(400 if problems else 200, errors=problems, **screen)
+            return confirm_page(400 if problems else 200, errors=problems, **screen)
         problems += reason_problems(data.reason)
         if problems or amount is None:
-            return _confirm(400, errors=problems, **screen)
+            return confirm_page(400, errors=problems, **screen)
         try:
             out = await admin.grant_credits(principal.user_id, user_id, amount, data.reason.strip())
         except AppError as exc:
-            return _confirm(exc.status_code, errors=_messages(exc), **screen)
+            return confirm_page(exc.status_code, errors=error_messages(exc), **screen)
         return Redirect(done_url(page, "grant", out.action_id), status_code=303)
 
     @post("/queue/dead-letters/{dead_id:str}/requeue", status_code=200)
@@ -196,7 +169,7 @@ class ConsoleActions(Controller):
             "reason": data.reason,
         }
         run = queue.requeue if requeue else queue.discard
-        return await _two_step(
+        return await two_step(
             screen,
             data,
             lambda reason: run(principal.user_id, dead_id, reason, stream=stream),

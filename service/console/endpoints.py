@@ -1,24 +1,24 @@
-"""The console's pages (``GET /console/...``, role ``admin``): generations, one generation, a
-user's account, the queue, the audit trail and the ledger check.
+"""The console's pages of generations and customers (``GET /console/...``, role ``admin``):
+generations, one generation and its thumbnail, a user's account.
 
 Each page reads through the same service functions as the admin API and the job endpoint; the
-state-changing forms are in ``actions.py``. Lists are cursor-paginated and keep their filters.
+queue, the audit trail and the ledger check are in ``operations.py``, the state-changing forms in
+``actions.py``. Lists are cursor-paginated and keep their filters.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Controller, Request, Response, get
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath
 from litestar.response import Redirect, Template
 
 from models_registry.registry import ModelRegistry
-from service.admin import queue
 from service.admin import service as admin
 from service.console import thumbnails
-from service.console.forms import local_time, notice, page_url
+from service.console.forms import Limit, Text, filter_params, local_time, notice, page_url
 from service.core.auth import Principal, admin_guard
 from service.core.errors import NotFound
 from service.core.settings import Settings
@@ -26,19 +26,10 @@ from service.generations.schemas import GenerationFilter
 from service.generations.status import GenerationStatus
 from service.generations.views import describe_job, generation_of, generation_out, list_generations
 from service.jobs.stream import JobStream
-from service.ledger.postings import KINDS
 from service.ledger.schemas import EntryFilter
 from service.ledger.service import credits_of
 from service.storage.base import Storage
 from service.webhooks.queue import WebhookQueue
-
-Text = Annotated[str | None, QueryParameter()]
-Limit = Annotated[int, QueryParameter(ge=1, le=200)]
-AUDIT_KINDS = [*KINDS, "requeue", "discard"]
-
-
-def _params(request: Request[Any, Any, Any]) -> dict[str, str]:
-    return {k: v for k, v in request.query_params.items() if k != "cursor"}
 
 
 class ConsolePages(Controller):
@@ -77,7 +68,7 @@ class ConsolePages(Controller):
         page = await list_generations(
             filters, limit=limit, cursor=cursor, storage=storage, download_seconds=settings.download_url_seconds
         )
-        params = _params(request)
+        params = filter_params(request)
         return Template(
             "generations.html",
             context={
@@ -169,56 +160,3 @@ class ConsolePages(Controller):
                 "first_url": cursor and base,
             },
         )
-
-    @get("/queue")
-    async def queue_page(self, stream: NamedDependency[JobStream], done: Text = None, cursor: Text = None) -> Template:
-        state = await queue.queue(stream, limit=50)
-        dead = await queue.dead_letters(stream, limit=20, cursor=cursor)
-        return Template(
-            "queue.html",
-            context={
-                "state": state,
-                "dead": dead,
-                "notice": notice(done),
-                "next_url": dead.next_cursor and page_url("/console/queue", {}, cursor=dead.next_cursor),
-                "first_url": cursor and "/console/queue",
-            },
-        )
-
-    @get("/audit")
-    async def audit(
-        self,
-        request: Request[Any, Any, Any],
-        user: Text = None,
-        kind: Text = None,
-        generation: Text = None,
-        since: Text = None,
-        until: Text = None,
-        tz: Text = None,
-        cursor: Text = None,
-        limit: Limit = 50,
-    ) -> Template:
-        filters = EntryFilter(
-            user_id=user or None,
-            kind=kind or None,
-            generation_id=generation or None,
-            since=local_time(since, tz),
-            until=local_time(until, tz),
-        )
-        trail = await admin.audit(filters, limit=limit, cursor=cursor)
-        params = _params(request)
-        return Template(
-            "audit.html",
-            context={
-                "trail": trail,
-                "filters": params,
-                "kinds": AUDIT_KINDS,
-                "next_url": trail.next_cursor and page_url("/console/audit", params, cursor=trail.next_cursor),
-                "first_url": cursor and page_url("/console/audit", params),
-            },
-        )
-
-    @get("/ledger")
-    async def ledger(self, run: Text = None) -> Template:
-        report = await admin.verify() if run else None
-        return Template("ledger.html", context={"report": report})

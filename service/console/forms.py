@@ -5,14 +5,19 @@ reasons checked with the admin API's words, and links that keep a page's filters
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
+from litestar import Request
+from litestar.params import QueryParameter
 
 from service.ledger.service import MAX_AMOUNT
 
+# A page's query parameters: an optional filter or cursor, and a page size.
+Text = Annotated[str | None, QueryParameter()]
+Limit = Annotated[int, QueryParameter(ge=1, le=200)]
 MAX_REASON = 1000
 
 
@@ -70,6 +75,11 @@ def amount_of(text: str) -> tuple[int | None, list[str]]:
     if amount > MAX_AMOUNT:
         return None, [f"amount must not be greater than {MAX_AMOUNT}"]
     return amount, []
+
+
+def filter_params(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """A list page's filters as it was asked for them, without its cursor: what its links keep."""
+    return {k: v for k, v in request.query_params.items() if k != "cursor"}
 
 
 def page_url(path: str, params: dict[str, Any], **changes: Any) -> str:

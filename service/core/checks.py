@@ -2,18 +2,16 @@
 with one line naming the variable and the form it expects (``video-gen`` prints it and exits 2).
 
 Types are checked while the environment is read (``Settings.from_env``); here are the rules a type
-cannot say: URL schemes, ranges, the JWT secret, the default model.
+cannot say: URL schemes, ranges, the JWT secret, the default model. What a database's refusal at
+start means: ``db_refusals.py``.
 """
 
 from __future__ import annotations
 
-import getpass
 import logging
 from collections.abc import Callable, Iterable
-from urllib.parse import unquote, urlsplit
 
-import asyncpg
-
+from service.core.db_refusals import redact
 from service.core.settings import DEV_JWT_SECRET, MIN_SECRET_BYTES, Settings, SettingsError, cors_origins
 from service.core.tokens import TokenVerifier
 
@@ -142,7 +140,7 @@ def check_database_url(url: str) -> None:
     """``sqlite:///path``, ``postgresql://...`` or ``postgres://...``; nothing else is guessed at."""
     if not url.startswith(_DATABASE_SCHEMES) or url in _DATABASE_SCHEMES:
         raise SettingsError(
-            f"DATABASE_URL must be sqlite:///path, postgresql://... or postgres://..., got {_redact(url)!r}"
+            f"DATABASE_URL must be sqlite:///path, postgresql://... or postgres://..., got {redact(url)!r}"
         )
 
 
@@ -173,38 +171,3 @@ def check_default_model(settings: Settings, installed: Iterable[str]) -> None:
 
 def _words(options: tuple[str, ...]) -> str:
     return f"{', '.join(options[:-1])} or {options[-1]}"
-
-
-def _redact(url: str) -> str:
-    """A URL without its password, safe to print."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not sep or not at or ":" not in credentials:
-        return url
-    return f"{scheme}://{credentials.split(':', 1)[0]}:***@{host}"
-
-
-def describe_connect_error(url: str, exc: BaseException) -> str:
-    """One line for a database that refused us at start: where, why, and what to try."""
-    if not url.startswith(("postgresql://", "postgres://")):
-        return f"cannot open the SQLite database {url!r}: {exc}"
-    parts = urlsplit(url)
-    user = unquote(parts.username or getpass.getuser())
-    database = unquote(parts.path.lstrip("/")) or user
-    where = f"PostgreSQL at {parts.hostname or 'localhost'}:{parts.port or 5432}"
-    if isinstance(exc, asyncpg.InvalidCatalogNameError):
-        hint = f"database {database!r} does not exist: create it (`createdb {database}`) or fix DATABASE_URL"
-    elif isinstance(exc, (asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError)):
-        hint = f"role {user!r} was refused ({exc}): check the user and password in DATABASE_URL"
-    else:
-        reason = str(exc) or type(exc).__name__
-        hint = f"{reason}: is PostgreSQL running there, and does DATABASE_URL name the right host and port?"
-    return f"cannot connect to {where}: {hint}"
-
-
-def is_permanent_refusal(exc: BaseException) -> bool:
-    """The server answered and said no (no such database or role): waiting will not mend it."""
-    return isinstance(
-        exc,
-        (asyncpg.InvalidCatalogNameError, asyncpg.InvalidAuthorizationSpecificationError, asyncpg.InvalidPasswordError),
-    )

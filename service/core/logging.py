@@ -13,11 +13,13 @@ bodies and headers are never logged: they carry prompts, image keys and tokens.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
 from typing import Any
 
+import msgspec
 import structlog
 from litestar.logging.config import LoggingConfig, StructLoggingConfig
 from litestar.plugins.structlog import StructlogConfig, StructlogPlugin
@@ -69,11 +71,16 @@ _SECRET_KEYS = re.compile(r"authorization|token|secret|password|passwd|api_key|f
 _URL_CREDENTIALS = re.compile(r"(\w+://[^/\s:@]*:)[^@\s/]+@")
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    return _SECRET_KEYS.search(key) is not None  # the same few keys on every line: decided once
+
+
 def redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """A safety net for secrets: values of secret-named keys, and passwords inside URLs
     (``postgresql://user:***@host``), never reach a log line."""
     for key, value in event_dict.items():
-        if _SECRET_KEYS.search(key):
+        if _secret_key(key):
             event_dict[key] = "***"
         elif isinstance(value, str) and "@" in value:
             event_dict[key] = _URL_CREDENTIALS.sub(r"\1***@", value)
@@ -89,7 +96,7 @@ def _renderers(as_json: bool) -> list[Processor]:
             _drop_color_message,
             structlog.processors.format_exc_info,
             redact,
-            structlog.processors.JSONRenderer(default=repr),
+            structlog.processors.JSONRenderer(serializer=_json, default=repr),
         ]
     return [
         structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -97,6 +104,17 @@ def _renderers(as_json: bool) -> list[Processor]:
         redact,
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
     ]
+
+
+def _json(event_dict: dict[str, Any], default: Any) -> str:
+    # msgspec: a tenth of json.dumps' time, and UTF-8 rather than \u escapes; ``default`` (repr)
+    # renders what it cannot encode, as json.dumps would.
+    return _ENCODER(default).encode(event_dict).decode()
+
+
+@functools.lru_cache(maxsize=4)
+def _ENCODER(default: Any) -> msgspec.json.Encoder:
+    return msgspec.json.Encoder(enc_hook=default)
 
 
 def _drop_color_message(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:

@@ -6,25 +6,38 @@ one list to read (the README's Configuration section and `.env.example` mirror i
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import binascii
 import os
-import types
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 import msgspec
+
+from service.core.event_loop import http_parser_for, run_on
+from service.core.settings_parsing import (
+    SettingsError,
+    convert,
+    parse_model_slots,
+    parse_schedule,
+    parse_webhook_secret,
+)
+
+# Parsing and the event loop have their own modules; these names are still imported from here.
+__all__ = [
+    "DEV_JWT_SECRET",
+    "MIN_SECRET_BYTES",
+    "Settings",
+    "SettingsError",
+    "cors_origins",
+    "parse_schedule",
+    "parse_webhook_secret",
+    "project_root",
+]
 
 T = TypeVar("T")
 # The secret printed in the README and `.env.example`: fine for `serve`/`demo`, refused elsewhere.
 DEV_JWT_SECRET = "dev-secret-change-me-0123456789abcdef"
 MIN_SECRET_BYTES = 32
-
-
-class SettingsError(ValueError):
-    """A setting that cannot work: one line naming the variable and the expected form."""
 
 
 class Settings(msgspec.Struct, kw_only=True, frozen=True):
@@ -104,28 +117,16 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     @property
     def model_slots(self) -> dict[str, int]:
         """``MODEL_CONCURRENCY`` parsed: model name -> jobs of it one worker process runs at once."""
-        slots: dict[str, int] = {}
-        for part in filter(None, (p.strip() for p in self.model_concurrency.split(","))):
-            name, _, value = part.partition("=")
-            if not name.strip() or not value.strip().isdigit() or int(value) < 1:
-                raise SettingsError(
-                    f"MODEL_CONCURRENCY must be model=N,... with N >= 1 (e.g. veo3=500,local=2), got {part!r}"
-                )
-            slots[name.strip()] = int(value)
-        return slots
+        return parse_model_slots(self.model_concurrency)
 
     def run(self, main: Coroutine[Any, Any, T]) -> T:
         """Run ``main`` on the configured event loop (``EVENT_LOOP``)."""
-        if self.event_loop == "uvloop":
-            import uvloop
-
-            return uvloop.run(main)
-        return asyncio.run(main)
+        return run_on(self.event_loop, main)
 
     @property
     def http_parser(self) -> str:
         """uvicorn's HTTP implementation that goes with ``EVENT_LOOP``."""
-        return "httptools" if self.event_loop == "uvloop" else "h11"
+        return http_parser_for(self.event_loop)
 
     @property
     def public_base_url(self) -> str:
@@ -164,56 +165,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
         for name in cls.__struct_fields__:
             value = env.get(name.upper())
             if value is not None and value != "":
-                raw[name] = _convert(name, value, hints[name])
+                raw[name] = convert(name, value, hints[name])
         raw.update(overrides)
         return cls(**raw)
-
-
-_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false"}
-
-
-def _convert(name: str, value: str, hint: Any) -> Any:
-    """``value`` as the field's type, or a SettingsError in words (never a msgspec path)."""
-    if get_origin(hint) in (Union, types.UnionType):
-        hint = next(arg for arg in get_args(hint) if arg is not type(None))
-    if hint is str:
-        return value
-    try:
-        return msgspec.convert(value, hint, strict=False)
-    except msgspec.ValidationError:
-        raise SettingsError(f"{name.upper()} must be {_TYPE_WORDS.get(hint, hint)}, got {value!r}") from None
-
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def parse_schedule(text: str, name: str) -> list[float]:
-    """``"5s,5m,2h"`` as seconds; a SettingsError naming ``name`` when it is not one."""
-    delays = []
-    for part in (p.strip() for p in text.split(",")):
-        number = part.rstrip("smhd")
-        try:
-            value = float(number) * _UNITS[part[len(number) :] or "s"]
-        except (ValueError, KeyError):
-            raise SettingsError(f"{name} must be durations like 5s,5m,2h, got {part!r}") from None
-        if value < 0:
-            raise SettingsError(f"{name} must not have negative durations, got {part!r}")
-        delays.append(value)
-    return delays
-
-
-def parse_webhook_secret(secret: str, name: str) -> bytes:
-    """The key of a Standard Webhooks secret (``whsec_`` and base64 of 24 to 64 bytes)."""
-    hint = "(e.g. python -c \"import base64,os; print('whsec_' + base64.b64encode(os.urandom(32)).decode())\")"
-    if not secret.startswith("whsec_"):
-        raise SettingsError(f"{name} must start with whsec_ (a Standard Webhooks secret) {hint}")
-    try:
-        key = base64.b64decode(secret.removeprefix("whsec_") + "==", validate=False)
-    except (binascii.Error, ValueError):
-        raise SettingsError(f"{name} must be whsec_ followed by base64 {hint}") from None
-    if not 24 <= len(key) <= 64:
-        raise SettingsError(f"{name} must encode 24 to 64 random bytes, got {len(key)} {hint}")
-    return key
 
 
 def cors_origins(settings: Settings) -> list[str]:

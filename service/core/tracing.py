@@ -93,10 +93,29 @@ def current_context() -> dict[str, str]:
     return carrier
 
 
+def tracing_on() -> bool:
+    """Whether a tracer provider is installed (ours, or one an auto-instrumentation set up):
+    without one every span is a no-op, and the worker's hot path skips making them."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
+@contextmanager
+def span(name: str, **attributes: Any) -> Iterator[Span]:
+    """``tracer.start_as_current_span(name)``, or nothing at all when tracing is off."""
+    if not tracing_on():
+        yield trace.INVALID_SPAN
+        return
+    with tracer.start_as_current_span(name, attributes=attributes) as current:
+        yield current
+
+
 @contextmanager
 def job_span(carrier: Mapping[str, str], submitted_at: float, **attributes: Any) -> Iterator[Span]:
     """The span of one delivery of a job, a child of the request that queued it, preceded by a
     ``job.queued`` span from ``submitted_at`` (Unix time) to now."""
+    if not tracing_on():
+        yield trace.INVALID_SPAN
+        return
     parent = propagate.extract(dict(carrier))
     now_ns = time.time_ns()
     queued = tracer.start_span(

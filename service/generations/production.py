@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import tempfile
 import time
@@ -49,7 +50,15 @@ async def workdir(job_id: str) -> AsyncIterator[Path]:
     try:
         yield path
     finally:
-        await asyncio.to_thread(shutil.rmtree, path, True)
+        await asyncio.to_thread(_remove, path)
+
+
+def _remove(path: Path) -> None:
+    """Remove a workdir, usually empty by now (the video was moved into the storage)."""
+    try:
+        os.rmdir(path)
+    except OSError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 class Production:
@@ -72,7 +81,7 @@ class Production:
         metrics.PROVIDER_REQUESTS.labels(model).inc()
         started = time.monotonic()
         with (
-            tracing.tracer.start_as_current_span("model.generate", attributes={"model": model}),
+            tracing.span("model.generate", model=model),
             metrics.JOBS_RUNNING.labels(model).track_inprogress(),
         ):
             try:
@@ -100,10 +109,16 @@ class Production:
         except Exception as exc:
             log.warning("generation.provider_cancel_failed", job_id=record.id, error=str(exc) or type(exc).__name__)
 
-    async def store(self, key: str, job: JobMessage, video: GeneratedVideo) -> None:
+    async def store(self, key: str, job: JobMessage, video: GeneratedVideo, workdir: Path | None = None) -> None:
+        """Store the video under ``key``. A file the model left directly in the job's ``workdir``
+        is ours to give away (the directory is removed next): the storage may move it instead of
+        copying it."""
         metadata = {"generation-id": job.job_id, "model": job.model, DURATION_METADATA: repr(video.duration_seconds)}
-        with tracing.tracer.start_as_current_span("storage.upload", attributes={"storage.key": key}):
-            await self.storage.put_file(key, video.path, content_type=video.content_type, metadata=metadata)
+        consume = workdir is not None and Path(video.path).parent == workdir
+        with tracing.span("storage.upload", **{"storage.key": key}):
+            await self.storage.put_file(
+                key, video.path, content_type=video.content_type, metadata=metadata, consume=consume
+            )
 
     async def stored_length(self, key: str) -> float | None:
         """The length of a video an earlier delivery stored under ``key``, if it did."""

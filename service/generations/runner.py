@@ -19,7 +19,7 @@ from models_registry.registry import ModelRegistry
 from service.core.errors import AppError, GenerationFailed, InsufficientCredits, Transient, from_model_error
 from service.core.settings import Settings
 from service.core.transient import is_transient
-from service.generations import repository, settlement, transitions
+from service.generations import batched, repository, settlement, transitions
 from service.generations.outcomes import error_reply, reply_from_record, success_reply
 from service.generations.production import Fault, Production, workdir
 from service.generations.records import GenerationRecord
@@ -126,7 +126,7 @@ class Runner:
             if self.production.stops.requested(job.job_id):
                 return await self._stopped(plugin, record)
             try:
-                await self.production.store(key, job, video)
+                await self.production.store(key, job, video, tmp)
             except Exception as exc:
                 if is_transient(exc):
                     raise  # the network or the disk: retried, not a verdict
@@ -136,7 +136,7 @@ class Runner:
 
     async def _succeed(self, record: GenerationRecord, key: str, length: float, ms: int) -> JobReply:
         self.production.forget(record.id)
-        done = await transitions.succeed(record, output_key=key, duration_seconds=length, generation_ms=ms)
+        done = await batched.succeed(record, output_key=key, duration_seconds=length, generation_ms=ms)
         if done is None:  # another delivery ended it first: answer what it recorded
             return await reply_from_record(await self._current(record.id))
         return success_reply(done.record, done.balance)

@@ -20,7 +20,7 @@ from typing import Protocol
 from service.core import metrics, tracing
 from service.core.db import on_postgres, write_transaction
 from service.core.errors import AppError, Cancelled, Conflict, NotFound
-from service.generations import charging, repository, transitions
+from service.generations import batched, repository, transitions
 from service.generations.records import GenerationRecord
 from service.generations.transitions import NewGeneration
 from service.ledger import service as ledger
@@ -42,13 +42,13 @@ async def charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
     ``InsufficientCredits`` (nothing written) or ``AlreadyExists`` (the record is already there:
     resume it, never charge again; the insert comes first so that is what a retry sees).
     """
-    with tracing.tracer.start_as_current_span("generation.charge", attributes={"model": new.model, "credits": cost}):
+    with tracing.span("generation.charge", model=new.model, credits=cost):
         return await _charge(new, cost=cost, attempts=attempts)
 
 
 async def _charge(new: NewGeneration, *, cost: int, attempts: int) -> Charged:
     if on_postgres():
-        charged = await charging.charge_in_one_call(new, cost=cost, attempts=attempts)
+        charged = await batched.charge(new, cost=cost, attempts=attempts)
         if charged is None:
             raise AlreadyExists(f"Generation {new.id} is already charged")
         metrics.CREDITS_DEBITED.labels(new.model).inc(cost)

@@ -6,6 +6,7 @@ picks one from ``STORAGE_URL``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -48,14 +49,20 @@ class Storage(Protocol):
     async def check(self) -> None:
         """Raise unless the bucket (or directory) can be reached and written: readiness."""
 
-    async def read(self, key: str, *, max_bytes: int) -> bytes:
+    async def read(self, key: str, *, max_bytes: int, check: Callable[[bytes], object] | None = None) -> bytes:
         """Read an object whole. Raises ``ObjectNotFound`` or ``ObjectTooLarge`` (checked
-        against the size *before* reading the body when the backend can tell)."""
+        against the size *before* reading the body when the backend can tell). ``check``, a
+        blocking function (a decode), gets the bytes in a worker thread before they are returned,
+        what it raises propagates: the local store runs it in the thread that read the file."""
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> None: ...
 
-    async def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
-        """Upload a file, streaming it (multipart on S3); no partial object is left on failure."""
+    async def put_file(
+        self, key: str, path: Path, *, content_type: str, metadata: dict[str, str], consume: bool = False
+    ) -> None:
+        """Upload a file, streaming it (multipart on S3); no partial object is left on failure.
+        ``consume``: the caller is done with the file, which may be moved into place instead of
+        copied (the local store does so on its own file system) and so be gone afterwards."""
 
     async def exists(self, key: str) -> bool: ...
 

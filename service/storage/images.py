@@ -8,7 +8,6 @@ so the API never reveals what exists.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import io
 import re
@@ -149,21 +148,31 @@ def _reason(exc: BaseException) -> str:
 async def load_source_image(
     storage: Storage, key: str, *, user_id: str, prefix_template: str, max_bytes: int, max_pixels: int = 40_000_000
 ) -> CheckedImage:
-    """Check and read the source image once; every failure is a client-facing AppError."""
+    """Check and read the source image once; every failure is a client-facing AppError. The
+    image is checked where it is read (one trip to a thread for a local store)."""
     check_source_key(key, user_id, prefix_template)
+    types: list[str] = []  # what the check found, from the thread that ran it
     try:
-        data = await storage.read(key, max_bytes=max_bytes)
+        data = await storage.read(
+            key, max_bytes=max_bytes, check=lambda data: types.append(check_image(data, max_pixels))
+        )
     except ObjectNotFound:
         raise NotFound(f"Source image not found: {key}") from None
     except ObjectTooLarge as exc:
         raise PayloadTooLarge(f"Source image is too large: {exc.size} bytes (limit {exc.limit})") from None
     except InvalidKey:
         raise BadRequest(f"Invalid source image key: {key}") from None
+    return CheckedImage(key=key, data=data, content_type=types[0])
+
+
+def check_image(data: bytes, max_pixels: int) -> str:
+    """The type of a PNG, JPEG or WebP image that decodes (blocking, see ``check_decodes``); a 400
+    for anything else."""
     content_type = sniff_image_type(data)
     if content_type is None:
         raise BadRequest("Source image must be a PNG, JPEG or WebP image")
-    await asyncio.to_thread(check_decodes, data, max_pixels)
-    return CheckedImage(key=key, data=data, content_type=content_type)
+    check_decodes(data, max_pixels)
+    return content_type
 
 
 def output_key(user_id: str, generation_id: str, now: datetime) -> str:

@@ -13,20 +13,17 @@ import asyncio
 import json
 import os
 import shutil
-import tempfile
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 from urllib.parse import quote, urlencode
 
-from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge, UploadTarget
+from service.storage import local_files as files
+from service.storage.base import InvalidKey, ObjectHead, UploadTarget
 from service.storage.keys import validate_key
+from service.storage.local_files import META_SUFFIX
 from service.storage.signing import sign_download, sign_upload
-
-META_SUFFIX = ".meta.json"
-_TMP_PREFIX = ".vg-tmp-"
-_CHUNK = 1024 * 1024
 
 
 class LocalStorage:
@@ -37,9 +34,14 @@ class LocalStorage:
         self.root = Path(root).absolute()
         self._signing_secret = signing_secret
         self._base_url = base_url.rstrip("/")
+        self._prefix = _prefix(self.root)
 
     async def open(self) -> None:
-        await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+        def make() -> None:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._prefix = _prefix(self.root)  # resolved once: the root may be a symlink
+
+        await asyncio.to_thread(make)
 
     async def close(self) -> None:
         return None
@@ -52,81 +54,114 @@ class LocalStorage:
         await asyncio.to_thread(writable)
 
     def path_for(self, key: str) -> Path:
-        """The file holding ``key``, after checking the key shape and that symlinks stay in root."""
-        validate_key(key)
-        root = self.root.resolve()
-        path = (root / key).resolve()
-        if not path.is_relative_to(root) or path == root:
-            raise InvalidKey(f"key {key!r} resolves outside the storage directory")
-        # Checked on the key and on the symlink target: sidecars and temp files are not objects.
-        for name in (key.rsplit("/", 1)[-1], path.name):
-            if name.endswith(META_SUFFIX) or name.startswith(_TMP_PREFIX):
-                raise InvalidKey(f"reserved name in key {key!r}")
-        return path
+        """The file holding ``key``, after checking the key shape and that symlinks stay in root
+        (blocking: symlinks are read from disk)."""
+        return Path(files.resolve(self._prefix, _checked(key)))
 
-    async def _resolve(self, key: str) -> Path:
-        # resolve() reads symlinks from disk, so it runs off the event loop like any file I/O.
-        return await asyncio.to_thread(self.path_for, key)
+    async def read(self, key: str, *, max_bytes: int, check: Callable[[bytes], object] | None = None) -> bytes:
+        def read() -> bytes:
+            data = files.read_limited(self._prefix, _checked(key), max_bytes)
+            if check is not None:
+                check(data)
+            return data
 
-    async def read(self, key: str, *, max_bytes: int) -> bytes:
-        # One trip to a thread for the whole read: resolving the key reads symlinks from disk too.
-        return await asyncio.to_thread(lambda: _read_limited(key, self.path_for(key), max_bytes))
+        # One trip to a thread for the key's checks, the read and the caller's check.
+        return await asyncio.to_thread(read)
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> None:
-        await asyncio.to_thread(self._put, key, lambda out: out.write(data), content_type, metadata)
+        await asyncio.to_thread(self._put, key, lambda fd: files.write_all(fd, data), content_type, metadata)
 
-    async def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
-        def copy(out: BinaryIO) -> None:
-            with open(path, "rb") as src:
-                shutil.copyfileobj(src, out, _CHUNK)
+    async def put_file(
+        self, key: str, path: Path, *, content_type: str, metadata: dict[str, str], consume: bool = False
+    ) -> None:
+        """Copy ``path`` in; with ``consume``, move it instead when it is a lone regular file on
+        the storage's file system (still flushed to disk before it is renamed into place)."""
 
-        await asyncio.to_thread(self._put, key, copy, content_type, metadata)
+        def copy(fd: int) -> None:
+            with open(path, "rb") as src, open(fd, "wb", closefd=False) as out:
+                shutil.copyfileobj(src, out, files.CHUNK)
 
-    def _put(self, key: str, write: Callable[[BinaryIO], object], content_type: str, metadata: dict[str, str]) -> None:
+        source = os.fspath(path) if consume else None
+        await asyncio.to_thread(self._put, key, copy, content_type, metadata, source)
+
+    def _put(
+        self,
+        key: str,
+        fill: Callable[[int], object],
+        content_type: str,
+        metadata: dict[str, str],
+        source: str | None = None,
+    ) -> None:
         """Both files written and synced, then renamed sidecar first (an object that exists always
         has its own metadata beside it), then one sync of the directory for both renames."""
-        path = self.path_for(key)
-        body = json.dumps({"content_type": content_type, "metadata": dict(metadata)}).encode()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta_tmp = _synced_temp(path.parent, lambda out: out.write(body))
+        directory, name = self._directory_of(_checked(key), key)
         try:
-            object_tmp = _synced_temp(path.parent, write)
+            body = json.dumps({"content_type": content_type, "metadata": dict(metadata)}).encode()
+            meta_tmp = files.synced_temp(directory, lambda fd: files.write_all(fd, body))
+            try:
+                object_tmp = files.adopt(source, directory) if source else None
+                object_tmp = object_tmp or files.synced_temp(directory, fill)
+            except BaseException:
+                files.unlink_quietly(meta_tmp, directory)
+                raise
+            os.replace(meta_tmp, name + META_SUFFIX, src_dir_fd=directory, dst_dir_fd=directory)
+            os.replace(object_tmp, name, src_dir_fd=directory, dst_dir_fd=directory)
+            files.fsync_dir(directory)
+        finally:
+            os.close(directory)
+
+    def _directory_of(self, relative: str, key: str) -> tuple[int, str]:
+        """A descriptor of the directory that holds ``relative``'s file and the file's name there;
+        an object that is a symlink (inside the root) is written where it points."""
+        parent, _, name = relative.rpartition("/")
+        directory = files.open_dir(self._prefix, parent, key)
+        try:
+            is_link = stat.S_ISLNK(os.lstat(name, dir_fd=directory).st_mode)
+        except FileNotFoundError:
+            is_link = False
         except BaseException:
-            _unlink_quietly(meta_tmp)
+            os.close(directory)
             raise
-        os.replace(meta_tmp, _meta_path(path))
-        os.replace(object_tmp, path)
-        _fsync_dir(path.parent)
+        if not is_link:
+            return directory, name
+        os.close(directory)
+        parent, _, name = files.resolve(self._prefix, key)[len(self._prefix) :].rpartition("/")
+        return files.open_dir(self._prefix, parent, key), name
 
     async def exists(self, key: str) -> bool:
-        return await asyncio.to_thread((await self._resolve(key)).is_file)
+        return await asyncio.to_thread(lambda: os.path.isfile(self.path_for(key)))
 
     async def head(self, key: str) -> ObjectHead | None:
-        path = await self._resolve(key)
-        return await asyncio.to_thread(_head, path)
+        return await asyncio.to_thread(lambda: _head(self.path_for(key)))
 
     async def delete(self, key: str) -> None:
-        path = await self._resolve(key)
-        await asyncio.to_thread(_unlink_quietly, path)
-        await asyncio.to_thread(_unlink_quietly, _meta_path(path))
+        def delete() -> None:
+            path = self.path_for(key)
+            _unlink_quietly(path)
+            _unlink_quietly(_meta_path(path))
+
+        await asyncio.to_thread(delete)
 
     async def content_type(self, key: str) -> str | None:
         """The content type recorded at write time, or None (no sidecar, unreadable sidecar)."""
-        meta = _meta_path(await self._resolve(key))
-        try:
-            raw = await asyncio.to_thread(meta.read_text, encoding="utf-8")
-            return json.loads(raw).get("content_type")
-        except (OSError, ValueError, AttributeError):
-            return None
+
+        def read() -> str | None:
+            try:
+                return json.loads(_meta_path(self.path_for(key)).read_text(encoding="utf-8")).get("content_type")
+            except (OSError, ValueError, AttributeError):
+                return None
+
+        return await asyncio.to_thread(read)
 
     async def download_url(self, key: str, *, expires_in: int) -> str:
-        await self._resolve(key)
+        # Checked for shape only: the link's handler resolves the key (symlinks too) when it serves it.
+        _checked(key)
         expires = int(time.time()) + int(expires_in)
         signature = sign_download(self._signing_secret, key, expires)
         return f"{self._base_url}/video-gen/files/{quote(key, safe='/')}?expires={expires}&signature={signature}"
 
     async def upload_url(self, key: str, *, content_type: str, content_length: int, expires_in: int) -> UploadTarget:
-        await self._resolve(key)
+        _checked(key)  # shape only, like download_url: the write resolves it
         expires = int(time.time()) + int(expires_in)
         signature = sign_upload(self._signing_secret, key, content_type, content_length, expires)
         query = urlencode({"expires": expires, "type": content_type, "length": content_length, "signature": signature})
@@ -152,47 +187,17 @@ def _meta_path(path: Path) -> Path:
     return path.with_name(path.name + META_SUFFIX)
 
 
-def _read_limited(key: str, path: Path, max_bytes: int) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if size > max_bytes:
-                raise ObjectTooLarge(key, size, max_bytes)
-            # The file may grow between fstat and read; one byte more than allowed tells us.
-            data = f.read(max_bytes + 1)
-    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
-        raise ObjectNotFound(key) from None
-    if len(data) > max_bytes:
-        raise ObjectTooLarge(key, len(data), max_bytes)
-    return data
+def _checked(key: str) -> str:
+    """``key`` if it is well formed and does not name a sidecar or temporary file."""
+    validate_key(key)
+    if files.reserved(key.rpartition("/")[2]):
+        raise InvalidKey(f"reserved name in key {key!r}")
+    return key
 
 
-def _synced_temp(directory: Path, write: Callable[[BinaryIO], object]) -> Path:
-    """A temporary file in ``directory`` holding what ``write`` wrote, flushed to disk."""
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            write(out)
-            out.flush()
-            os.fsync(out.fileno())
-    except BaseException:
-        _unlink_quietly(Path(tmp))
-        raise
-    return Path(tmp)
-
-
-def _fsync_dir(directory: Path) -> None:
-    # Makes the rename itself durable; not every platform lets a directory be opened.
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def _prefix(root: Path) -> str:
+    real = os.path.realpath(root)
+    return real if real.endswith("/") else real + "/"
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -8,6 +8,7 @@ standard AWS chain (environment, shared config, instance role...), never from ou
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,7 @@ class S3Storage:
         """The bucket key for ``key``: validated, with the prefix prepended."""
         return self.prefix + validate_key(key)
 
-    async def read(self, key: str, *, max_bytes: int) -> bytes:
+    async def read(self, key: str, *, max_bytes: int, check: Callable[[bytes], object] | None = None) -> bytes:
         full = self.full_key(key)
         try:
             head = await self.client.head_object(Bucket=self.bucket, Key=full)
@@ -117,6 +118,8 @@ class S3Storage:
         # The object may have been replaced by a bigger one between HEAD and GET.
         if len(data) > max_bytes:
             raise ObjectTooLarge(key, len(data), max_bytes)
+        if check is not None:
+            await asyncio.to_thread(check, data)
         return data
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> None:
@@ -124,7 +127,9 @@ class S3Storage:
             Bucket=self.bucket, Key=self.full_key(key), Body=data, ContentType=content_type, Metadata=metadata
         )
 
-    async def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
+    async def put_file(
+        self, key: str, path: Path, *, content_type: str, metadata: dict[str, str], consume: bool = False
+    ) -> None:
         full = self.full_key(key)
         size = (await asyncio.to_thread(Path(path).stat)).st_size
         if size <= PART_SIZE:

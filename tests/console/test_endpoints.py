@@ -1,12 +1,11 @@
-"""The console over real HTTP on the whole stack, on SQLite and PostgreSQL: who gets in, CSRF on
-every form, two-step actions through the admin services, pagination and filters."""
+"""The console's pages over real HTTP on the whole stack, on SQLite and PostgreSQL: who gets in,
+pagination and filters. The forms (CSRF, two-step actions) are in ``test_actions.py``."""
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
 
-from service.ledger import service as ledger
 from tests.conftest import Api
 from tests.console.conftest import Console
 from tests.factories import grant, make_generation, seed_image, token_for
@@ -62,61 +61,6 @@ async def test_sign_in_never_redirects_off_the_console(console: Console) -> None
         assert r.headers["location"] == lands
 
 
-async def test_forms_without_the_csrf_token_are_refused_and_change_nothing(console: Console) -> None:
-    gid = await make_generation("u1", status="succeeded")
-    await console.sign_in()
-    for path, form in [
-        (f"/console/generations/{gid}/refund", {"reason": "r", "confirm": "yes"}),
-        ("/console/users/u1/grant", {"amount": "10", "reason": "r", "confirm": "yes"}),
-    ]:
-        for token in (None, "forged"):
-            data = form if token is None else {**form, "_csrf_token": token}
-            r = await console.client.post(path, data=data)
-            assert r.status_code == 403 and "CSRF token is missing or wrong" in r.text
-    assert await ledger.balance_of("u1") == 0
-    no_session = await console.client.post("/console/sign-in", data={"token": "x"})
-    assert no_session.status_code == 403
-
-
-async def test_a_refund_asks_first_then_happens_once_through_the_admin_service(console: Console) -> None:
-    gid = await make_generation("u1", status="succeeded")
-    await console.sign_in()
-    ask = await console.post(f"/console/generations/{gid}/refund", reason="bad video")
-    assert ask.status_code == 200 and "Refund 750 credits to u1?" in ask.text
-    assert await ledger.balance_of("u1") == 0
-    empty = await console.post(f"/console/generations/{gid}/refund", reason=" ", confirm="yes")
-    assert empty.status_code == 400 and "reason should not be empty" in empty.text
-    done = await console.post(f"/console/generations/{gid}/refund", reason="bad video", confirm="yes")
-    assert done.status_code == 303 and re.fullmatch(
-        rf"/console/generations/{gid}\?done=refund\.\d+", done.headers["location"]
-    )
-    page = await console.client.get(done.headers["location"])
-    assert "Refunded (admin action #" in page.text and "bad video" in page.text
-    again = await console.post(f"/console/generations/{gid}/refund", reason="bad video", confirm="yes")
-    assert again.status_code == 409 and f"Generation {gid} is already refunded" in again.text
-    assert await ledger.balance_of("u1") == 750
-    audit = (await console.api.client.get("/admin/audit", params={"kind": "refund"}, headers=admin(console))).json()
-    assert [(i["type"], i["actor"], i["reason"]) for i in audit["items"]] == [
-        ("action", "admin-ann", "bad video"),
-        ("entry", "admin-ann", "bad video"),
-    ]
-    missing = await console.post("/console/generations/nope/refund", reason="r")
-    assert missing.status_code == 404 and "Generation nope not found" in missing.text
-
-
-async def test_a_grant_is_checked_with_the_admin_apis_words(console: Console) -> None:
-    await console.sign_in()
-    for amount, message in [("abc", "amount must be an integer number"), ("0", "amount must be a positive number")]:
-        r = await console.post("/console/users/u2/grant", amount=amount, reason="r", confirm="yes")
-        assert r.status_code == 400 and message in r.text
-    ask = await console.post("/console/users/u2/grant", amount="300", reason="welcome")
-    assert ask.status_code == 200 and "Grant 300 credits to u2?" in ask.text
-    done = await console.post("/console/users/u2/grant", amount="300", reason="welcome", confirm="yes")
-    assert done.status_code == 303
-    assert "Credits granted" in (await console.client.get(done.headers["location"])).text
-    assert await ledger.balance_of("u2") == 300
-
-
 async def test_generations_page_and_keep_their_filters(console: Console) -> None:
     await seed_image(console.api.settings)
     ids = [await make_generation("u1", project_id="p1", status="succeeded") for _ in range(3)]
@@ -147,7 +91,3 @@ async def test_the_account_page_pages_its_entries(console: Console) -> None:
     nxt = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")  # type: ignore[union-attr]
     second = (await console.client.get(nxt)).text
     assert "grant 0" in second and "grant 3" not in second and 'rel="next"' not in second
-
-
-def admin(console: Console) -> dict[str, str]:
-    return console.api.auth("admin-ann", roles=["admin"])

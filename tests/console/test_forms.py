@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from litestar.testing import RequestFactory
+
 from service.console.formatting import millis, when
-from service.console.forms import amount_of, local_time, notice, page_url
+from service.console.forms import amount_of, filter_params, local_time, notice, page_url
 
 
 def test_a_local_time_is_read_in_the_viewers_zone() -> None:
@@ -43,3 +45,8 @@ def test_times_and_lengths_read_like_a_person_says_them() -> None:
     )
     assert str(when('"><script>')).count("<script>") == 0
     assert [millis(850), millis(2940), millis(185_000), millis(None)] == ["850 ms", "2.9 s", "3 min 5 s", "-"]
+
+
+def test_a_list_pages_links_keep_its_filters_but_not_its_cursor() -> None:
+    request = RequestFactory().get("/console/audit", query_params={"user": "u1", "kind": "refund", "cursor": "c"})
+    assert filter_params(request) == {"user": "u1", "kind": "refund"}

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import asyncpg
 import pytest
 
-from service.core.checks import check_default_model, check_settings, describe_connect_error
+from service.core.checks import check_default_model, check_settings
 from service.core.settings import DEV_JWT_SECRET, Settings, SettingsError
 
 GOOD = {"JWT_SECRET": "x" * 32, "REDIS_URL": "redis://127.0.0.1:6379/0"}
@@ -106,14 +105,3 @@ def test_the_default_model_must_be_installed() -> None:
     with pytest.raises(SettingsError, match=r"DEFAULT_MODEL must name an installed model \(local\), got 'veo4'"):
         check_default_model(_check({"DEFAULT_MODEL": "veo4"}), ["local"])
     check_default_model(_check({"FAL_KEY": "k"}), ["local"])  # unset: the registry picks an available one
-
-
-def test_postgresql_refusals_name_host_port_and_a_hint() -> None:
-    url = "postgresql://bob@db.internal:6543/shop"
-    refused = describe_connect_error(url, ConnectionRefusedError(111, "Connect call failed"))
-    assert refused.startswith("cannot connect to PostgreSQL at db.internal:6543: ")
-    assert "is PostgreSQL running there" in refused
-    missing = describe_connect_error(url, asyncpg.InvalidCatalogNameError('database "shop" does not exist'))
-    assert "database 'shop' does not exist: create it (`createdb shop`)" in missing
-    role = describe_connect_error(url, asyncpg.InvalidAuthorizationSpecificationError('role "bob" does not exist'))
-    assert "role 'bob' was refused" in role

@@ -26,7 +26,7 @@ SCRIPT = textwrap.dedent(
         raise ValueError("the bucket said no")
     except ValueError:
         logging.getLogger("service.storage.s3").warning("upload failed", exc_info=True)
-    structlog.get_logger("video_gen.test").info("job.done", job_id="j1")
+    structlog.get_logger("video_gen.test").info("job.done", job_id="j1", prompt="café", extra=object(), ids={1: 2})
     logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
     logging.getLogger("botocore.credentials").info("Found credentials")  # below botocore's WARNING
     structlog.get_logger("video_gen.test").debug("too quiet")
@@ -61,6 +61,7 @@ def test_json_lines_carry_stdlib_tracebacks_and_the_bound_context() -> None:
     assert failed["exception"].startswith("Traceback (most recent call last):")
     assert "ValueError: the bucket said no" in failed["exception"]
     assert done["job_id"] == "j1" and done["request_id"] == "req-1" and done["logger"] == "video_gen.test"
+    assert done["prompt"] == "café" and done["extra"].startswith("<object object at") and done["ids"] == {"1": 2}
     assert started["logger"] == "uvicorn.error" and started["level"] == "info"
     assert all(line["timestamp"].endswith("Z") for line in lines)
 

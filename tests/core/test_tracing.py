@@ -8,9 +8,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from service.core import tracing
 from service.core.tracing import configure_tracing, shutdown_tracing, tracing_wanted
 from service.embedded import embedded_stack
 from tests.conftest import make_settings
@@ -25,6 +27,18 @@ def test_off_unless_the_standard_variables_ask() -> None:
     assert tracing_wanted({"OTEL_TRACES_EXPORTER": "console"})
     assert not tracing_wanted({"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"})
     assert not tracing_wanted({"OTEL_SDK_DISABLED": "true", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"})
+
+
+def test_without_a_tracer_provider_the_worker_makes_no_spans(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trace, "get_tracer_provider", trace.ProxyTracerProvider)
+    made: list[str] = []
+    monkeypatch.setattr(tracing.tracer, "start_span", lambda name, *a, **k: made.append(name))
+    monkeypatch.setattr(tracing.tracer, "start_as_current_span", lambda name, *a, **k: made.append(name))
+    assert not tracing.tracing_on()
+    with tracing.job_span({"traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}, 0.0, job_id="j") as job:
+        with tracing.span("generation.charge", model="m") as inner:
+            assert not job.is_recording() and not inner.is_recording()
+    assert made == []
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

@@ -31,9 +31,9 @@ class CountingStorage(LocalStorage):
         super().__init__(root, signing_secret="test", base_url="http://127.0.0.1:1")
         self.uploads: Counter[str] = Counter()
 
-    async def put_file(self, key: str, path: Path, *, content_type: str, metadata: dict[str, str]) -> None:
+    async def put_file(self, key: str, path: Path, **options: Any) -> None:
         self.uploads[key] += 1
-        await super().put_file(key, path, content_type=content_type, metadata=metadata)
+        await super().put_file(key, path, **options)
 
 
 class Faults:

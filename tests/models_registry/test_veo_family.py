@@ -217,18 +217,3 @@ async def test_with_fal_unreachable_a_request_fails_in_seconds_and_is_refunded(
         entries = (await ledger.credits_of("u1", limit=10, cursor=None)).entries
         assert [e.kind for e in entries] == ["refund", "debit", "grant"]
         assert (await verify_ledger()).ok
-
-
-def test_status_polls_back_off_with_jitter_up_to_the_cap() -> None:
-    from itertools import islice
-
-    from models_registry.fal.client import poll_delays
-
-    delays = list(islice(poll_delays(3.0, 10.0), 1000))
-    assert 2.4 <= delays[0] <= 3.6 and 3.6 <= delays[1] <= 5.4  # 3 s, then 1.5 times that, +-20 %
-    assert all(8.0 <= d <= 12.0 for d in delays[4:])  # capped at 10 s, +-20 %
-    assert len({round(d, 6) for d in delays[4:]}) > 900  # jittered: jobs started together drift apart
-    assert 51 <= sum(delays[:8]) <= 78  # 64 s +-20 %: a 60 s generation is polled about 8 times
-    assert list(islice(poll_delays(5.0, 1.0), 3)) != [] and all(
-        4.0 <= d <= 6.0 for d in islice(poll_delays(5.0, 1.0), 50)
-    )

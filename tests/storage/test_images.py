@@ -235,3 +235,21 @@ def test_output_keys_of_long_user_ids_stay_within_the_segment_bound() -> None:
     assert len(keys) == 3
     for key in keys:
         assert validate_key(key) and all(len(s) <= MAX_SEGMENT_BYTES for s in key.split("/"))
+
+
+async def test_the_image_is_read_and_checked_in_one_trip_to_a_thread(
+    storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
+):
+    import asyncio
+
+    await put(storage, "images/u1/photo.png", image_bytes("PNG"))
+    trips: list[object] = []
+    real = asyncio.to_thread
+
+    async def counted(func, /, *args, **kwargs):
+        trips.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    assert (await load(storage, "images/u1/photo.png")).content_type == "image/png"
+    assert len(trips) == 1

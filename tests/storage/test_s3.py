@@ -100,6 +100,19 @@ async def test_body_longer_than_head_reported_is_refused(storage: S3Storage, mon
     assert info.value.size == 51
 
 
+async def test_read_passes_the_bytes_to_the_check(storage: S3Storage):
+    await storage.put_bytes("images/u1/a.bin", b"bytes", content_type="application/octet-stream", metadata={})
+    seen: list[bytes] = []
+    assert await storage.read("images/u1/a.bin", max_bytes=9, check=seen.append) == b"bytes"
+    assert seen == [b"bytes"]
+
+    def refuse(data: bytes) -> None:
+        raise ValueError("not an image")
+
+    with pytest.raises(ValueError, match="not an image"):
+        await storage.read("images/u1/a.bin", max_bytes=9, check=refuse)
+
+
 async def test_missing_object(storage: S3Storage):
     with pytest.raises(ObjectNotFound):
         await storage.read("images/u1/none.png", max_bytes=10)
