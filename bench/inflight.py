@@ -79,7 +79,6 @@ def run(args: argparse.Namespace, work: Path) -> dict:
             SSL_CERT_FILE=str(ca),
             DEFAULT_MODEL="veo3",
             MODEL_CONCURRENCY=f"veo3={args.jobs}",
-            WORKER_PREFETCH=str(min(args.jobs, 100)),
             JOB_LEASE_SECONDS=str(args.lease_seconds),
         )
         subprocess_env = {k: v for k, v in env.items() if v is not None}

@@ -78,7 +78,7 @@ async def protocol(url: str, jobs: int, lanes: int) -> None:
     keys = Keys(f"bench-{uuid.uuid4().hex[:6]}")
     redis = make_redis(url, max_connections=lanes + 8)
     stream = JobStream(redis, keys, reply_ttl=3600, meta_ttl=3600, idempotency_ttl=3600)
-    await stream.ensure_group()
+    await stream.ensure_groups(["bench"])
     inbox = keys.prefix + ":inbox:bench"
     await stream.open_inbox(inbox)
     reader, claimer = make_dedicated_redis(url), make_dedicated_redis(url)
@@ -95,10 +95,10 @@ async def protocol(url: str, jobs: int, lanes: int) -> None:
 
     async def worker() -> None:
         while not done.is_set():
-            for d in await stream.claim(claimer, "bench-worker", 64, 200):
+            for d in await stream.claim(claimer, "bench-worker", {"bench": 64}, 200):
                 reply = JobReply(job_id=d.job.job_id, status_code=200, body=BODY)
-                await stream.complete(d.message_id, d.job, reply)
-            await stream.prune(60_000)
+                await stream.complete(d.ref, d.job, reply)
+            await stream.prune([keys.queue("bench")], 60_000)
 
     async def replies() -> None:
         nonlocal answered

@@ -62,7 +62,8 @@ def redis_connections(pid: int, port: int) -> int:
 def release_project(client: redis.Redis, keys: Keys) -> int:
     """Play the workers: every queued job's reply, written and added to the inbox it names."""
     done = 0
-    while entries := client.xrange(keys.jobs_stream, count=5000):
+    stream = keys.queue("local")  # DEFAULT_MODEL below: every held request's job is on its stream
+    while entries := client.xrange(stream, count=5000):
         pipe = client.pipeline(transaction=False)
         for message_id, fields in entries:
             job = decode_job(fields[DATA_FIELD])
@@ -70,7 +71,7 @@ def release_project(client: redis.Redis, keys: Keys) -> int:
             data = encode(JobReply(job_id=job.job_id, status_code=400, body=msgspec.Raw(body)))
             pipe.set(keys.reply(job.job_id), data, ex=600)
             pipe.xadd(job.inbox, {DATA_FIELD: data})
-            pipe.xdel(keys.jobs_stream, message_id)
+            pipe.xdel(stream, message_id)
         pipe.execute()
         done += len(entries)
     return done
@@ -157,7 +158,7 @@ def project_row(n: int, rc: RedisCounter, pg: PgDatabase, procs: Procs, work: Pa
     keys = Keys()
     ctx = {
         "client": rc.client,
-        "stream": keys.jobs_stream,
+        "stream": keys.queue("local"),
         "work": work,
         "redis_port": int(rc.url.rsplit(":", 1)[1].split("/")[0]),
         "release": lambda: release_project(rc.client, keys),

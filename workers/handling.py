@@ -64,7 +64,7 @@ class JobHandler:
             else:
                 await self._retrying(lambda: self._attempt(entry))
         except LeaseLost as exc:
-            log.warning("job.lease_lost", message_id=entry.message_id, error=str(exc))
+            log.warning("job.lease_lost", message_id=entry.message_id, stream=entry.stream, error=str(exc))
 
     async def _reject(self, entry: Delivery, error: ValidationFailed) -> None:
         assert entry.job is not None
@@ -78,16 +78,16 @@ class JobHandler:
         if entry.count > 1 and (earlier := await self.stream.reply_of(job.job_id)) is not None:
             await self.task.answered(job, earlier)  # cancelled while its worker was dead: stop the provider
             await self.notify(job, earlier)  # queued already, unless the reply came from elsewhere: once
-            await self.stream.complete(entry.message_id, job, earlier)  # only the ack was missing
+            await self.stream.complete(entry.ref, job, earlier)  # only the ack was missing
             return
-        reply = await self.task.run(job, entry.count, lambda: self.leases.check(entry.message_id))
-        self.leases.release(entry.message_id)  # answered: past the point where a takeover matters
+        reply = await self.task.run(job, entry.count, lambda: self.leases.check(entry.ref))
+        self.leases.release(entry.ref)  # answered: past the point where a takeover matters
         crash_point("before_webhook", job.job_id)
         # The webhook is queued before the job is acknowledged: a crash in between redelivers the
         # job, which queues the same event again (kept once).
         await self.notify(job, reply)
         crash_point("before_ack", job.job_id)
-        await self.stream.complete(entry.message_id, job, reply)
+        await self.stream.complete(entry.ref, job, reply)
         log.info("job.done", job_id=job.job_id, model=job.model, status=reply.status_code, delivery=entry.count)
 
     async def _retrying(self, step: Callable[[], Awaitable[None]]) -> None:

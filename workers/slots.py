@@ -5,13 +5,12 @@ A model's slots are, first found: the operator's ``MODEL_CONCURRENCY`` entry for
 declares hundreds; a CPU-bound one declares the cores (its work runs in the process pool of
 ``models_registry.cpu`` anyway, never more than the cores at once).
 
-The scheduler claims from the one jobs stream while some model has a free slot, at most
-``WORKER_PREFETCH`` jobs at a time less the jobs already waiting here for a slot of theirs. A job
-whose model is full waits here (its lease renewed) while jobs of other models start. Once
-``WORKER_PREFETCH`` jobs wait and another model has a free slot, the waiting ones are handed back
-to the group (reclaimable at once by any worker, no delivery counted) and claiming goes on: a
-busy model never stops another model's jobs. (Claiming strictly per model, with nothing to hand
-back, would need one stream per model.)
+Every model has its own jobs stream, and the scheduler claims only from the streams of models
+with a free slot, at most their free slots (``free_slots``): a job of a busy model stays in its
+stream, undelivered, for whichever worker has room for it first, and never holds up another
+model's jobs. A claimed job therefore takes its slot at once; the queue behind a full model here
+is only for the odd job claimed beyond it (a stale job of the legacy shared stream reclaimed
+during an upgrade), which waits, its lease renewed, for the next slot.
 """
 
 from __future__ import annotations
@@ -39,8 +38,8 @@ def model_limits(registry: ModelRegistry, overrides: Mapping[str, int], default:
 class ModelSlots:
     """Per-model counts of running jobs, and the claimed jobs waiting for a slot (first come first served)."""
 
-    def __init__(self, limits: Mapping[str, int], *, default: int, prefetch: int) -> None:
-        self.limits, self.default, self.prefetch = dict(limits), default, max(prefetch, 1)
+    def __init__(self, limits: Mapping[str, int], *, default: int) -> None:
+        self.limits, self.default = dict(limits), default
         self.running: dict[str, int] = dict.fromkeys(self.limits, 0)
         self._queues: dict[str, deque[asyncio.Future[None]]] = {}
 
@@ -54,19 +53,13 @@ class ModelSlots:
     def free(self, model: str) -> int:
         return self.limit(model) - self.running.get(model, 0)
 
-    def any_free(self) -> bool:
-        """Whether some model has a free slot."""
-        return any(self.free(m) > 0 for m in self.limits)
-
-    def claimable(self) -> int:
-        """How many jobs to ask Redis for now: free slots of all models, at most ``prefetch``
-        minus the jobs already waiting for a slot (0: claim nothing until a slot frees)."""
-        free = sum(max(self.free(m), 0) for m in self.limits)
-        return max(min(free, self.prefetch - self.waiting), 0)
+    def free_slots(self) -> dict[str, int]:
+        """The models with a free slot, and how many: what the scheduler claims at most, per model."""
+        return {m: n for m in self.limits if (n := self.free(m)) > 0}
 
     def take(self, model: str) -> asyncio.Future[None] | None:
         """Take a slot of ``model`` at once (None), or queue for one: the future resolves when it is
-        this job's. Called as the job is claimed, so ``claimable`` counts it straight away."""
+        this job's. Called as the job is claimed, so ``free_slots`` counts it straight away."""
         if self.free(model) > 0:
             self.running[model] = self.running.get(model, 0) + 1
             return None

@@ -111,7 +111,6 @@ def build_scheduler(
         lease_seconds=settings.job_lease_seconds,
         notify=notifier.job_ended,
         limits=limits,
-        prefetch=settings.worker_prefetch,
         cancel_reader=clients.cancels,
     )
     return scheduler, dispatcher

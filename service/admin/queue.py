@@ -11,7 +11,6 @@ charged is never charged again; a new one is charged once).
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import UTC, datetime
 
 import msgspec
@@ -22,6 +21,8 @@ from service.core.errors import Conflict, NotFound, ValidationFailed
 from service.core.pagination import check_limit, iso
 from service.jobs.inspection import STREAM_ID, DeadLetterEntry, QueuedJob
 from service.jobs.stream import JobStream
+
+LEGACY = "(shared stream, before per-model streams)"
 
 
 class QueuedOut(msgspec.Struct, rename="camel", kw_only=True):
@@ -36,9 +37,13 @@ class QueuedOut(msgspec.Struct, rename="camel", kw_only=True):
 
 
 class ModelLoad(msgspec.Struct, rename="camel", kw_only=True):
+    """One model's jobs stream (``model`` is ``LEGACY`` for the shared stream of older versions)."""
+
     model: str
     waiting: int
     running: int
+    workers: int
+    """Workers that read this model's stream: 0 with jobs waiting means no worker has the model."""
 
 
 class WorkerOut(msgspec.Struct, rename="camel", kw_only=True):
@@ -48,7 +53,8 @@ class WorkerOut(msgspec.Struct, rename="camel", kw_only=True):
 
 
 class QueueOut(msgspec.Struct, rename="camel", kw_only=True):
-    """The queue now. ``byModel`` counts the listed jobs (the first ``limit`` of each kind)."""
+    """The queue now. ``byModel`` counts every job of each model's stream; the job lists hold the
+    first ``limit`` of each kind, oldest first."""
 
     waiting: int
     running: int
@@ -83,7 +89,7 @@ class QueueActionOut(msgspec.Struct, rename="camel", kw_only=True):
     job_id: str | None
     action_id: int
     message_id: str | None = None
-    """The requeued job's new entry on the jobs stream."""
+    """The requeued job's new entry on its model's jobs stream."""
 
 
 def _time(unix: float | None) -> str | None:
@@ -122,13 +128,15 @@ def _dead(entry: DeadLetterEntry) -> DeadLetterOut:
 
 async def queue(stream: JobStream, *, limit: int = 100) -> QueueOut:
     state = await stream.queue_state(check_limit(limit))
-    waiting = Counter(q.job.model if q.job else "(unreadable)" for q in state.waiting_jobs)
-    running = Counter(q.job.model if q.job else "(unreadable)" for q in state.running_jobs)
+    by_model = [
+        ModelLoad(model=s.model or LEGACY, waiting=s.waiting, running=s.running, workers=s.workers)
+        for s in state.streams
+    ]
     return QueueOut(
         waiting=state.waiting,
         running=state.running,
         dead_letters=state.dead_letters,
-        by_model=[ModelLoad(model=m, waiting=waiting[m], running=running[m]) for m in sorted(waiting | running)],
+        by_model=by_model,
         workers=[WorkerOut(name=w.name, jobs=w.pending, idle_ms=w.idle_ms) for w in state.workers],
         waiting_jobs=[_queued(q) for q in state.waiting_jobs],
         running_jobs=[_queued(q) for q in state.running_jobs],
@@ -166,7 +174,7 @@ def _short(value: str | None, limit: int) -> str | None:
 
 
 async def requeue(admin_id: str, dead_id: str, reason: str, *, stream: JobStream) -> QueueActionOut:
-    """Put a dead letter's job back on the jobs stream, once; 404 when the letter is gone, 409
+    """Put a dead letter's job back on its model's jobs stream, once; 404 when the letter is gone, 409
     when it holds no readable job."""
     entry = await _entry(stream, dead_id)
     job = entry.job

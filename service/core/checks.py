@@ -28,7 +28,6 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "port": (lambda v: 0 <= v <= 65535, "must be between 0 and 65535"),
     "metrics_port": (lambda v: 0 <= v <= 65535, "must be between 0 and 65535 (0: workers serve no /metrics)"),
     "worker_concurrency": (lambda v: v >= 1, "must be at least 1"),
-    "worker_prefetch": (lambda v: v >= 1, "must be at least 1"),
     "database_pool_size": (lambda v: v >= 1, "must be at least 1"),
     "cpu_processes": (lambda v: v >= 0, "must not be negative (0: one per core)"),
     "max_waiting_requests": (lambda v: v >= 0, "must not be negative (0: what the file descriptors allow)"),

@@ -5,7 +5,9 @@ deployments, or parallel test runs, can share one Redis without touching each ot
 
 | key                         | type   | written by        | lifetime                                  |
 | --------------------------- | ------ | ----------------- | ----------------------------------------- |
-| ``<p>:jobs``                | stream | API (XADD)        | entries trimmed once acknowledged         |
+| ``<p>:queue:<model>``       | stream | API (XADD)        | entries trimmed once acknowledged         |
+| ``<p>:queues``              | set    | API, workers      | the models that have a jobs stream        |
+| ``<p>:jobs``                | stream | before 2026-11    | drained by workers (legacy shared stream) |
 | ``<p>:jobs:dead``           | stream | workers           | approximate MAXLEN ``DEAD_LETTER_MAXLEN`` |
 | ``<p>:events``              | stream | workers, API      | approximate MAXLEN 100,000                |
 | ``<p>:cancels``             | stream | API (cancel)      | approximate MAXLEN 10,000                 |
@@ -28,14 +30,26 @@ from urllib.parse import quote
 class Keys:
     prefix: str = "video-gen"
 
+    def queue(self, model: str) -> str:
+        """The jobs stream of one model (XADD by the API, XREADGROUP by the workers that have the
+        model): a worker reads only the streams of models it has a free slot for."""
+        return f"{self.prefix}:queue:{model}"
+
     @property
-    def jobs_stream(self) -> str:
-        """The jobs stream (XADD by the API, XREADGROUP by workers)."""
+    def queues(self) -> str:
+        """The models whose jobs stream exists (SADD at submit and by workers at start): what
+        operators and the backlog read, without scanning the keyspace."""
+        return f"{self.prefix}:queues"
+
+    @property
+    def legacy_jobs_stream(self) -> str:
+        """The one jobs stream of every model, before the streams per model: workers move its
+        undelivered entries to their models' streams and reclaim its pending ones until it is empty."""
         return f"{self.prefix}:jobs"
 
     @property
     def jobs_group(self) -> str:
-        """The workers' consumer group on the jobs stream."""
+        """The workers' consumer group, the same name on every jobs stream."""
         return f"{self.prefix}:workers"
 
     @property

@@ -69,7 +69,6 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     worker_concurrency: int = 4  # the default slots of a model that declares no max_concurrency
     # Per-model slots in one worker process, overriding the plugins' max_concurrency: "veo3=500,local=2".
     model_concurrency: str = ""
-    worker_prefetch: int = 16  # jobs claimed at a time, and the most that wait in a worker for their model's slot
     cpu_processes: int = 0  # the worker's process pool for CPU-bound work (render, probe, trim); 0: the cores
     database_pool_size: int = 10  # connections per process; a job holds one only while it reads or writes
     max_waiting_requests: int = 0  # requests one API process holds open; 0: what its descriptors allow

@@ -23,7 +23,7 @@ def text(value: bytes | str) -> str:
 
 
 class StreamBase:
-    """The jobs stream, its consumer group, the inboxes, replies and dead letters of one prefix."""
+    """The jobs streams, their consumer group, the inboxes, replies and dead letters of one prefix."""
 
     def __init__(
         self,
@@ -40,10 +40,19 @@ class StreamBase:
         self.dead_letter_maxlen = dead_letter_maxlen
         self._scripts = {
             name: redis.register_script(getattr(scripts, name))
-            for name in ("SUBMIT_IDEMPOTENT", "COPY_REPLY", "RENEW", "HAND_OVER", "HAND_BACK", "PRUNE", "CANCEL")
+            for name in ("SUBMIT_IDEMPOTENT", "COPY_REPLY", "RENEW", "HAND_OVER", "PRUNE", "CANCEL", "MIGRATE")
         }
         self._scripts["REQUEUE"] = redis.register_script(scripts.REQUEUE)
         self._outbox = Outbox(self._write)
+
+    async def queue_models(self) -> list[str]:
+        """The models that have a jobs stream (a job was queued for them, or a worker has them)."""
+        return sorted(text(m) for m in await self.redis.smembers(self.keys.queues))
+
+    async def job_streams(self) -> list[str]:
+        """Every jobs stream: each model's, then the legacy shared one (while it exists)."""
+        streams = [self.keys.queue(m) for m in await self.queue_models()]
+        return [*streams, self.keys.legacy_jobs_stream]
 
     async def _write(self, batch: Batch) -> None:
         raise NotImplementedError  # ``ConsumerSide`` writes the outbox's batches

@@ -17,7 +17,7 @@ STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
 
 
 class QueuedJob(msgspec.Struct, kw_only=True):
-    """An entry of the jobs stream, waiting or held by a worker."""
+    """An entry of a jobs stream, waiting or held by a worker."""
 
     message_id: str
     job: JobMessage | None
@@ -30,16 +30,28 @@ class QueuedJob(msgspec.Struct, kw_only=True):
 
 
 class WorkerInfo(msgspec.Struct, kw_only=True):
-    """A consumer of the workers' group."""
+    """A consumer of the workers' group (on every jobs stream it reads)."""
 
     name: str
     pending: int
-    """Jobs it holds."""
+    """Jobs it holds (on all the streams)."""
     idle_ms: int
 
 
+class StreamLoad(msgspec.Struct, kw_only=True):
+    """One jobs stream: a model's (``model``), or the legacy shared one (``model`` None)."""
+
+    model: str | None
+    stream: str
+    waiting: int
+    running: int
+    workers: int
+    """Consumers of the workers' group on it: 0 means no worker has read it (no worker of the
+    model has started since the stream was made): its jobs wait for one."""
+
+
 class QueueState(msgspec.Struct, kw_only=True):
-    """The jobs stream now: counts, and the first ``limit`` waiting and running entries."""
+    """The jobs streams now: counts, and the first ``limit`` waiting and running entries."""
 
     waiting: int
     """Entries not yet delivered to any worker."""
@@ -50,6 +62,8 @@ class QueueState(msgspec.Struct, kw_only=True):
     workers: list[WorkerInfo]
     dead_letters: int
     """Entries of the dead-letter stream."""
+    streams: list[StreamLoad] = []
+    """Each jobs stream's counts (every model's, and the legacy one while it has entries)."""
 
 
 class QueueCounts(msgspec.Struct, kw_only=True):

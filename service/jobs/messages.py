@@ -4,18 +4,19 @@ Every stream entry carries one field, ``data``: the msgspec-JSON encoding of its
 
 | where                          | struct        |
 | ------------------------------ | ------------- |
-| ``Keys.jobs_stream``           | ``JobMessage`` |
+| ``Keys.queue(model)``          | ``JobMessage`` |
 | ``Keys.inbox(process)``        | ``JobReply``  (also the value of ``Keys.reply(job)``) |
 | ``Keys.dead_letter_stream``    | ``DeadLetter`` |
 | ``Keys.events_stream``         | ``JobEvent`` |
 | ``Keys.cancels_stream``        | none: ``data`` is the cancelled job's id, as text |
 
-``Delivery`` is what a worker receives: one entry of the jobs stream with its delivery count.
+``Delivery`` is what a worker receives: one entry of a jobs stream with its delivery count;
+``EntryRef`` names the entry (stream and id: ids are unique only within one stream).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -82,11 +83,21 @@ class JobEvent(msgspec.Struct, kw_only=True, frozen=True, omit_defaults=True):
     """Its id on the events stream (set when read; not stored)."""
 
 
-class Delivery(msgspec.Struct, kw_only=True):
-    """One entry of the jobs stream as a worker claimed it."""
+class EntryRef(NamedTuple):
+    """One entry of one jobs stream: what is renewed, acknowledged and dead-lettered."""
 
+    stream: str
+    """The jobs stream's key (``Keys.queue(model)``, or the legacy shared one)."""
     message_id: str
-    """The stream entry's id: what is renewed, acknowledged and dead-lettered."""
+
+
+class Delivery(msgspec.Struct, kw_only=True):
+    """One entry of a jobs stream as a worker claimed it."""
+
+    stream: str
+    """The jobs stream it was read from (its acknowledgement names it)."""
+    message_id: str
+    """The stream entry's id (unique within its stream)."""
     count: int
     """Deliveries of this entry so far, this one included (1 for a fresh job)."""
     job: JobMessage | None
@@ -96,12 +107,16 @@ class Delivery(msgspec.Struct, kw_only=True):
     error: str | None = None
     """Why ``job`` is None."""
 
+    @property
+    def ref(self) -> EntryRef:
+        return EntryRef(self.stream, self.message_id)
+
 
 class DeadLetter(msgspec.Struct, kw_only=True, frozen=True):
-    """An entry taken off the jobs stream without running: why, and what it held."""
+    """An entry taken off a jobs stream without running: why, and what it held."""
 
     message_id: str
-    """Its id on the jobs stream."""
+    """Its id on its jobs stream."""
     reason: str
     """Why it was not run (unparseable, unknown model ...)."""
     data: str
@@ -110,6 +125,8 @@ class DeadLetter(msgspec.Struct, kw_only=True, frozen=True):
     """The job it named, when it could be read."""
     dead_at: float = 0.0
     """Unix time it was dead-lettered."""
+    stream: str | None = None
+    """The jobs stream it was taken off (None in letters written before the streams per model)."""
 
 
 _encoder = msgspec.json.Encoder()
@@ -139,13 +156,14 @@ def decode_dead_letter(data: bytes) -> DeadLetter:
     return _dead.decode(data)
 
 
-def delivery(message_id: str, fields: dict[bytes, bytes], count: int) -> Delivery:
+def delivery(stream: str, message_id: str, fields: dict[bytes, bytes], count: int) -> Delivery:
     """A ``Delivery`` from a stream entry; a job that does not decode is kept with the reason."""
     data = fields.get(DATA_FIELD, b"")
     try:
-        return Delivery(message_id=message_id, count=count, job=decode_job(data), data=data)
+        return Delivery(stream=stream, message_id=message_id, count=count, job=decode_job(data), data=data)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         return Delivery(
+            stream=stream,
             message_id=message_id,
             count=count,
             job=None,

@@ -4,7 +4,7 @@ finished while the previous one was in flight (a group commit).
 A job's end is four writes: its reply (SET NX with an expiry), the reply added to the waiting
 process's inbox, its ``done`` event, and the acknowledgement. Written one job at a time that is
 four commands per job; grouped, the replies of one inbox go in one entry (its fields named by job
-id), the events in one entry, and the acknowledgements in one XACK, so a worker finishing jobs
+id), the events in one entry, and the acknowledgements in one XACK per jobs stream, so a worker finishing jobs
 at a high rate pays about one command per job plus three per round trip. A job's ``running``
 and progress events join the same group.
 
@@ -19,7 +19,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from service.jobs.messages import JobMessage
+from service.jobs.messages import EntryRef, JobMessage
 
 
 @dataclass
@@ -30,8 +30,8 @@ class Batch:
     """A job and its encoded reply: its reply key, Idempotency-Key copy and inbox entry."""
     events: list[bytes] = field(default_factory=list)
     """Encoded job events for the events stream (``running``, progress, ``done``)."""
-    acks: list[str] = field(default_factory=list)
-    """Jobs stream entries to acknowledge, after their replies are written."""
+    acks: list[EntryRef] = field(default_factory=list)
+    """Jobs stream entries to acknowledge, after their replies are written (one XACK per stream)."""
 
 
 class Outbox:

@@ -10,8 +10,8 @@ from service.jobs import idempotency
 from service.jobs.messages import DATA_FIELD
 
 # Submit a job that carries an Idempotency-Key: bind the key, or answer the job it is bound to.
-# KEYS: jobs stream, job meta, idempotency hash
-# ARGV: job data, meta, meta ttl, job id, body hash, created at, idempotency ttl
+# KEYS: the model's jobs stream, job meta, idempotency hash, the set of models with a stream
+# ARGV: job data, meta, meta ttl, job id, body hash, created at, idempotency ttl, model
 # -> {'existing', HGETALL of the hash} or {'queued'}
 SUBMIT_IDEMPOTENT = (
     """
@@ -19,6 +19,7 @@ local existing = redis.call('HGETALL', KEYS[3])
 if #existing > 0 then return {'existing', existing} end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
 redis.call('XADD', KEYS[1], '*', '@DATA', ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[8])
 redis.call('HSET', KEYS[3], '@JOB_ID', ARGV[4], '@BODY_HASH', ARGV[5], '@CREATED_AT', ARGV[6])
 redis.call('EXPIRE', KEYS[3], ARGV[7])
 return {'queued'}
@@ -62,27 +63,12 @@ return kept
 # shutdown is not an attempt).
 # KEYS: jobs stream. ARGV: group, consumer, idle ms -> how many were handed over
 HAND_OVER = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local n = 0
 for _, e in ipairs(redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 100000, ARGV[2])) do
   local count = math.max(tonumber(e[4]) - 1, 0)
   redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, e[1], 'IDLE', ARGV[3], 'RETRYCOUNT', count, 'JUSTID')
   n = n + 1
-end
-return n
-"""
-
-# Give some of a consumer's jobs back to the group (their model's slots are full in that worker):
-# reclaimable at once by any worker, their delivery count restored (the claim was not an attempt).
-# KEYS: jobs stream. ARGV: group, consumer, idle ms, message ids... -> how many were handed back
-HAND_BACK = """
-local n = 0
-for i = 4, #ARGV do
-  local e = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2])
-  if #e > 0 then
-    local count = math.max(tonumber(e[1][4]) - 1, 0)
-    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'IDLE', ARGV[3], 'RETRYCOUNT', count, 'JUSTID')
-    n = n + 1
-  end
 end
 return n
 """
@@ -125,11 +111,11 @@ end
 return {trimmed, removed}
 """
 
-# An operator requeues a dead letter: its job goes back on the jobs stream as a new entry, once.
+# An operator requeues a dead letter: its job goes back on its model's jobs stream as a new entry, once.
 # The letter is deleted, the job's old reply removed (a redelivery would otherwise take it for the
 # answer and acknowledge without running) and so is the copy on its Idempotency-Key (a retry then
 # follows the requeued job); its owner record is renewed for the job endpoint.
-# KEYS: dead-letter stream, jobs stream, reply, job meta[, idempotency hash]
+# KEYS: dead-letter stream, the model's jobs stream, reply, job meta[, idempotency hash]
 # ARGV: dead-letter id, job data, meta, meta ttl, job id -> the new entry's id, or nil when the
 # letter is gone (requeued or discarded meanwhile)
 REQUEUE = (
@@ -163,3 +149,42 @@ if inbox > 0 and redis.call('EXISTS', KEYS[inbox]) == 1 then
 end
 return false
 """.replace("@DATA", DATA_FIELD.decode()).replace("@REPLY", idempotency.REPLY_FIELD)
+
+# Upgrade from the one shared jobs stream: move its entries no worker has read yet to their
+# models' streams (those of the models given: the caller's), atomically, so that an old worker
+# still reading it never gets one that was moved; an entry that is not a job becomes a dead letter.
+# Pending entries stay: their workers ack them there, or new workers reclaim them there.
+# KEYS: legacy stream, dead-letter stream, set of models with a stream, the models' streams...
+# ARGV: group, dead-letter maxlen, the models... (in the order of their streams)
+# -> {entries moved (dead letters included), entries still pending on the legacy stream}
+MIGRATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+local last, pending = '0-0', 0
+for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[1])) do
+  local info = {}
+  for i = 1, #g, 2 do info[g[i]] = g[i + 1] end
+  if info['name'] == ARGV[1] then last, pending = info['last-delivered-id'], tonumber(info['pending']) end
+end
+local target = {}
+for i = 3, #ARGV do target[ARGV[i]] = KEYS[i + 1] end
+local moved = 0
+for _, e in ipairs(redis.call('XRANGE', KEYS[1], '(' .. last, '+', 'COUNT', 1000)) do
+  local data
+  for i = 1, #e[2], 2 do if e[2][i] == '@DATA' then data = e[2][i + 1] end end
+  local ok, job = pcall(cjson.decode, data or '')
+  local model = ok and type(job) == 'table' and job['model']
+  if type(model) == 'string' and target[model] then
+    redis.call('XADD', target[model], '*', '@DATA', data)
+    redis.call('SADD', KEYS[3], model)
+  elseif type(model) ~= 'string' then
+    local letter = {message_id = e[1], reason = 'unparseable job message', data = data or '', stream = KEYS[1]}
+    letter['dead_at'] = tonumber(redis.call('TIME')[1])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', '@DATA', cjson.encode(letter))
+  end
+  if type(model) ~= 'string' or target[model] then
+    redis.call('XDEL', KEYS[1], e[1])
+    moved = moved + 1
+  end
+end
+return {moved, pending}
+""".replace("@DATA", DATA_FIELD.decode())

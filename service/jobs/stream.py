@@ -3,7 +3,8 @@
 Nothing else in the service issues a Redis command for jobs; the API's submission code, the
 reply inbox, the lease keeper and the worker's scheduling loop call these methods.
 
-A job's happy path costs, in Redis commands: ``submit`` 2 (SET the owner record, XADD), the
+A job's happy path costs, in Redis commands: ``submit`` 3 in one round trip (SET the owner
+record, XADD to its model's jobs stream, SADD the model to the set of streams), the
 worker's ``claim`` 1 shared by every job it returns, and at its end a SET NX of the reply with its
 expiry; the rest of its end (the reply added to the waiting process's inbox, its ``running`` and
 ``done`` events, the XACK) goes in entries and commands shared by every job finishing at the same
@@ -42,7 +43,7 @@ __all__ = [
 
 
 class JobStream(FeedsSide, ConsumerSide, OperatorSide):
-    """The jobs stream, its consumer group, the inboxes, replies and dead letters of one prefix."""
+    """The jobs streams, their consumer group, the inboxes, replies and dead letters of one prefix."""
 
     async def submit(self, job: JobMessage, idem: IdempotentRequest | None = None) -> Submitted:
         """Queue ``job`` with its owner record; with ``idem``, bind the key first, atomically, or
@@ -51,11 +52,26 @@ class JobStream(FeedsSide, ConsumerSide, OperatorSide):
         if idem is None:
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.set(self.keys.job_meta(job.job_id), meta, ex=self.meta_ttl)
-                pipe.xadd(self.keys.jobs_stream, {DATA_FIELD: encode(job)})
+                pipe.xadd(self.keys.queue(job.model), {DATA_FIELD: encode(job)})
+                pipe.sadd(self.keys.queues, job.model)
                 await pipe.execute()
             return Submitted(job.job_id)
-        keys = [self.keys.jobs_stream, self.keys.job_meta(job.job_id), self.keys.idempotency(job.user_id, idem.key)]
-        args = [encode(job), meta, self.meta_ttl, job.job_id, idem.body_hash, repr(time.time()), self.idempotency_ttl]
+        keys = [
+            self.keys.queue(job.model),
+            self.keys.job_meta(job.job_id),
+            self.keys.idempotency(job.user_id, idem.key),
+            self.keys.queues,
+        ]
+        args = [
+            encode(job),
+            meta,
+            self.meta_ttl,
+            job.job_id,
+            idem.body_hash,
+            repr(time.time()),
+            self.idempotency_ttl,
+            job.model,
+        ]
         result = await self._scripts["SUBMIT_IDEMPOTENT"](keys=keys, args=args)
         if text(result[0]) == "existing":
             earlier = idempotency.parse(result[1])
@@ -64,9 +80,13 @@ class JobStream(FeedsSide, ConsumerSide, OperatorSide):
         return Submitted(job.job_id)
 
     async def backlog(self) -> int:
-        """Entries on the jobs stream: jobs waiting or running, and ones acknowledged since the
-        last ``prune`` (a few seconds' worth)."""
-        return int(await self.redis.xlen(self.keys.jobs_stream))
+        """Entries on the jobs streams (every model's, and the legacy one): jobs waiting or
+        running, and ones acknowledged since the last ``prune`` (a few seconds' worth)."""
+        streams = await self.job_streams()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for stream in streams:
+                pipe.xlen(stream)
+            return sum(int(n) for n in await pipe.execute())
 
     async def lookup(self, user_id: str, key: str) -> IdempotencyRecord | None:
         """The job an Idempotency-Key is bound to, if any."""

@@ -120,3 +120,8 @@ async def test_the_queue_state_counts_by_model_and_worker(api: Api) -> None:
     body = r.json()
     assert set(body) == {"waiting", "running", "deadLetters", "byModel", "workers", "waitingJobs", "runningJobs"}
     assert (body["waiting"], body["running"], body["deadLetters"], body["waitingJobs"]) == (0, 0, 0, [])
+    orphan = job_message(model="orphan")  # a model no worker has (the API would refuse it): it waits in its stream
+    await stream_of(api).submit(orphan)
+    body = (await api.client.get("/admin/queue", headers=admin(api))).json()
+    assert {"model": "orphan", "waiting": 1, "running": 0, "workers": 0} in body["byModel"]
+    assert [j["jobId"] for j in body["waitingJobs"]] == [orphan.job_id] and body["waiting"] == 1

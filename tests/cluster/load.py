@@ -23,6 +23,7 @@ import redis.asyncio as aioredis
 
 from service.core.auth import make_token
 from service.core.keys import Keys
+from service.jobs.stream import JobStream
 from tests.cluster.topology import BUCKET, JWT_SECRET, PREFIX, Topology, s3_client
 from tests.factories import make_image
 
@@ -210,11 +211,8 @@ async def _check_redis(top: Topology) -> list[str]:
     keys = Keys(PREFIX)
     client = aioredis.Redis.from_url(top.redis.url)
     try:
-        [group] = await client.xinfo_groups(keys.jobs_stream)
-        last = group["last-delivered-id"].decode()
-        waiting = len(await client.xrange(keys.jobs_stream, min=f"({last}", max="+"))
-        pending = (await client.xpending(keys.jobs_stream, keys.jobs_group))["pending"]
-        dead = await client.xlen(keys.dead_letter_stream)
+        counts = await JobStream(client, keys, reply_ttl=1, meta_ttl=1, idempotency_ttl=1).queue_counts()
+        waiting, pending, dead = counts.waiting, counts.running, counts.dead_letters  # every model's stream
     finally:
         await client.aclose()
     problems = [f"Redis still holds {waiting} waiting and {pending} pending jobs"] if waiting or pending else []

@@ -47,7 +47,8 @@ async def provider_api(
 async def _queued(api: Api) -> int:
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
-        return await client.xlen(Keys(api.settings.redis_key_prefix).jobs_stream)
+        keys = Keys(api.settings.redis_key_prefix)  # every model's jobs stream
+        return sum([await client.xlen(keys.queue(m.decode())) for m in await client.smembers(keys.queues)])
     finally:
         await client.aclose()
 

@@ -18,12 +18,14 @@ import msgspec
 import pytest
 import yaml
 
+from models_registry.registry import ModelRegistry
 from service.core.keys import Keys
 from service.core.redis import make_dedicated_redis, make_redis
 from service.core.settings import Settings
 from service.jobs.messages import JobMessage, JobReply
 from service.jobs.stream import JobStream
 from tests.conftest import REDIS_URL
+from workers.slots import model_limits
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "kubernetes"
@@ -174,24 +176,27 @@ def test_workers_outlast_their_grace_and_have_a_liveness_check() -> None:
     assert container["livenessProbe"]["exec"]["command"] == ["video-gen", "probe", "worker"]
 
 
-def test_workers_scale_on_the_consumer_groups_pending_and_lag() -> None:
+def test_workers_scale_on_each_models_pending_and_lag() -> None:
     scaled = by_kind("ScaledObject", "video-gen-worker")
     assert scaled["spec"]["scaleTargetRef"]["name"] == "video-gen-worker"
     keys = Keys(config()["REDIS_KEY_PREFIX"])
     triggers = scaled["spec"]["triggers"]
     assert all(t["type"] == "redis-streams" for t in triggers)
     for t in triggers:
-        assert t["metadata"]["stream"] == keys.jobs_stream
         assert t["metadata"]["consumerGroup"] == keys.jobs_group
         assert set(t["metadata"]) <= REDIS_STREAMS_PARAMS, set(t["metadata"]) - REDIS_STREAMS_PARAMS
         auth = by_kind("TriggerAuthentication", t["authenticationRef"]["name"])
         assert {r["parameter"] for r in auth["spec"]["secretTargetRef"]} == {"address", "password"}
-    pending = [t for t in triggers if "pendingEntriesCount" in t["metadata"]]
-    lag = [t for t in triggers if "lagCount" in t["metadata"]]
-    assert len(pending) == 1 and len(lag) == 1
-    # one worker per WORKER_CONCURRENCY running jobs, and as many for the waiting ones
-    assert pending[0]["metadata"]["pendingEntriesCount"] == config()["WORKER_CONCURRENCY"]
-    assert lag[0]["metadata"]["lagCount"] == config()["WORKER_CONCURRENCY"]
+    # per model (its own stream): one worker per its slots of running jobs, and as many for the waiting ones
+    slots = model_limits(ModelRegistry.load(), {}, int(config()["WORKER_CONCURRENCY"]))
+    expected = {(keys.queue(m), kind, str(n)) for m, n in slots.items() for kind in ("pendingEntriesCount", "lagCount")}
+    found = {
+        (t["metadata"]["stream"], kind, t["metadata"][kind])
+        for t in triggers
+        for kind in ("pendingEntriesCount", "lagCount")
+        if kind in t["metadata"]
+    }
+    assert found == expected and len(triggers) == len(expected)
 
 
 def test_the_migration_is_a_job() -> None:
@@ -215,23 +220,23 @@ async def test_the_group_reports_the_counts_keda_reads(redis_prefix: str) -> Non
     redis, reader = make_redis(REDIS_URL), make_dedicated_redis(REDIS_URL)
     stream = JobStream(redis, keys, reply_ttl=60, meta_ttl=60, idempotency_ttl=60)
     try:
-        await stream.ensure_group()
+        await stream.ensure_groups(["m"])
         for n in range(6):
             job = JobMessage(
                 job_id=f"j{n}", user_id="u", model="m", prompt="p", source_key="images/u/s.png",
                 duration="5s", submitted_at=time.time(),
             )  # fmt: skip
             await stream.submit(job)
-        claimed = await stream.claim(reader, "w1", 3, 100)  # three running
+        claimed = await stream.claim(reader, "w1", {"m": 3}, 100)  # three running
         for d in claimed[:2]:  # two finished
             assert d.job is not None
             reply = JobReply(job_id=d.job.job_id, status_code=200, body=msgspec.Raw(b"{}"))
-            await stream.complete(d.message_id, d.job, reply)
-        await stream.prune(60_000)
-        [group] = await redis.xinfo_groups(keys.jobs_stream)
-        pending = (await redis.xpending(keys.jobs_stream, keys.jobs_group))["pending"]
+            await stream.complete(d.ref, d.job, reply)
+        await stream.prune([keys.queue("m")], 60_000)
+        [group] = await redis.xinfo_groups(keys.queue("m"))
+        pending = (await redis.xpending(keys.queue("m"), keys.jobs_group))["pending"]
         assert (pending, group["lag"]) == (1, 3)  # one running, three waiting
-        assert await redis.xlen(keys.jobs_stream) == 4  # the finished ones were deleted
+        assert await redis.xlen(keys.queue("m")) == 4  # the finished ones were deleted
     finally:
         await reader.aclose()
         await redis.aclose()

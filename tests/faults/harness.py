@@ -43,6 +43,7 @@ from service.core import db
 from service.core.embedded_redis import free_port, redis_server_binary
 from service.core.keys import Keys
 from service.core.settings import Settings
+from service.jobs.stream import JobStream
 from service.ledger import service as ledger
 from tests.factories import make_image, token_for
 
@@ -541,12 +542,9 @@ async def audit(c: Cluster, client: Client, *, paid_once: dict[str, int] | None 
             problems.append(f"{user}: balance {balances.get(user)} but the outcomes say {expected}")
     redis = aioredis.Redis.from_url(c.redis.url)
     try:
-        # never delivered: after the group's last delivered entry (acknowledged ones are trimmed later)
-        [group] = await redis.xinfo_groups(c.keys.jobs_stream)
-        last = group["last-delivered-id"].decode()
-        left = len(await redis.xrange(c.keys.jobs_stream, min=f"({last}", max="+"))
-        pending = (await redis.xpending(c.keys.jobs_stream, c.keys.jobs_group))["pending"]
-        dead = await redis.xlen(c.keys.dead_letter_stream)
+        # on every model's stream: never delivered, and delivered but not acknowledged
+        counts = await JobStream(redis, c.keys, reply_ttl=1, meta_ttl=1, idempotency_ttl=1).queue_counts()
+        left, pending, dead = counts.waiting, counts.running, counts.dead_letters
     finally:
         await redis.aclose()
     if left or pending:
@@ -578,3 +576,16 @@ def jobs_summary(client: Client) -> str:
     accepted = sum(1 for j in client.jobs if j.accepted)
     refused = len(client.jobs) - accepted
     return f"{accepted} accepted" + (f", {refused} refused" if refused else "")
+
+
+async def pending_entries(c: Cluster) -> list[dict[str, Any]]:
+    """The jobs delivered and not acknowledged, on every jobs stream (each model's, and the legacy one)."""
+    client = aioredis.Redis.from_url(c.redis.url)
+    try:
+        rows: list[dict[str, Any]] = []
+        for stream in await JobStream(client, c.keys, reply_ttl=1, meta_ttl=1, idempotency_ttl=1).job_streams():
+            with contextlib.suppress(aioredis.ResponseError):  # no such stream, or no group on it yet
+                rows += await client.xpending_range(stream, c.keys.jobs_group, min="-", max="+", count=100)
+        return rows
+    finally:
+        await client.aclose()

@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
+from service.jobs.stream import JobStream
 from tests.faults.harness import (
     COST,
     Audit,
@@ -33,6 +34,7 @@ from tests.faults.harness import (
     cluster,
     jobs_summary,
     outcome_summary,
+    pending_entries,
     until,
 )
 
@@ -80,20 +82,11 @@ async def _rows(c: Cluster, sql: str, *args: Any) -> list[asyncpg.Record]:
 
 
 async def _pending_of(c: Cluster, consumer: str) -> list[dict[str, Any]]:
-    client = aioredis.Redis.from_url(c.redis.url)
-    try:
-        rows = await client.xpending_range(c.keys.jobs_stream, c.keys.jobs_group, min="-", max="+", count=100)
-    finally:
-        await client.aclose()
-    return [r for r in rows if r["consumer"].decode() == consumer]
+    return [r for r in await pending_entries(c) if r["consumer"].decode() == consumer]
 
 
 async def _pending_all(c: Cluster) -> list[dict[str, Any]]:
-    client = aioredis.Redis.from_url(c.redis.url)
-    try:
-        return await client.xpending_range(c.keys.jobs_stream, c.keys.jobs_group, min="-", max="+", count=100)
-    finally:
-        await client.aclose()
+    return await pending_entries(c)
 
 
 def _finish(result: Result, client: Client, report: Audit, c: Cluster, extra: list[str]) -> Result:
@@ -187,7 +180,7 @@ async def poison(env: Env) -> Result:
             await client.setup_user("u1", 3 * COST)
             redis = aioredis.Redis.from_url(c.redis.url)
             try:
-                await redis.xadd(c.keys.jobs_stream, {b"data": b'{"this is": "not a job'})
+                await redis.xadd(c.keys.queue("local"), {b"data": b'{"this is": "not a job'})
             finally:
                 await redis.aclose()
             doomed = await client.submit(client.new_job("u1"))
@@ -327,7 +320,7 @@ async def sigterm_api(env: Env) -> Result:
 
 async def _queued(redis: aioredis.Redis, c: Cluster, n: int) -> bool:
     with contextlib.suppress(Exception):  # nothing is acknowledged (so trimmed) while the worker is stopped
-        return await redis.xlen(c.keys.jobs_stream) >= n
+        return await JobStream(redis, c.keys, reply_ttl=1, meta_ttl=1, idempotency_ttl=1).backlog() >= n
     return False
 
 
@@ -610,7 +603,7 @@ async def kill_inflight(env: Env) -> Result:
     worker resumes them all from their recorded request ids: none lost, none submitted twice."""
     n = INFLIGHT
     result = Result(f"SIGKILL worker, {n} veo3 jobs in flight")
-    slots = {"MODEL_CONCURRENCY": f"veo3={n}", "WORKER_PREFETCH": "100"}
+    slots = {"MODEL_CONCURRENCY": f"veo3={n}"}
     async with cluster("kill-inflight", env.dbs, fal=env.fal, FAL_POLL_SECONDS="1", JOB_LEASE_SECONDS="10") as c:
         api = asyncio.create_task(c.start_api())
         victim = await c.start_worker(**slots)

@@ -116,7 +116,7 @@ async def test_the_queue_is_read_from_redis_at_scrape_time(api: Api) -> None:
 
 async def test_waiting_jobs_and_their_age(redis_client: Redis, redis_prefix: str) -> None:
     stream = JobStream(redis_client, Keys(redis_prefix), reply_ttl=60, meta_ttl=60, idempotency_ttl=60)
-    await stream.ensure_group()
+    await stream.ensure_groups(["local"])
     for _ in range(3):
         await stream.submit(job_message())
     await read_queue(stream)

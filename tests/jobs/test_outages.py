@@ -155,9 +155,12 @@ async def test_nothing_in_redis_outlives_its_purpose(jobs_api: JobsApi) -> None:
     assert (await jobs_api.post(image_request())).status_code == 400  # insufficient credits
     redis, s = jobs_api.app_state.redis, jobs_api.settings
     keys = Keys(s.redis_key_prefix)
-    assert (await redis.xpending(keys.jobs_stream, keys.jobs_group))["pending"] == 0
-    assert await JobStream(redis, keys, reply_ttl=1, meta_ttl=1, idempotency_ttl=1).prune(3_600_000) == (4, 0)
-    assert await redis.xlen(keys.jobs_stream) == 0  # acknowledged jobs are trimmed, not kept
+    stream = JobStream(redis, keys, reply_ttl=1, meta_ttl=1, idempotency_ttl=1)
+    streams = await stream.job_streams()  # every model's, and the legacy one (none here)
+    for name in streams[:-1]:
+        assert (await redis.xpending(name, keys.jobs_group))["pending"] == 0
+    assert await stream.prune(streams, 3_600_000) == (4, 0)
+    assert [await redis.xlen(name) for name in streams] == [0] * len(streams)  # acknowledged jobs are trimmed
     limits = {
         "reply": s.reply_ttl_seconds,
         "job": s.job_meta_ttl_seconds,
@@ -168,7 +171,7 @@ async def test_nothing_in_redis_outlives_its_purpose(jobs_api: JobsApi) -> None:
     capped = {keys.events_stream: EVENTS_MAXLEN, keys.cancels_stream: CANCELS_MAXLEN}  # trimmed as they grow
     async for raw in redis.scan_iter(match=keys.pattern()):
         key = raw.decode()
-        if key == keys.jobs_stream:
+        if key in streams or key == keys.queues:  # the jobs streams, and the set of their models
             continue
         if key in capped:
             assert await redis.xlen(key) <= capped[key] and await redis.ttl(key) == -1

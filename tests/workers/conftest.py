@@ -51,19 +51,27 @@ class Redis:
         self.client, self.keys = client, keys
 
     async def queue(self, job: JobMessage) -> str:
-        await self.ensure_group()
-        return (await self.client.xadd(self.keys.jobs_stream, {DATA_FIELD: encode(job)})).decode()
+        """Queue ``job`` on its model's stream, as the API's submit does."""
+        await self.ensure_group(job.model)
+        return (await self.client.xadd(self.keys.queue(job.model), {DATA_FIELD: encode(job)})).decode()
 
-    async def ensure_group(self) -> None:
+    async def ensure_group(self, model: str = "scripted") -> None:
+        await self.client.sadd(self.keys.queues, model)
         try:
-            await self.client.xgroup_create(self.keys.jobs_stream, self.keys.jobs_group, id="0", mkstream=True)
+            await self.client.xgroup_create(self.keys.queue(model), self.keys.jobs_group, id="0", mkstream=True)
         except aioredis.ResponseError:
             pass
 
+    async def streams(self) -> list[str]:
+        """Every model's jobs stream made so far."""
+        return sorted(self.keys.queue(m.decode()) for m in await self.client.smembers(self.keys.queues))
+
     async def pending(self) -> list[dict[str, Any]]:
-        return await self.client.xpending_range(
-            self.keys.jobs_stream, self.keys.jobs_group, min="-", max="+", count=100
-        )
+        """The entries delivered and not acknowledged, on every model's stream."""
+        found = []
+        for stream in await self.streams():
+            found += await self.client.xpending_range(stream, self.keys.jobs_group, min="-", max="+", count=100)
+        return found
 
     async def reply(self, job: JobMessage) -> JobReply | None:
         raw = await self.client.get(self.keys.reply(job.job_id))
@@ -97,7 +105,6 @@ class Schedulers:
         concurrency: int = 2,
         task: Any = None,
         limits: dict[str, int] | None = None,
-        prefetch: int | None = None,
     ) -> Scheduler:
         client, reader = make_redis(REDIS_URL, max_connections=16), make_dedicated_redis(REDIS_URL)
         scheduler = Scheduler(
@@ -108,7 +115,6 @@ class Schedulers:
             concurrency=concurrency,
             lease_seconds=lease_seconds,
             limits=limits,
-            prefetch=prefetch,
         )
         self.made.append((scheduler, [client, reader]))
         return scheduler

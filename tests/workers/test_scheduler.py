@@ -20,7 +20,7 @@ from service.core.keys import Keys
 from service.core.redis import make_dedicated_redis, make_redis
 from service.generations import repository as generations
 from service.generations.task import GenerationTask
-from service.jobs.messages import DATA_FIELD, JobMessage, JobReply, decode_dead_letter, encode
+from service.jobs.messages import DATA_FIELD, EntryRef, JobMessage, JobReply, decode_dead_letter, encode
 from service.jobs.stream import JobStream
 from service.ledger import service as ledger
 from tests.conftest import REDIS_URL
@@ -52,11 +52,14 @@ def replied(rds: Redis, job: JobMessage) -> Callable[[], Awaitable[JobReply | No
 
 
 async def settled(rds: Redis) -> bool:
-    """Every entry delivered and acknowledged (acknowledged entries are trimmed later, by prune)."""
-    [group] = await rds.client.xinfo_groups(rds.keys.jobs_stream)
-    last = group["last-delivered-id"].decode()
-    undelivered = await rds.client.xrange(rds.keys.jobs_stream, min=f"({last}", max="+")
-    return not await rds.pending() and not undelivered
+    """Every entry of every model's stream delivered and acknowledged (acknowledged entries are
+    trimmed later, by prune)."""
+    for stream in await rds.streams():
+        [group] = await rds.client.xinfo_groups(stream)
+        last = group["last-delivered-id"].decode()
+        if await rds.client.xrange(stream, min=f"({last}", max="+"):
+            return False
+    return not await rds.pending()
 
 
 async def debits(generation_id: str) -> int:
@@ -83,7 +86,7 @@ async def test_a_dead_workers_job_is_reclaimed_after_the_lease_and_resumed_witho
     job = make_job(seeded)
     await rds.queue(job)
     # a worker takes the job and dies right after the debit
-    await rds.client.xreadgroup(rds.keys.jobs_group, "dead", {rds.keys.jobs_stream: ">"}, count=1)
+    await rds.client.xreadgroup(rds.keys.jobs_group, "dead", {rds.keys.queue("scripted"): ">"}, count=1)
     crash_at("after_debit")
     with pytest.raises(SimulatedCrash):
         await task.run(job, 1)
@@ -120,7 +123,7 @@ async def test_a_worker_whose_job_was_taken_stops_it_without_replying(
     stalled = schedulers.run("stalled", lease_seconds=0.5)
     await until(lambda: asyncio.sleep(0, ScriptedModel.generations["job-1"] == 1), "the generation to start")
     # another worker reclaimed it (as if this one had been frozen past its lease)
-    await rds.client.xclaim(rds.keys.jobs_stream, rds.keys.jobs_group, "thief", 0, [msg_id], justid=True)
+    await rds.client.xclaim(rds.keys.queue("scripted"), rds.keys.jobs_group, "thief", 0, [msg_id], justid=True)
     await until(lambda: asyncio.sleep(0, not stalled.active), "the stalled worker to drop the job")
     assert await reply_of(rds, job) is None
     pending = await rds.pending()
@@ -133,9 +136,9 @@ async def test_the_delivery_after_max_attempts_fails_the_job_with_the_spec_500(
     await grant("u1", 1000)
     job = make_job(seeded)
     msg_id = await rds.queue(job)
-    await rds.client.xreadgroup(rds.keys.jobs_group, "dead", {rds.keys.jobs_stream: ">"}, count=1)
+    await rds.client.xreadgroup(rds.keys.jobs_group, "dead", {rds.keys.queue("scripted"): ">"}, count=1)
     await rds.client.xclaim(
-        rds.keys.jobs_stream,
+        rds.keys.queue("scripted"),
         rds.keys.jobs_group,
         "dead",
         0,
@@ -157,11 +160,12 @@ async def test_poison_messages_are_dead_lettered_and_never_block_the_group(
 ) -> None:
     await grant("u1", 1000)
     await rds.ensure_group()
-    await rds.client.xadd(rds.keys.jobs_stream, {DATA_FIELD: b"{not json"})
-    await rds.client.xadd(rds.keys.jobs_stream, {b"other": b"field"})
-    await rds.client.xadd(rds.keys.jobs_stream, {DATA_FIELD: json.dumps({"job_id": "half", "user_id": "u1"}).encode()})
+    stream = rds.keys.queue("scripted")
+    await rds.client.xadd(stream, {DATA_FIELD: b"{not json"})
+    await rds.client.xadd(stream, {b"other": b"field"})
+    await rds.client.xadd(stream, {DATA_FIELD: json.dumps({"job_id": "half", "user_id": "u1"}).encode()})
     unknown = make_job(seeded, job_id="unknown-model", model="no-such-model")
-    await rds.queue(unknown)
+    await rds.client.xadd(stream, {DATA_FIELD: encode(unknown)})  # on a stream it does not belong to
     good = make_job(seeded, job_id="good")
     await rds.queue(good)
     schedulers.run("a")
@@ -267,14 +271,13 @@ async def test_shutdown_hands_over_unfinished_jobs_without_counting_an_attempt(
 async def test_a_lost_consumer_group_is_recreated(schedulers: Schedulers, rds: Redis, seeded) -> None:
     await grant("u1", 1000)
     worker = schedulers.run("a")
-    await until(lambda: rds.client.exists(rds.keys.jobs_stream), "the group")
-    await rds.client.delete(rds.keys.jobs_stream)  # Redis restarted without persistence
+    stream = rds.keys.queue("scripted")
+    await until(lambda: rds.client.exists(stream), "the group")
+    await rds.client.delete(stream)  # Redis restarted without persistence
     job = make_job(seeded)
-    await rds.client.xadd(rds.keys.jobs_stream, {DATA_FIELD: encode(job)})  # the API queues the next job
+    await rds.client.xadd(stream, {DATA_FIELD: encode(job)})  # the API queues the next job
     assert (await until(replied(rds, job), "the reply")).status_code == 200
-    assert worker.stream.keys.jobs_group.encode() in [
-        g["name"] for g in await rds.client.xinfo_groups(rds.keys.jobs_stream)
-    ]
+    assert worker.stream.keys.jobs_group.encode() in [g["name"] for g in await rds.client.xinfo_groups(stream)]
 
 
 async def test_the_first_reply_stands_and_is_copied_to_the_idempotency_key(
@@ -286,13 +289,14 @@ async def test_the_first_reply_stands_and_is_copied_to_the_idempotency_key(
     await rds.client.hset(idem, mapping={"job_id": "job-1", "body_hash": "h", "created_at": "0"})
     await rds.client.expire(idem, 100)
     first = JobReply(job_id="job-1", status_code=200, body=msgspec.Raw(b'{"n":1}'))
-    await stream.complete("0-1", job, first)
-    await stream.complete("0-1", job, JobReply(job_id="job-1", status_code=500, body=msgspec.Raw(b'{"n":2}')))
+    ref = EntryRef(rds.keys.queue("scripted"), "0-1")
+    await stream.complete(ref, job, first)
+    await stream.complete(ref, job, JobReply(job_id="job-1", status_code=500, body=msgspec.Raw(b'{"n":2}')))
     assert await reply_of(rds, job) == first
     assert (await stream.lookup("u1", "key-1")).reply == first
     assert 0 < await rds.client.ttl(idem) <= 100
     other = make_job(seeded, job_id="job-2", idempotency_key="expired-key")
-    await stream.complete("0-2", other, first)
+    await stream.complete(EntryRef(rds.keys.queue("scripted"), "0-2"), other, first)
     assert not await rds.client.exists(rds.keys.idempotency("u1", "expired-key"))  # never recreated without a TTL
 
 
@@ -301,12 +305,12 @@ async def test_acknowledged_entries_are_trimmed_and_pending_ones_kept(
 ) -> None:
     stream = schedulers.make("a").stream
     ids = [await rds.queue(make_job(seeded, job_id=f"job-{i}")) for i in range(4)]
-    await rds.client.xreadgroup(rds.keys.jobs_group, "w", {rds.keys.jobs_stream: ">"}, count=3)
-    await rds.client.xack(rds.keys.jobs_stream, rds.keys.jobs_group, ids[0], ids[2])
-    trimmed, _ = await stream.prune(3_600_000)
+    await rds.client.xreadgroup(rds.keys.jobs_group, "w", {rds.keys.queue("scripted"): ">"}, count=3)
+    await rds.client.xack(rds.keys.queue("scripted"), rds.keys.jobs_group, ids[0], ids[2])
+    trimmed, _ = await stream.prune(await rds.streams(), 3_600_000)
     # ids[0] is gone; ids[1] is pending (kept, and so is everything after it); ids[3] was never delivered
     assert trimmed == 1
-    assert [m.decode() for m, _ in await rds.client.xrange(rds.keys.jobs_stream)] == ids[1:]
+    assert [m.decode() for m, _ in await rds.client.xrange(rds.keys.queue("scripted"))] == ids[1:]
 
 
 async def test_consumers_of_dead_processes_are_pruned_when_they_hold_nothing(
@@ -314,11 +318,11 @@ async def test_consumers_of_dead_processes_are_pruned_when_they_hold_nothing(
 ) -> None:
     worker = schedulers.make("a")
     await rds.queue(make_job(seeded))
-    await rds.client.xreadgroup(rds.keys.jobs_group, "holds-a-job", {rds.keys.jobs_stream: ">"}, count=1)
-    await rds.client.xreadgroup(rds.keys.jobs_group, "ghost", {rds.keys.jobs_stream: ">"}, count=1)
+    await rds.client.xreadgroup(rds.keys.jobs_group, "holds-a-job", {rds.keys.queue("scripted"): ">"}, count=1)
+    await rds.client.xreadgroup(rds.keys.jobs_group, "ghost", {rds.keys.queue("scripted"): ">"}, count=1)
     await asyncio.sleep(0.01)
-    await worker.stream.prune(0)
-    names = [c["name"] for c in await rds.client.xinfo_consumers(rds.keys.jobs_stream, rds.keys.jobs_group)]
+    await worker.stream.prune(worker.streams, 0)
+    names = [c["name"] for c in await rds.client.xinfo_consumers(rds.keys.queue("scripted"), rds.keys.jobs_group)]
     assert names == [b"holds-a-job"]
 
 
@@ -331,13 +335,14 @@ async def test_a_worker_that_reclaims_its_own_running_job_does_not_run_it_twice(
     worker = schedulers.run("a", lease_seconds=30)
     starts: list[str] = []
     start = worker._start
-    worker._start = lambda entry, since: (starts.append(entry.message_id), start(entry, since))[1]  # type: ignore[method-assign]
+    worker._start = lambda entry, since: (starts.append(entry.ref), start(entry, since))[1]  # type: ignore[method-assign]
     await until(lambda: asyncio.sleep(0, ScriptedModel.generations["job-1"] == 1), "the job to start")
-    running = worker.active[msg_id]
+    ref = EntryRef(rds.keys.queue("scripted"), msg_id)
+    running = worker.active[ref]
     # as if this worker's loop had stalled past the lease: its own job is idle long enough to reclaim
-    await rds.client.xclaim(rds.keys.jobs_stream, rds.keys.jobs_group, "a", 0, [msg_id], idle=60_000, justid=True)
+    await rds.client.xclaim(rds.keys.queue("scripted"), rds.keys.jobs_group, "a", 0, [msg_id], idle=60_000, justid=True)
     worker._reclaim_at = 0.0  # reclaim at the next turn of its loop
-    await until(lambda: asyncio.sleep(0, starts == [msg_id, msg_id]), "the worker to reclaim its own job")
+    await until(lambda: asyncio.sleep(0, starts == [ref, ref]), "the worker to reclaim its own job")
     assert list(worker.active.values()) == [running]  # the running one goes on; no second run
     ScriptedModel.gates.setdefault("own", asyncio.Event()).set()
     assert (await until(replied(rds, job), "the reply")).status_code == 200
