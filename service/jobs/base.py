@@ -1,7 +1,8 @@
 """What every part of ``JobStream`` shares: its connection, key names, expiries, Lua scripts and
 outbox, and the limits of the streams it writes. The parts are mixins of this class, one module
-each (``stream`` the producer, ``feeds`` the inboxes and event feeds, ``consumer`` the workers'
-side, ``operators`` the console's and admin API's), so that ``JobStream`` stays one object."""
+each (``stream`` the producer, ``feeds`` the inboxes and event feeds, ``claims`` and
+``consumer`` the workers' side, ``operators`` the console's and admin API's), so that
+``JobStream`` stays one object."""
 
 from __future__ import annotations
 

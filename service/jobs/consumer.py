@@ -1,19 +1,12 @@
-"""The workers' side of ``JobStream``: claim, reclaim, renew, complete (through the outbox),
-dead-letter, hand over, prune; and the move off the legacy shared stream.
-
-Every model has its jobs stream (``Keys.queue``), with the same consumer group on each. A worker
-claims only from the streams of models it has a free slot for, never more from one than its free
-slots: a job of a busy model stays in its stream, undelivered, for a worker with room for it.
-"""
+"""The workers' side of ``JobStream`` once a job is claimed (``claims.py``): renew, own,
+complete (through the outbox), dead-letter, hand over, prune."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
-
-from redis.asyncio import Redis
 
 from service.jobs.base import EVENTS_MAXLEN, INBOX_MAXLEN, StreamBase, text
 from service.jobs.messages import (
@@ -24,7 +17,6 @@ from service.jobs.messages import (
     JobEvent,
     JobMessage,
     JobReply,
-    delivery,
     encode,
 )
 from service.jobs.outbox import Batch
@@ -43,46 +35,6 @@ class ConsumerSide(StreamBase):
         for result in results:
             if isinstance(result, Exception) and "BUSYGROUP" not in str(result):
                 raise result
-
-    async def claim(self, reader: Redis, consumer: str, free: Mapping[str, int], block_ms: int) -> list[Delivery]:
-        """New jobs for ``consumer``: at most ``free[model]`` of each model's, waiting up to
-        ``block_ms`` on ``reader`` when none is there. XREADGROUP's COUNT holds for each stream it
-        reads, so the streams are read each with its own count (one round trip), and only when
-        all are empty does one blocking read wait on all of them, one job each at most."""
-        free = {model: n for model, n in free.items() if n > 0}
-        if not free:
-            return []
-        if len(free) > 1:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for model, n in free.items():
-                    pipe.xreadgroup(self.keys.jobs_group, consumer, {self.keys.queue(model): ">"}, count=n)
-                found = [stream for read in await pipe.execute() for stream in read or []]
-            if found:
-                return _deliveries(found)
-        streams = {self.keys.queue(model): ">" for model in free}
-        count = next(iter(free.values())) if len(free) == 1 else 1
-        return _deliveries(
-            await reader.xreadgroup(self.keys.jobs_group, consumer, streams, count=count, block=block_ms) or []
-        )
-
-    async def reclaim(
-        self, stream: str, consumer: str, count: int, idle_ms: int, cursor: str
-    ) -> tuple[str, list[Delivery]]:
-        """Jobs of ``stream`` idle for ``idle_ms`` (their worker died), taken over by ``consumer``;
-        and the next cursor."""
-        cursor, stale, *_ = await self.redis.xautoclaim(
-            stream, self.keys.jobs_group, consumer, min_idle_time=idle_ms, start_id=cursor, count=count
-        )
-        claimed = [(text(m), f) for m, f in stale if f]
-        async with self.redis.pipeline(transaction=False) as pipe:  # their delivery counts: one round trip
-            for message_id, _ in claimed:
-                pipe.xpending_range(stream, self.keys.jobs_group, min=message_id, max=message_id, count=1)
-            infos = await pipe.execute() if claimed else []
-        out = [
-            delivery(stream, message_id, fields, int(info[0]["times_delivered"]) if info else 1)
-            for (message_id, fields), info in zip(claimed, infos, strict=True)
-        ]
-        return text(cursor), out
 
     async def renew(self, consumer: str, refs: Iterable[EntryRef]) -> set[EntryRef]:
         """Renew the leases of ``refs``; returns those still held (the rest were taken)."""
@@ -179,21 +131,6 @@ class ConsumerSide(StreamBase):
         would ask ``SCRIPT EXISTS`` first, every time)."""
         script = self._scripts[name]
         return list(await asyncio.gather(*(script(keys=[stream], args=list(args)) for stream in streams)))
-
-    async def migrate_legacy(self, models: Iterable[str]) -> tuple[int, int]:
-        """Move the legacy shared stream's undelivered jobs of ``models`` to their streams
-        (``scripts.MIGRATE``); returns how many moved and how many are still pending there."""
-        names = list(models)
-        keys = [self.keys.legacy_jobs_stream, self.keys.dead_letter_stream, self.keys.queues]
-        keys += [self.keys.queue(m) for m in names]
-        args = [self.keys.jobs_group, self.dead_letter_maxlen, *names]
-        moved, pending = await self._scripts["MIGRATE"](keys=keys, args=args)
-        return int(moved), int(pending)
-
-
-def _deliveries(found: list[Any]) -> list[Delivery]:
-    """XREADGROUP's answer as deliveries (an entry deleted since it was added has no fields)."""
-    return [delivery(text(stream), text(m), f, 1) for stream, entries in found for m, f in entries if f]
 
 
 def _finish(batch: Batch, ref: EntryRef, job: JobMessage, reply: JobReply) -> None:

@@ -22,6 +22,7 @@ import msgspec
 
 from service.jobs import idempotency
 from service.jobs.base import CANCELS_MAXLEN, EVENTS_MAXLEN, INBOX_MAXLEN, INBOX_TTL_SECONDS, OPEN_FIELD, text
+from service.jobs.claims import ClaimSide
 from service.jobs.consumer import ConsumerSide
 from service.jobs.feeds import FeedsSide
 from service.jobs.idempotency import IdempotencyRecord
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 
-class JobStream(FeedsSide, ConsumerSide, OperatorSide):
+class JobStream(FeedsSide, ClaimSide, ConsumerSide, OperatorSide):
     """The jobs streams, their consumer group, the inboxes, replies and dead letters of one prefix."""
 
     async def submit(self, job: JobMessage, idem: IdempotentRequest | None = None) -> Submitted:

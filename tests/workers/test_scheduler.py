@@ -341,7 +341,7 @@ async def test_a_worker_that_reclaims_its_own_running_job_does_not_run_it_twice(
     running = worker.active[ref]
     # as if this worker's loop had stalled past the lease: its own job is idle long enough to reclaim
     await rds.client.xclaim(rds.keys.queue("scripted"), rds.keys.jobs_group, "a", 0, [msg_id], idle=60_000, justid=True)
-    worker._reclaim_at = 0.0  # reclaim at the next turn of its loop
+    worker.claimer.reclaim_at = 0.0  # reclaim at the next turn of its loop
     await until(lambda: asyncio.sleep(0, starts == [ref, ref]), "the worker to reclaim its own job")
     assert list(worker.active.values()) == [running]  # the running one goes on; no second run
     ScriptedModel.gates.setdefault("own", asyncio.Event()).set()

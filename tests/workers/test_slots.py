@@ -161,13 +161,13 @@ async def test_a_freed_slot_of_a_full_model_ends_the_blocked_claim_on_the_others
     await rds.ensure_group("scripted-other")
     worker = schedulers.make("a", limits={"scripted": 1, "scripted-other": 1})
     woken: list[int] = []
-    unblock = worker._unblock
+    unblock = worker.claimer._unblock
 
     async def recording(client_id: int) -> None:
         woken.append(client_id)
         await unblock(client_id)
 
-    worker._unblock = recording  # type: ignore[method-assign]
+    worker.claimer._unblock = recording  # type: ignore[method-assign]
     schedulers.start(worker)
     await until(lambda: asyncio.sleep(0, ScriptedModel.generations["job-0"] == 1), "the first job to start")
     assert await undelivered(rds, "scripted") == 1  # the second waits in the stream, not here
