@@ -45,6 +45,7 @@ class StreamBase:
         }
         self._scripts["REQUEUE"] = redis.register_script(scripts.REQUEUE)
         self._outbox = Outbox(self._write)
+        self._listed: dict[str, float] = {}  # model -> until when it counts as in ``Keys.queues``
 
     async def queue_models(self) -> list[str]:
         """The models that have a jobs stream (a job was queued for them, or a worker has them)."""

@@ -43,6 +43,9 @@ __all__ = [
 ]
 
 
+LIST_AGAIN_SECONDS = 60.0  # how often a process adds a model it queues for to ``Keys.queues``
+
+
 class JobStream(FeedsSide, ClaimSide, ConsumerSide, OperatorSide):
     """The jobs streams, their consumer group, the inboxes, replies and dead letters of one prefix."""
 
@@ -51,11 +54,18 @@ class JobStream(FeedsSide, ClaimSide, ConsumerSide, OperatorSide):
         return the job it is already bound to (the caller compares the body hashes)."""
         meta = msgspec.json.encode(JobMeta.of(job))
         if idem is None:
+            # The model joins the set of streams (operators' views) once a minute per process, not
+            # with every job: workers add theirs at start and whenever Redis lost its groups.
+            now = time.monotonic()
+            listed = now < self._listed.get(job.model, 0.0)
             async with self.redis.pipeline(transaction=False) as pipe:
                 pipe.set(self.keys.job_meta(job.job_id), meta, ex=self.meta_ttl)
                 pipe.xadd(self.keys.queue(job.model), {DATA_FIELD: encode(job)})
-                pipe.sadd(self.keys.queues, job.model)
+                if not listed:
+                    pipe.sadd(self.keys.queues, job.model)
                 await pipe.execute()
+            if not listed:
+                self._listed[job.model] = now + LIST_AGAIN_SECONDS
             return Submitted(job.job_id)
         keys = [
             self.keys.queue(job.model),

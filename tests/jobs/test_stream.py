@@ -4,6 +4,7 @@ that replies and inboxes never outlive their purpose."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import Counter
 
 import msgspec
@@ -12,6 +13,7 @@ import redis.asyncio as aioredis
 
 from service.core.embedded_redis import EmbeddedRedis
 from service.core.keys import Keys
+from service.jobs import stream as stream_module
 from service.jobs.messages import DATA_FIELD, EntryRef, JobMessage, JobReply, decode_dead_letter, decode_reply, encode
 from service.jobs.stream import INBOX_TTL_SECONDS, JobStream
 from tests.conftest import REDIS_URL
@@ -67,6 +69,19 @@ async def test_a_job_costs_nine_commands_from_submit_to_ack() -> None:
     # (Server-Sent Events), XACK; the API's inbox reader: XREAD
     assert used == Counter({"set": 2, "xadd": 3, "sadd": 1, "xreadgroup": 1, "xack": 1, "xread": 1})
     assert notified == reply() and entry.count == 1 and entry.job == job(inbox=inbox)
+
+
+async def test_a_process_lists_a_model_with_its_first_job_and_then_once_a_minute(stream: JobStream) -> None:
+    await stream.redis.delete(stream.keys.queues)
+    await stream.submit(job(job_id="j1"))
+    assert await stream.queue_models() == ["local"]
+    await stream.redis.delete(stream.keys.queues)  # as if an operator removed it: not added back at once
+    await stream.submit(job(job_id="j2"))
+    assert await stream.queue_models() == []
+    assert stream._listed["local"] > time.monotonic() + stream_module.LIST_AGAIN_SECONDS - 5
+    stream._listed["local"] = time.monotonic()  # a minute later
+    await stream.submit(job(job_id="j3"))
+    assert await stream.queue_models() == ["local"]
 
 
 async def test_the_first_reply_stands_and_an_unknown_inbox_is_never_created(stream: JobStream) -> None:
