@@ -3,8 +3,9 @@
 Nothing else in the service issues a Redis command for jobs; the API's submission code, the
 reply inbox, the lease keeper and the worker's scheduling loop call these methods.
 
-A job's happy path costs, in Redis commands: ``submit`` 3 in one round trip (SET the owner
-record, XADD to its model's jobs stream, SADD the model to the set of streams), the
+A job's happy path costs, in Redis commands: ``submit`` 2 in one round trip (SET the owner
+record, XADD to its model's jobs stream; SADD the model to the set of streams too, with a
+process's first job of the model and then once a minute), the
 worker's ``claim`` 1 shared by every job it returns, and at its end a SET NX of the reply with its
 expiry; the rest of its end (the reply added to the waiting process's inbox, its ``running`` and
 ``done`` events, the XACK) goes in entries and commands shared by every job finishing at the same
