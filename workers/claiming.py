@@ -2,7 +2,8 @@
 workers every few seconds (``XAUTOCLAIM``, per stream of a model with a free slot, after moving the
 legacy shared stream's undelivered jobs to their streams), else new ones, never more of a model
 than its free slots; and the wake-up of a claim blocked on other models' streams when a slot of a
-model it does not read frees (``CLIENT UNBLOCK``). Every Redis command is a ``JobStream`` method.
+model it does not read frees (``CLIENT UNBLOCK``; such a claim blocks 50 ms at most, as the
+unblock may reach Redis before the read it ends). Every Redis command is a ``JobStream`` method.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from workers.slots import ModelSlots
 log = structlog.get_logger(__name__)
 
 RECLAIM_AT_MOST_EVERY = 5.0  # seconds; shorter when the lease is (renewals come every lease / 3)
+FULL_MODEL_BLOCK_MS = 50  # the longest a claim blocks while a model's slots are full
 
 
 class Claimer:
@@ -54,7 +56,10 @@ class Claimer:
                     return stale
             if self._reader_id is None:
                 self._reader_id = await self.stream.reader_id(self._reader)
-            return await self.stream.claim(self._reader, self.name, free, BLOCK_MS)
+            # Blocked on some models' streams only, the read waits briefly: the wake-up below can
+            # reach Redis before the read does (a no-op then), and a freed slot must not wait 2 s.
+            block_ms = BLOCK_MS if len(free) == len(self.slots.limits) else FULL_MODEL_BLOCK_MS
+            return await self.stream.claim(self._reader, self.name, free, block_ms)
         finally:
             self._claiming = None
 
