@@ -20,9 +20,10 @@ lint:
     uv run ruff check .
     uv run lint-imports
 
-# The whole test suite (needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432; see .ci/run).
+# The whole test suite (needs Redis on 127.0.0.1:6379 and PostgreSQL on 127.0.0.1:5432; see .ci/run),
+# in TEST_PROCESSES pytest-xdist processes (default 2; a test file stays in one process, 0 runs it in this one).
 test *args:
-    uv run pytest -q {{args}}
+    uv run pytest -q -n ${TEST_PROCESSES:-2} --dist loadfile {{args}}
 
 # The operator console in headless Chromium (Debian's /usr/bin/chromium, driven by Playwright):
 # every browser test, with screenshots in test-artifacts/console/. `just test` runs only the first.
