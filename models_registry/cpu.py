@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -42,9 +44,31 @@ def start(processes: int = 0) -> int:
     size = processes or cores()
     _users += 1
     if _pool is None:
-        # spawn, not fork: the worker has threads and an event loop a forked child must not inherit.
-        _pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"))
+        _pool = _new_pool(size)
     return _pool._max_workers
+
+
+def _new_pool(size: int) -> ProcessPoolExecutor:
+    # spawn, not fork: the worker has threads and an event loop a forked child must not inherit.
+    return ProcessPoolExecutor(
+        max_workers=size,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_exit_with_parent,
+        initargs=(os.getpid(),),
+    )
+
+
+def _exit_with_parent(parent: int) -> None:
+    """In each pool process: exit once the process that opened the pool is gone. A worker killed
+    with SIGKILL (or by the OOM killer) never closes its pool, and the children, which hold both
+    ends of their task queue's pipe, would otherwise wait on it forever."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 def stop() -> None:
@@ -68,7 +92,7 @@ async def run_cpu(fn: Callable[..., T], *args: Any) -> T:
             if _pool is pool:
                 size, _pool = pool._max_workers, None
                 pool.shutdown(wait=False, cancel_futures=True)
-                _pool = ProcessPoolExecutor(max_workers=size, mp_context=multiprocessing.get_context("spawn"))
+                _pool = _new_pool(size)
             return await loop.run_in_executor(_pool, fn, *args)
     global _threads, _threads_loop
     if _threads is None or _threads_loop is not loop:
