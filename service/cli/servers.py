@@ -101,4 +101,4 @@ def worker() -> None:
     settings = load_settings(check=False)
     require_models(settings)
     asyncio.run(check_storage(settings))
-    settings.run(run_worker(settings, on_started=heap.settle))
+    settings.run(run_worker(settings, on_started=heap.settle, own_loop=True))

@@ -30,6 +30,7 @@ _RULES: dict[str, tuple[Callable[[float], bool], str]] = {
     "worker_concurrency": (lambda v: v >= 1, "must be at least 1"),
     "database_pool_size": (lambda v: v >= 1, "must be at least 1"),
     "cpu_processes": (lambda v: v >= 0, "must not be negative (0: one per core)"),
+    "io_threads": (lambda v: v >= 1, "must be at least 1"),
     "max_waiting_requests": (lambda v: v >= 0, "must not be negative (0: what the file descriptors allow)"),
     "job_max_attempts": (lambda v: v >= 1, "must be at least 1"),
     "redis_max_connections": (lambda v: v >= 2, "must be at least 2"),

@@ -28,3 +28,27 @@ async def test_on_started_is_called_once_the_worker_is_open(
         run_worker(settings, registry=TestModels.registry(), stop=stop, name="w-main", on_started=started), 60
     )
     assert calls == ["started"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_worker_process_does_its_file_work_in_io_threads(
+    database_url: str, redis_prefix: str, tmp_path: Path
+) -> None:
+    settings = make_settings(database_url, redis_prefix, tmp_path, io_threads=3)
+    seen: list[int] = []
+
+    async def main() -> None:
+        stop = asyncio.Event()
+
+        def started() -> None:
+            executor = asyncio.get_running_loop()._default_executor  # asyncio keeps no public getter
+            seen.append(executor._max_workers)
+            stop.set()
+
+        registry = TestModels.registry()
+        await asyncio.wait_for(
+            run_worker(settings, registry=registry, stop=stop, name="w-io", on_started=started, own_loop=True), 60
+        )
+
+    asyncio.run(main())
+    assert seen == [3]
