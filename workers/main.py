@@ -78,7 +78,6 @@ async def run_worker(
             await registry.open_all(settings)
         await _run(settings, registry, store, clients, name=name, stop=stop, hurry=hurry, on_started=on_started)
     finally:
-        await asyncio.to_thread(cpu.stop)  # waits for the pool's processes: not on the event loop
         if owned[0]:
             await registry.close_all()
         if owned[1]:
@@ -101,18 +100,22 @@ async def _run(
     """Build the scheduler and the webhook sender, run both until ``stop``, then stop the sender."""
     limits = model_limits(registry, settings.model_slots, settings.worker_concurrency)
     processes = cpu.start(settings.cpu_processes)
-    scheduler, dispatcher = build_scheduler(settings, registry, store, clients, name=name, limits=limits)
-    log.info("worker.capacity", model_slots=limits, cpu_processes=processes, db_pool=settings.database_pool_size)
-    sending = asyncio.create_task(dispatcher.run(), name="webhooks") if dispatcher else None
-    if on_started is not None:
-        on_started()
     try:
-        await _serve(scheduler, settings, stop, hurry)
+        scheduler, dispatcher = build_scheduler(settings, registry, store, clients, name=name, limits=limits)
+        log.info("worker.capacity", model_slots=limits, cpu_processes=processes, db_pool=settings.database_pool_size)
+        sending = asyncio.create_task(dispatcher.run(), name="webhooks") if dispatcher else None
+        if on_started is not None:
+            on_started()
+        try:
+            await _serve(scheduler, settings, stop, hurry)
+        finally:
+            if dispatcher and sending:
+                await dispatcher.stop(grace=min(settings.shutdown_grace_seconds, settings.webhook_timeout_seconds))
+                await sending
+                await dispatcher.sender.close()
     finally:
-        if dispatcher and sending:
-            await dispatcher.stop(grace=min(settings.shutdown_grace_seconds, settings.webhook_timeout_seconds))
-            await sending
-            await dispatcher.sender.close()
+        # Released only if taken: the embedded stack's pools share it, and the last one closes it.
+        await asyncio.to_thread(cpu.stop)  # waits for the pool's processes: not on the event loop
 
 
 async def _serve(scheduler: Scheduler, settings: Settings, stop: asyncio.Event, hurry: asyncio.Event) -> None:

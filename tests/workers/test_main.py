@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from models_registry import cpu
+from models_registry.registry import ModelRegistry
 from tests.conftest import make_settings
 from tests.factories import TestModels
 from workers.main import run_worker
@@ -52,3 +54,22 @@ def test_a_worker_process_does_its_file_work_in_io_threads(
 
     asyncio.run(main())
     assert seen == [3]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_worker_that_fails_to_start_leaves_a_shared_cpu_pool_open(
+    database_url: str, redis_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(self: object, settings: object) -> None:
+        raise RuntimeError("a plugin failed to open")
+
+    monkeypatch.setattr(ModelRegistry, "open_all", broken)
+    settings = make_settings(database_url, redis_prefix, tmp_path)
+    cpu.start(1)  # another worker pool of the same process (the embedded stack) uses it
+    try:
+        with pytest.raises(RuntimeError, match="failed to open"):
+            await asyncio.wait_for(run_worker(settings, stop=asyncio.Event(), name="w-broken"), 60)
+        assert cpu._pool is not None and cpu._users == 1
+    finally:
+        cpu.stop()
+    assert cpu._pool is None
