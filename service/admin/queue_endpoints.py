@@ -13,6 +13,7 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from service.admin import queue
+from service.admin.queue_schemas import DeadLetterPage, QueueActionOut, QueueOut
 from service.admin.schemas import RefundRequest, refund_messages
 from service.core.auth import Principal, admin_guard
 from service.core.pagination import DEFAULT_LIMIT
@@ -31,13 +32,13 @@ class QueueAdminController(Controller):
     guards = [admin_guard]
 
     @get(summary="The queue: jobs waiting and running (per model and per worker) and the dead letters' count")
-    async def state(self, stream: NamedDependency[JobStream], limit: Limit = DEFAULT_LIMIT) -> queue.QueueOut:
+    async def state(self, stream: NamedDependency[JobStream], limit: Limit = DEFAULT_LIMIT) -> QueueOut:
         return await queue.queue(stream, limit=limit)
 
     @get("/dead-letters", summary="Dead letters, newest first, with the reason each job was not run")
     async def dead_letters(
         self, stream: NamedDependency[JobStream], limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
-    ) -> queue.DeadLetterPage:
+    ) -> DeadLetterPage:
         return await queue.dead_letters(stream, limit=limit, cursor=cursor)
 
     @post(
@@ -52,7 +53,7 @@ class QueueAdminController(Controller):
         stream: NamedDependency[JobStream],
         dead_letter_id: FromPath[str],
         data: ReasonBody,
-    ) -> queue.QueueActionOut:
+    ) -> QueueActionOut:
         return await queue.requeue(principal.user_id, dead_letter_id, data.reason, stream=stream)
 
     @post(
@@ -67,5 +68,5 @@ class QueueAdminController(Controller):
         stream: NamedDependency[JobStream],
         dead_letter_id: FromPath[str],
         data: ReasonBody,
-    ) -> queue.QueueActionOut:
+    ) -> QueueActionOut:
         return await queue.discard(principal.user_id, dead_letter_id, data.reason, stream=stream)
