@@ -14,6 +14,7 @@ import atexit
 import os
 import shutil
 import socket
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -189,3 +190,13 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
     async with embedded_stack(settings, registry=TestModels.registry()) as stack:
         async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
             yield Api(stack, client)
+
+
+@pytest.fixture
+def scratch() -> Iterator[Path]:
+    """A private directory removed after the test (pytest's tmp_path keeps old runs around)."""
+    path = Path(tempfile.mkdtemp(prefix="video-gen-test-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,15 +31,6 @@ async def storage(scratch: Path) -> Recorder:
     store = Recorder(scratch / "root")
     await store.open()
     return store
-
-
-@pytest.fixture
-def scratch() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="video-gen-production-test-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def production(storage: Recorder) -> Production:

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from aiobotocore.session import get_session
@@ -63,13 +60,3 @@ async def _empty_bucket(client, name: str) -> None:
     async for page in paginator.paginate(Bucket=name):
         for item in page.get("Contents", []):
             await client.delete_object(Bucket=name, Key=item["Key"])
-
-
-@pytest.fixture
-def scratch() -> Iterator[Path]:
-    """A private directory removed after the test (pytest's tmp_path keeps old runs around)."""
-    path = Path(tempfile.mkdtemp(prefix="video-gen-storage-test-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
