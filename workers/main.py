@@ -113,6 +113,7 @@ async def _run(
                 await dispatcher.stop(grace=min(settings.shutdown_grace_seconds, settings.webhook_timeout_seconds))
                 await sending
                 await dispatcher.sender.close()
+            await asyncio.to_thread(scheduler.task.close)
     finally:
         # Released only if taken: the embedded stack's pools share it, and the last one closes it.
         await asyncio.to_thread(cpu.stop)  # waits for the pool's processes: not on the event loop

@@ -9,12 +9,8 @@ redelivered job resumes that request instead of paying for a second one).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import shutil
-import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import msgspec
@@ -31,6 +27,7 @@ from service.generations import repository
 from service.generations.records import GenerationRecord, Progress
 from service.generations.schemas import JobProgress
 from service.generations.stops import Stopped, Stops
+from service.generations.workdirs import Workdirs
 from service.jobs.messages import JobEvent, JobMessage
 from service.storage.base import Storage
 
@@ -41,28 +38,13 @@ Fault = Callable[[str, str], None]
 Publish = Callable[[JobEvent], Awaitable[None]]
 
 
-@contextlib.asynccontextmanager
-async def workdir(job_id: str) -> AsyncIterator[Path]:
-    """The generation's private temporary directory. Made and, when empty (the video was moved into
-    the storage), removed on the event loop: a mkdir or rmdir costs less than a trip to a thread.
-    Anything left inside is removed in a thread: on a disk mounted with ``discard`` removing a video
-    blocks for milliseconds, and every job of the process would wait on it."""
-    path = Path(tempfile.mkdtemp(prefix=f"video-gen-{job_id}-"))
-    try:
-        yield path
-    finally:
-        try:
-            os.rmdir(path)
-        except OSError:
-            await asyncio.to_thread(shutil.rmtree, path, True)
-
-
 class Production:
     """Runs models and stores their videos for one worker process."""
 
     def __init__(self, storage: Storage, fault: Fault, publish: Publish | None = None) -> None:
         self.storage, self.fault, self.publish = storage, fault, publish
         self.stops = Stops()
+        self.workdirs = Workdirs()
         # Provider request ids this process saw, in case the database missed one: a retry after an
         # outage then resumes the request instead of paying for a second one.
         self._request_ids: dict[str, str] = {}
@@ -107,7 +89,7 @@ class Production:
 
     async def store(self, key: str, job: JobMessage, video: GeneratedVideo, workdir: Path | None = None) -> None:
         """Store the video under ``key``. A file the model left directly in the job's ``workdir``
-        is ours to give away (the directory is removed next): the storage may move it instead of
+        is ours to give away (the directory is emptied for the next job): the storage may move it instead of
         copying it."""
         metadata = {"generation-id": job.job_id, "model": job.model, DURATION_METADATA: repr(video.duration_seconds)}
         consume = workdir is not None and Path(video.path).parent == workdir

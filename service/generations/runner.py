@@ -21,7 +21,7 @@ from service.core.settings import Settings
 from service.core.transient import is_transient
 from service.generations import batched, repository, settlement, transitions
 from service.generations.outcomes import error_reply, reply_from_record, success_reply
-from service.generations.production import Fault, Production, workdir
+from service.generations.production import Fault, Production
 from service.generations.records import GenerationRecord
 from service.generations.sources import load_source
 from service.generations.status import GenerationStatus
@@ -113,7 +113,7 @@ class Runner:
     ) -> JobReply:
         started = time.monotonic()
         key = output_key(job.user_id, job.job_id, record.created_at)
-        async with workdir(job.job_id) as tmp:
+        async with self.production.workdirs.lease() as tmp:
             try:
                 video = await self.production.generate(plugin, job, image, record, tmp)
             except Stopped:

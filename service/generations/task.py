@@ -79,6 +79,10 @@ class GenerationTask:
         self.production = Production(storage, fault, publish)
         self.runner = Runner(settings, registry, storage, self.production, fault=fault, on_started=on_started)
 
+    def close(self) -> None:
+        """Remove the process's model workdirs; the task runs no job after this."""
+        self.production.workdirs.close()
+
     def accepts(self, job: JobMessage) -> bool:
         """Whether this worker has the job's model."""
         return job.model in self.registry

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from models_registry.base import GeneratedVideo
-from service.generations.production import Production, workdir
+from service.generations.production import Production
 from service.storage.local import LocalStorage
 from tests.factories import job_message
 
@@ -37,12 +37,15 @@ def production(storage: Recorder) -> Production:
     return Production(storage, fault=lambda point, job_id: None)
 
 
-async def test_the_models_file_in_its_workdir_is_moved_and_the_workdir_removed(storage: Recorder):
-    job = job_message()
-    async with workdir(job.job_id) as tmp:
+async def test_the_models_file_in_its_workdir_is_moved_and_the_workdir_kept_for_the_next_job(storage: Recorder):
+    job, made = job_message(), production(storage)
+    async with made.workdirs.lease() as tmp:
         (tmp / "out.mp4").write_bytes(b"video")
-        await production(storage).store("videos/u1/a.mp4", job, GeneratedVideo(tmp / "out.mp4", 1.0), tmp)
+        await made.store("videos/u1/a.mp4", job, GeneratedVideo(tmp / "out.mp4", 1.0), tmp)
         assert not (tmp / "out.mp4").exists()
+    async with made.workdirs.lease() as again:
+        assert again == tmp and list(again.iterdir()) == []
+    made.workdirs.close()
     assert not tmp.exists()
     assert storage.consumed == [True]
     assert await storage.read("videos/u1/a.mp4", max_bytes=10) == b"video"
@@ -50,13 +53,13 @@ async def test_the_models_file_in_its_workdir_is_moved_and_the_workdir_removed(s
 
 
 async def test_files_elsewhere_are_copied(storage: Recorder, scratch: Path):
-    job = job_message()
+    job, made = job_message(), production(storage)
     cache = scratch / "cache.mp4"
     cache.write_bytes(b"cached")
-    async with workdir(job.job_id) as tmp:
+    async with made.workdirs.lease() as tmp:
         (tmp / "sub").mkdir()
         (tmp / "sub" / "out.mp4").write_bytes(b"nested")
-        store = production(storage).store
+        store = made.store
         await store("videos/u1/cache.mp4", job, GeneratedVideo(cache, 1.0), tmp)
         await store("videos/u1/nested.mp4", job, GeneratedVideo(tmp / "sub" / "out.mp4", 1.0), tmp)
         await store("videos/u1/no-workdir.mp4", job, GeneratedVideo(cache, 1.0))
