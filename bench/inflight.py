@@ -21,14 +21,13 @@ import os
 import ssl
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
 from bench.driver import render
-from bench.harness import PgDatabase, Procs, RedisCounter, free_port, seed_users, service_env, wait_http
+from bench.harness import PgDatabase, Procs, RedisCounter, free_port, run_dir, seed_users, service_env, wait_http
 from bench.pipeline import BIN, ROOT, SECRET, run_driver, token
 from tests.fakes.fal_queue import start_fal_server
 
@@ -158,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lease-seconds", type=float, default=60.0)
     parser.add_argument("--json", help="also write the row to this file")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="video-gen-bench-inflight-") as tmp:
+    with run_dir("video-gen-bench-inflight-") as tmp:
         row = run(args, Path(tmp))
     if args.json:
         Path(args.json).write_text(json.dumps([row], indent=2))

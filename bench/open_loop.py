@@ -17,12 +17,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import urllib.request
 from pathlib import Path
 
 from bench import peers
-from bench.harness import PgDatabase, Procs, RedisCounter, free_port, service_env, wait_http
+from bench.harness import PgDatabase, Procs, RedisCounter, free_port, run_dir, service_env, wait_http
 from bench.pipeline import BIN, PROMPT, ROOT, SECRET, token
 
 SLEEP = 2.0
@@ -137,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.rates = [float(r) for r in args.rates.split(",")]
     args.kit = Path(args.peer_kit).resolve()
-    with peers.bench_models(), tempfile.TemporaryDirectory(prefix="video-gen-bench-open-") as tmp:
+    with peers.bench_models(), run_dir("video-gen-bench-open-") as tmp:
         work = Path(tmp)
         procs, rc, pg = Procs(work), RedisCounter(), PgDatabase()
         try:

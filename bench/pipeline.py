@@ -41,6 +41,7 @@ from bench.harness import (
     cpu_seconds,
     free_port,
     machine_busy,
+    run_dir,
     seed_users,
     service_env,
     wait_http,
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", metavar="DIR", help="sample each process with py-spy into DIR (collapsed stacks)")
     parser.add_argument("--profile-gil", action="store_true", help="with --profile: only samples holding the GIL")
     args = parser.parse_args(argv)
-    with peers.bench_models(), tempfile.TemporaryDirectory(prefix="video-gen-bench-") as tmp:
+    with peers.bench_models(), run_dir("video-gen-bench-") as tmp:
         work = Path(tmp)
         procs, redis, pg = Procs(work), RedisCounter(), PgDatabase()
         try:

@@ -27,12 +27,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from bench import peers, pipeline
-from bench.harness import PgDatabase, Procs, RedisCounter
+from bench.harness import PgDatabase, Procs, RedisCounter, run_dir
 
 QUEUES = Path(__file__).resolve().parent / "queues"
 NAMES = {"taskiq": "taskiq-redis", "saq": "saq", "arq": "arq"}
@@ -138,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown peer(s) {unknown}; one of {', '.join(NAMES)}")
     args.shm, args.profile = False, None  # bench.pipeline's options, off here
-    with peers.bench_models(), tempfile.TemporaryDirectory(prefix="video-gen-bench-peers-") as tmp:
+    with peers.bench_models(), run_dir("video-gen-bench-peers-") as tmp:
         try:
             rows = measure_all(args, Path(tmp))
         except BaseException:

@@ -18,7 +18,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import redis
 
 from bench import peers
 from bench.driver import render
-from bench.harness import PgDatabase, Procs, RedisCounter, free_port, seed_users, service_env, wait_http
+from bench.harness import PgDatabase, Procs, RedisCounter, free_port, run_dir, seed_users, service_env, wait_http
 from bench.pipeline import BIN, PROMPT, ROOT, SECRET, token
 from service.core.keys import Keys
 from service.jobs.messages import DATA_FIELD, JobReply, decode_job, encode
@@ -222,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     kit = Path(args.peer_kit).resolve() / "peers"
-    with tempfile.TemporaryDirectory(prefix="video-gen-bench-wait-") as tmp:
+    with run_dir("video-gen-bench-wait-") as tmp:
         work = Path(tmp)
         procs, rc, pg = Procs(work), RedisCounter(), PgDatabase()
         rows = []
