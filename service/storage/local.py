@@ -20,6 +20,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from service.storage import local_files as files
+from service.storage import local_writes as writes
 from service.storage.base import InvalidKey, ObjectHead, UploadTarget
 from service.storage.keys import validate_key
 from service.storage.local_files import META_SUFFIX
@@ -69,7 +70,7 @@ class LocalStorage:
         return await asyncio.to_thread(read)
 
     async def put_bytes(self, key: str, data: bytes, *, content_type: str, metadata: dict[str, str]) -> None:
-        await asyncio.to_thread(self._put, key, lambda fd: files.write_all(fd, data), content_type, metadata)
+        await asyncio.to_thread(self._put, key, lambda fd: writes.write_all(fd, data), content_type, metadata)
 
     async def put_file(
         self, key: str, path: Path, *, content_type: str, metadata: dict[str, str], consume: bool = False
@@ -97,16 +98,16 @@ class LocalStorage:
         directory, name = self._directory_of(_checked(key), key)
         try:
             body = json.dumps({"content_type": content_type, "metadata": dict(metadata)}).encode()
-            meta_tmp = files.synced_temp(directory, lambda fd: files.write_all(fd, body))
+            meta_tmp = writes.synced_temp(directory, lambda fd: writes.write_all(fd, body))
             try:
-                object_tmp = files.adopt(source, directory) if source else None
-                object_tmp = object_tmp or files.synced_temp(directory, fill)
+                object_tmp = writes.adopt(source, directory) if source else None
+                object_tmp = object_tmp or writes.synced_temp(directory, fill)
             except BaseException:
-                files.unlink_quietly(meta_tmp, directory)
+                writes.unlink_quietly(meta_tmp, directory)
                 raise
             os.replace(meta_tmp, name + META_SUFFIX, src_dir_fd=directory, dst_dir_fd=directory)
             os.replace(object_tmp, name, src_dir_fd=directory, dst_dir_fd=directory)
-            files.fsync_dir(directory)
+            writes.fsync_dir(directory)
         finally:
             os.close(directory)
 

@@ -1,5 +1,5 @@
 """The blocking file work of the local store: containment checks that cost one system call, and
-durable writes made through a directory file descriptor.
+reads (the durable writes are in ``local_writes.py``).
 
 Containment: the root is resolved once, and a key is already validated (relative, no ``.``, ``..``
 or empty segment), so ``<root>/<key>`` is the file's real path unless a symlink lies on the way.
@@ -15,7 +15,6 @@ from __future__ import annotations
 import errno
 import os
 import stat
-from collections.abc import Callable
 
 from service.storage.base import InvalidKey, ObjectNotFound, ObjectTooLarge
 
@@ -27,7 +26,6 @@ _HAS_PROC_FD = os.path.isdir(_PROC_FD)
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _READ = os.O_RDONLY | os.O_NONBLOCK | _CLOEXEC  # a FIFO never blocks the open; it is refused after
 _DIR = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC
-_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC
 
 
 def reserved(name: str) -> bool:
@@ -126,82 +124,3 @@ def open_dir(prefix: str, relative: str, key: str) -> int:
         os.close(fd)
         raise InvalidKey(f"key {key!r} resolves outside the storage directory")
     return fd
-
-
-def synced_temp(directory: int, fill: Callable[[int], object]) -> str:
-    """The name of a new temporary file in ``directory`` holding what ``fill`` wrote to its
-    descriptor, flushed to disk; nothing is left behind on failure."""
-    fd, name = new_temp(directory)
-    try:
-        try:
-            fill(fd)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        unlink_quietly(name, directory)
-        raise
-    return name
-
-
-def temp_name() -> str:
-    # Random, not a pid and a counter: processes of several containers (all pid 1) share a volume.
-    return f"{TMP_PREFIX}{os.urandom(8).hex()}"
-
-
-def new_temp(directory: int) -> tuple[int, str]:
-    """A new private file in ``directory``: its descriptor and name (``O_EXCL``: the name is ours,
-    and a link there is never followed)."""
-    while True:
-        name = temp_name()
-        try:
-            return os.open(name, _NEW, 0o600, dir_fd=directory), name
-        except FileExistsError:
-            continue
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-
-
-def adopt(source: str, directory: int) -> str | None:
-    """Move ``source`` into ``directory`` under a temporary name, flushed to disk, when that is
-    safe: a regular file (not a symlink) with no other hard link (nothing else shares it) on the
-    same file system. None when it is not, and the caller copies instead."""
-    try:
-        fd = os.open(source, _READ | os.O_NOFOLLOW)
-    except OSError:
-        return None  # the copy reports what is wrong with it
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or info.st_dev != os.fstat(directory).st_dev:
-            return None
-        os.fchmod(fd, 0o600)  # like a copy: objects are private to the service's user
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    name = temp_name()
-    try:
-        os.rename(source, name, dst_dir_fd=directory)
-    except OSError as exc:
-        if exc.errno == errno.EXDEV:  # another mount of the same file system
-            return None
-        raise
-    return name
-
-
-def fsync_dir(directory: int) -> None:
-    # Makes the renames durable; not every platform can sync a directory.
-    try:
-        os.fsync(directory)
-    except OSError:
-        pass
-
-
-def unlink_quietly(name: str, directory: int | None = None) -> None:
-    try:
-        os.unlink(name, dir_fd=directory)
-    except FileNotFoundError:
-        pass
