@@ -80,7 +80,7 @@ class GenerationJob:
     prompt: str
     duration: str
     image: SourceImage
-    workdir: Path  # a private temporary directory; write the video here
+    workdir: Path  # private and empty when generate starts, the job's alone; write the video here
     # The model's ``Options`` instance, checked by the API before anything was charged.
     options: Any = field(default_factory=NoOptions)
     # The provider's request id from an earlier delivery of this job: resume it, never resubmit.
