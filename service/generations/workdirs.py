@@ -18,7 +18,8 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+import weakref
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 
@@ -30,6 +31,7 @@ class Workdirs:
         self._root: str | None = None
         self._free: list[Path] = []
         self._made = 0
+        self._remove: Callable[[], object] = lambda: None
 
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[Path]:
@@ -46,15 +48,17 @@ class Workdirs:
                 await asyncio.to_thread(shutil.rmtree, path, True)
 
     def close(self) -> None:
-        """Remove the root with every directory in it (a process that dies leaves it behind, like
-        any temporary directory)."""
-        root, self._root, self._free = self._root, None, []
-        if root is not None:
-            shutil.rmtree(root, ignore_errors=True)
+        """Remove the root with every directory in it. Also done when this object is collected or
+        the interpreter exits; a process that is killed leaves it behind, like any temporary
+        directory."""
+        self._remove()
+        self._root, self._free = None, []
 
     def _new(self) -> Path:
         if self._root is None or not os.path.isdir(self._root):
+            self._remove()
             self._root, self._free = tempfile.mkdtemp(prefix="video-gen-work-", dir=self._parent), []
+            self._remove = weakref.finalize(self, shutil.rmtree, self._root, True)
         self._made += 1
         path = Path(self._root, str(self._made))
         path.mkdir(mode=0o700)

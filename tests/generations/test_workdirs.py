@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import shutil
 import stat
@@ -75,3 +76,13 @@ async def test_close_removes_everything_and_a_removed_root_is_made_again(scratch
         assert fresh.is_dir() and fresh.parent != path.parent
     dirs.close()
     assert os.listdir(scratch) == []
+
+
+async def test_the_root_goes_with_its_workdirs_object(scratch: Path):
+    dirs = Workdirs(str(scratch))
+    async with dirs.lease():
+        pass
+    assert len(os.listdir(scratch)) == 1
+    del dirs
+    gc.collect()
+    assert os.listdir(scratch) == []  # a task never closed (tests, embedded stacks) leaves nothing
