@@ -4,7 +4,7 @@ Each ``Workdirs`` makes one private root (``mkdtemp``, mode 0700) on first use a
 numbered directories inside it. A directory the job left empty (the usual case: the storage moved
 the video out) goes back to the free list instead of being removed and made again. That is not
 only two system calls saved: on an ext4 file system without a journal, every new inode is placed
-after skipping each one freed in the last half minute (``recently_deleted`` in the kernel), so a
+after skipping each one freed in the last minute or more (``recently_deleted`` in the kernel), so a
 worker making and removing a directory per job made every later file creation slower, and its
 profile showed a third of its CPU in that scan. A directory the model left something in is removed
 whole, in a thread (removing a video can block for milliseconds on a disk mounted with
