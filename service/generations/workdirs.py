@@ -5,8 +5,9 @@ numbered directories inside it. A directory the job left empty (the usual case: 
 the video out) goes back to the free list instead of being removed and made again. That is not
 only two system calls saved: on an ext4 file system without a journal, every new inode is placed
 after skipping each one freed in the last minute or more (``recently_deleted`` in the kernel), so a
-worker making and removing a directory per job made every later file creation slower, and its
-profile showed a third of its CPU in that scan. A directory the model left something in is removed
+worker making and removing a directory per job made every later file creation slower (in the
+pipeline benchmark that scan took a third of the worker's CPU, counting the files the benchmark's
+previous run had deleted). A directory the model left something in is removed
 whole, in a thread (removing a video can block for milliseconds on a disk mounted with
 ``discard``), and a new one is made for a later job.
 """
