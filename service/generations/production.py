@@ -89,8 +89,8 @@ class Production:
 
     async def store(self, key: str, job: JobMessage, video: GeneratedVideo, workdir: Path | None = None) -> None:
         """Store the video under ``key``. A file the model left directly in the job's ``workdir``
-        is ours to give away (the directory is emptied for the next job): the storage may move it instead of
-        copying it."""
+        is ours to give away (the directory is emptied for the next job): the storage may move it
+        instead of copying it."""
         metadata = {"generation-id": job.job_id, "model": job.model, DURATION_METADATA: repr(video.duration_seconds)}
         consume = workdir is not None and Path(video.path).parent == workdir
         with tracing.span("storage.upload", **{"storage.key": key}):

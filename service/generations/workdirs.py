@@ -36,9 +36,11 @@ class Workdirs:
 
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[Path]:
-        """An empty private directory for one model run, taken back (or removed) when it ends."""
-        path = self._free.pop() if self._free else self._new()
-        if not path.is_dir():  # its root was removed under us (a temp cleaner): start a new one
+        """An empty private directory for one model run, taken back (or removed) when it ends.
+        Taken and checked on the event loop: a stat or a directory listing costs less than a trip
+        to a thread."""
+        path = self._free.pop() if self._free else None
+        if path is None or not path.is_dir():  # none free, or a temp cleaner removed the root
             path = self._new()
         try:
             yield path
