@@ -10,18 +10,26 @@ pipeline benchmark that scan took a third of the worker's CPU, counting the file
 previous run had deleted). A directory the model left something in is removed
 whole, in a thread (removing a video can block for milliseconds on a disk mounted with
 ``discard``), and a new one is made for a later job.
+
+A root holds an ``.owner`` file its process keeps locked (``flock``) while it lives. A process that
+was killed cannot remove its root, so each new one first removes, in a thread, every root beside
+it whose lock nobody holds: a killed worker's leftovers go when the next one starts.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
 import weakref
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+
+PREFIX = "video-gen-work-"
+OWNER = ".owner"
 
 
 class Workdirs:
@@ -33,6 +41,7 @@ class Workdirs:
         self._free: list[Path] = []
         self._made = 0
         self._remove: Callable[[], object] = lambda: None
+        self._sweep = True  # the first root made looks for the roots of killed processes
 
     @contextlib.asynccontextmanager
     async def lease(self) -> AsyncIterator[Path]:
@@ -42,6 +51,9 @@ class Workdirs:
         path = self._free.pop() if self._free else None
         if path is None or not path.is_dir():  # none free, or a temp cleaner removed the root
             path = self._new()
+            if self._sweep:
+                self._sweep = False
+                await asyncio.to_thread(sweep, os.path.dirname(path.parent), str(path.parent))
         try:
             yield path
         finally:
@@ -60,8 +72,10 @@ class Workdirs:
     def _new(self) -> Path:
         if self._root is None or not os.path.isdir(self._root):
             self._remove()
-            self._root, self._free = tempfile.mkdtemp(prefix="video-gen-work-", dir=self._parent), []
-            self._remove = weakref.finalize(self, shutil.rmtree, self._root, True)
+            self._root, self._free = tempfile.mkdtemp(prefix=PREFIX, dir=self._parent), []
+            owner = os.open(os.path.join(self._root, OWNER), os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)  # new and private: never held by another
+            self._remove = weakref.finalize(self, _remove_root, self._root, owner)
         self._made += 1
         path = Path(self._root, str(self._made))
         path.mkdir(mode=0o700)
@@ -74,3 +88,33 @@ def _is_empty(path: Path) -> bool:
             return next(entries, None) is None
     except OSError:  # gone or unreadable: not reused
         return False
+
+
+def _remove_root(root: str, owner: int) -> None:
+    shutil.rmtree(root, True)
+    os.close(owner)
+
+
+def sweep(parent: str, keep: str) -> list[str]:
+    """Remove the roots in ``parent`` (but ``keep``) whose owner lock nobody holds: their process
+    is gone. A root without an owner file (being made right now, or not ours) is left alone. The
+    roots removed."""
+    removed = []
+    with os.scandir(parent) as entries:
+        roots = [
+            e.path for e in entries if e.name.startswith(PREFIX) and e.path != keep and e.is_dir(follow_symlinks=False)
+        ]
+    for root in roots:
+        try:
+            owner = os.open(os.path.join(root, OWNER), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its process is alive
+        finally:
+            os.close(owner)
+        shutil.rmtree(root, True)
+        removed.append(root)
+    return removed

@@ -7,6 +7,8 @@ import gc
 import os
 import shutil
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 from service.generations.workdirs import Workdirs
@@ -20,7 +22,7 @@ async def test_an_empty_workdir_is_reused_and_a_busy_one_is_not_shared(scratch: 
             assert first.parent == second.parent
     async with dirs.lease() as again:
         assert again in (first, second)
-    assert len(list(first.parent.iterdir())) == 2
+    assert sorted(p.name for p in first.parent.iterdir()) == [".owner", "1", "2"]
 
 
 async def test_the_root_is_private(scratch: Path):
@@ -64,7 +66,7 @@ async def test_a_workdir_is_released_when_the_job_fails_or_is_cancelled(scratch:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     assert not failed.exists()  # cancelled with a partial video in it: removed
-    assert list(failed.parent.iterdir()) == []
+    assert [p.name for p in failed.parent.iterdir()] == [".owner"]  # the lock its process holds
 
 
 async def test_close_removes_everything_and_a_removed_root_is_made_again(scratch: Path):
@@ -86,3 +88,43 @@ async def test_the_root_goes_with_its_workdirs_object(scratch: Path):
     del dirs
     gc.collect()
     assert os.listdir(scratch) == []  # a task never closed (tests, embedded stacks) leaves nothing
+
+
+_HOLDER = """
+import asyncio, sys
+from service.generations.workdirs import Workdirs
+
+async def main():
+    dirs = Workdirs(sys.argv[1])
+    async with dirs.lease() as path:
+        (path / "partial.mp4").write_bytes(b"x")
+        print(path.parent, flush=True)
+        await asyncio.sleep(600)
+
+asyncio.run(main())
+"""
+
+
+def _holding(parent: Path) -> tuple[subprocess.Popen[str], Path]:
+    proc = subprocess.Popen([sys.executable, "-c", _HOLDER, str(parent)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    return proc, Path(proc.stdout.readline().strip())
+
+
+async def test_the_roots_of_killed_processes_are_removed_when_a_new_one_starts(scratch: Path):
+    killed, killed_root = _holding(scratch)
+    alive, alive_root = _holding(scratch)
+    try:
+        killed.kill()
+        killed.wait(10)
+        (scratch / "video-gen-work-not-ours").mkdir()  # no owner file: left alone
+        dirs = Workdirs(str(scratch))
+        async with dirs.lease() as path:
+            assert path.parent.is_dir()
+        assert not killed_root.exists()
+        assert (alive_root / "1" / "partial.mp4").exists()  # its process still holds it
+        assert (scratch / "video-gen-work-not-ours").is_dir()
+        dirs.close()
+    finally:
+        alive.kill()
+        alive.wait(10)
