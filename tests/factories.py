@@ -16,10 +16,10 @@ from service.core.auth import make_token
 from service.core.errors import AppError
 from service.core.settings import Settings
 from service.generations import settlement, transitions
+from service.generations.records import NewGeneration
 from service.generations.settlement import Charged
 from service.generations.status import GenerationStatus
 from service.generations.tables import Generation
-from service.generations.transitions import NewGeneration
 from service.jobs.messages import DATA_FIELD, DeadLetter, JobMessage, encode
 from service.jobs.stream import JobStream
 from service.ledger import service as ledger

@@ -9,12 +9,13 @@ unblock may reach Redis before the read it ends). Every Redis command is a ``Job
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from service.core.redis import BLOCK_MS
 from service.jobs.messages import Delivery
@@ -69,6 +70,22 @@ class Claimer:
         self._reader_id = None
         if outage:
             self.reclaim_at = time.monotonic() + 2 * self._renew_every + 1.0
+
+    async def failed(self, exc: RedisError | OSError) -> float:
+        """A claim failed with ``exc``: recover what can be (a group Redis lost with its data is
+        made again) and say how many seconds the scheduler pauses before the next claim."""
+        if not isinstance(exc, ResponseError):
+            self.lost_connection(outage=True)
+            log.warning("worker.redis_unavailable", error=str(exc) or type(exc).__name__)
+            return 1.0
+        self.lost_connection(outage=False)
+        if "NOGROUP" not in str(exc):
+            log.warning("worker.claim_failed", error=str(exc))
+            return 1.0
+        log.warning("worker.group_missing")  # Redis lost its data (no persistence)
+        with contextlib.suppress(RedisError, OSError):
+            await self.stream.ensure_groups(self.slots.limits)
+        return 0.0
 
     async def _reclaim(self, free: dict[str, int]) -> list[Delivery]:
         """Jobs idle past the lease on the streams of models with a free slot (at most their free

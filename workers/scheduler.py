@@ -30,7 +30,7 @@ from typing import Any
 
 import structlog
 from redis.asyncio import Redis
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 
 from service.core.tasks import cancel_until_done
 from service.generations.task import GenerationTask
@@ -134,20 +134,8 @@ class Scheduler:
             return []
         try:
             found = claim.result()
-        except ResponseError as exc:
-            self.claimer.lost_connection(outage=False)
-            if "NOGROUP" in str(exc):  # Redis lost its data (no persistence): recreate the group
-                log.warning("worker.group_missing")
-                with contextlib.suppress(RedisError, OSError):
-                    await self.stream.ensure_groups(self.slots.limits)
-            else:
-                log.warning("worker.claim_failed", error=str(exc))
-                await self._pause(1.0)
-            return []
         except (RedisError, OSError) as exc:
-            self.claimer.lost_connection(outage=True)
-            log.warning("worker.redis_unavailable", error=str(exc) or type(exc).__name__)
-            await self._pause(1.0)
+            await self._pause(await self.claimer.failed(exc))
             return []
         return [] if self._stopping.is_set() else [(entry, since) for entry in found]
 

@@ -23,10 +23,10 @@ from service.core.errors import InsufficientCredits
 from service.core.group_commit import GroupCommit, PerLoop
 from service.core.transient import is_transient
 from service.generations import charging, transitions
-from service.generations.records import GenerationRecord
+from service.generations.records import GenerationRecord, NewGeneration, running_record
 from service.generations.repository import now
 from service.generations.tables import Generation
-from service.generations.transitions import NewGeneration, Succeeded, running_record
+from service.generations.transitions import Succeeded
 from service.ledger import service as ledger
 
 MAX_ITEMS = 64  # a charge holds one subtransaction id per item; PostgreSQL caches 64 per backend

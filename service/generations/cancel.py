@@ -29,9 +29,8 @@ from service.core.auth import Principal
 from service.core.errors import CANCELLED, Cancelled, Conflict, NotFound
 from service.generations import repository, settlement, transitions
 from service.generations.outcomes import decode_error, error_reply
-from service.generations.records import GenerationRecord
+from service.generations.records import GenerationRecord, NewGeneration
 from service.generations.status import GenerationStatus
-from service.generations.transitions import NewGeneration
 from service.generations.views import JOB_ID
 from service.jobs.stream import JobMeta, JobStream
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 from asyncpg.exceptions import PostgresError
 
 from service.core.errors import InsufficientCredits
-from service.generations.records import GenerationRecord
+from service.generations.records import GenerationRecord, NewGeneration, running_record
 from service.generations.repository import now
 from service.generations.tables import Generation
-from service.generations.transitions import NewGeneration, running_record
 from service.ledger import service as ledger
 
 _CHARGE = "SELECT charge_generation({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}) AS balance"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -68,3 +69,58 @@ def from_row(row: dict[str, Any]) -> GenerationRecord:
     values["credits_charged"] = int(values["credits_charged"])
     values["credits_refunded"] = int(values["credits_refunded"])
     return GenerationRecord(**values)
+
+
+@dataclass(frozen=True)
+class NewGeneration:
+    """What a job knows of its generation before the record exists."""
+
+    id: str
+    user_id: str
+    model: str
+    prompt: str
+    source_key: str
+    requested_duration: str
+    project_id: str | None = None
+    idempotency_key: str | None = None
+
+    def request(self) -> tuple[str | None, ...]:
+        """The columns every new record starts with, in the order the inserts name them: id,
+        user_id, project_id, model, prompt, source_key, requested_duration."""
+        return (
+            self.id,
+            self.user_id,
+            self.project_id,
+            self.model,
+            self.prompt,
+            self.source_key,
+            self.requested_duration,
+        )
+
+
+def running_record(new: NewGeneration, *, cost: int, attempts: int, ts: datetime) -> GenerationRecord:
+    """The record ``create_running`` (or ``charging.charge_in_one_call``) wrote, without reading it back."""
+    return GenerationRecord(
+        id=new.id,
+        user_id=new.user_id,
+        project_id=new.project_id,
+        model=new.model,
+        prompt=new.prompt,
+        source_key=new.source_key,
+        requested_duration=new.requested_duration,
+        duration_seconds=None,
+        status=GenerationStatus.RUNNING,
+        output_key=None,
+        credits_charged=cost,
+        credits_refunded=0,
+        provider_request_id=None,
+        progress=None,
+        attempts=attempts,
+        error=None,
+        error_status=None,
+        idempotency_key=new.idempotency_key,
+        generation_ms=None,
+        created_at=ts,
+        started_at=ts,
+        finished_at=None,
+    )

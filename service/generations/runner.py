@@ -22,11 +22,10 @@ from service.core.transient import is_transient
 from service.generations import batched, repository, settlement, transitions
 from service.generations.outcomes import error_reply, reply_from_record, success_reply
 from service.generations.production import Fault, Production
-from service.generations.records import GenerationRecord
+from service.generations.records import GenerationRecord, NewGeneration
 from service.generations.sources import load_source
 from service.generations.status import GenerationStatus
 from service.generations.stops import Stopped
-from service.generations.transitions import NewGeneration
 from service.jobs.messages import JobMessage, JobReply
 from service.ledger import service as ledger
 from service.storage.base import Storage

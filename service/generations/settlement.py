@@ -21,8 +21,7 @@ from service.core import metrics, tracing
 from service.core.db import on_postgres, write_transaction
 from service.core.errors import AppError, Cancelled, Conflict, NotFound
 from service.generations import batched, repository, transitions
-from service.generations.records import GenerationRecord
-from service.generations.transitions import NewGeneration
+from service.generations.records import GenerationRecord, NewGeneration
 from service.ledger import service as ledger
 
 

@@ -133,13 +133,13 @@ class LocalStorage:
         return await asyncio.to_thread(lambda: os.path.isfile(self.path_for(key)))
 
     async def head(self, key: str) -> ObjectHead | None:
-        return await asyncio.to_thread(lambda: _head(self.path_for(key)))
+        return await asyncio.to_thread(lambda: files.head(self.path_for(key)))
 
     async def delete(self, key: str) -> None:
         def delete() -> None:
             path = self.path_for(key)
             _unlink_quietly(path)
-            _unlink_quietly(_meta_path(path))
+            _unlink_quietly(files.meta_path(path))
 
         await asyncio.to_thread(delete)
 
@@ -148,7 +148,7 @@ class LocalStorage:
 
         def read() -> str | None:
             try:
-                return json.loads(_meta_path(self.path_for(key)).read_text(encoding="utf-8")).get("content_type")
+                return json.loads(files.meta_path(self.path_for(key)).read_text(encoding="utf-8")).get("content_type")
             except (OSError, ValueError, AttributeError):
                 return None
 
@@ -169,23 +169,6 @@ class LocalStorage:
         return UploadTarget(
             f"{self._base_url}/video-gen/uploads/{quote(key, safe='/')}?{query}", "PUT", {"Content-Type": content_type}
         )
-
-
-def _head(path: Path) -> ObjectHead | None:
-    try:
-        size = path.stat().st_size
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    try:
-        meta = json.loads(_meta_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        meta = {}
-    metadata = meta.get("metadata") if isinstance(meta.get("metadata"), dict) else {}
-    return ObjectHead(size=size, content_type=meta.get("content_type"), metadata=metadata)
-
-
-def _meta_path(path: Path) -> Path:
-    return path.with_name(path.name + META_SUFFIX)
 
 
 def _checked(key: str) -> str:

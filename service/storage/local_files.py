@@ -13,10 +13,12 @@ path checked (inside the root, not a sidecar or temporary file). A symlink as th
 from __future__ import annotations
 
 import errno
+import json
 import os
 import stat
+from pathlib import Path
 
-from service.storage.base import InvalidKey, ObjectNotFound, ObjectTooLarge
+from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge
 
 META_SUFFIX = ".meta.json"
 TMP_PREFIX = ".vg-tmp-"
@@ -124,3 +126,22 @@ def open_dir(prefix: str, relative: str, key: str) -> int:
         os.close(fd)
         raise InvalidKey(f"key {key!r} resolves outside the storage directory")
     return fd
+
+
+def head(path: Path) -> ObjectHead | None:
+    """The size, content type and metadata of the object stored at ``path``; None when missing."""
+    try:
+        size = path.stat().st_size
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    try:
+        meta = json.loads(meta_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        meta = {}
+    metadata = meta.get("metadata") if isinstance(meta.get("metadata"), dict) else {}
+    return ObjectHead(size=size, content_type=meta.get("content_type"), metadata=metadata)
+
+
+def meta_path(path: Path) -> Path:
+    """The sidecar beside an object's file."""
+    return path.with_name(path.name + META_SUFFIX)

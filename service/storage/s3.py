@@ -13,12 +13,11 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
-from aiobotocore.config import AioConfig
-from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
 from service.storage.base import InvalidKey, ObjectHead, ObjectNotFound, ObjectTooLarge, UploadTarget
 from service.storage.keys import validate_key
+from service.storage.s3_clients import open_clients
 from service.storage.s3_errors import BucketMissing, error_code, is_not_found
 from service.storage.s3_multipart import PART_SIZE, put_multipart
 
@@ -59,26 +58,18 @@ class S3Storage:
     async def open(self) -> None:
         if self._client is not None:
             return
-        config = AioConfig(
-            s3={"addressing_style": "path" if self._path_style else "auto"},
-            signature_version="s3v4",
-            # S3-compatible stores often reject the default checksum headers of recent botocore.
-            **({"request_checksum_calculation": "when_required"} if self._endpoint_url else {}),
-        )
         stack = AsyncExitStack()
-        session = get_session()
-        self._client = await stack.enter_async_context(
-            session.create_client("s3", endpoint_url=self._endpoint_url, region_name=self._region, config=config)
-        )
-        self._signer = self._client
-        if self._public_endpoint_url:
-            # A presigned URL signs its host: it must be made for the name clients use (a proxy, a
-            # public DNS name), not the internal one workers reach. Presigning sends no request.
-            self._signer = await stack.enter_async_context(
-                session.create_client(
-                    "s3", endpoint_url=self._public_endpoint_url, region_name=self._region, config=config
-                )
+        try:
+            self._client, self._signer = await open_clients(
+                stack,
+                self._endpoint_url,
+                self._region,
+                path_style=self._path_style,
+                public_url=self._public_endpoint_url,
             )
+        except BaseException:
+            await stack.aclose()  # the first client, when the second failed
+            raise
         self._stack = stack
 
     async def close(self) -> None:

@@ -19,9 +19,8 @@ from service.core import db
 from service.core.errors import InsufficientCredits
 from service.core.transient import is_transient
 from service.generations import batched, charging, repository, settlement, transitions
-from service.generations.records import GenerationRecord
+from service.generations.records import GenerationRecord, NewGeneration
 from service.generations.tables import Generation
-from service.generations.transitions import NewGeneration
 from service.ledger import service as ledger
 from service.ledger.verify import verify_ledger
 from tests.factories import new_generation
