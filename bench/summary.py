@@ -49,9 +49,11 @@ def summary(results: dict[str, Path]) -> str:
                     "{:.0f}",
                 )
             )
-            lines.append(
-                _line(f"{n} waiting: s to answer all", ours and ours["answer_s"], proto and proto["answer_s"], "{:.2f}")
-            )
+            for key, name in (
+                ("answer_s", "s to answer all"),
+                ("after_write_s", "s to answer all after the last reply"),
+            ):
+                lines.append(_line(f"{n} waiting: {name}", ours and ours[key], proto and proto[key], "{:.2f}"))
     if "open" in results:
         rows = _rows(results["open"])
         for rate in sorted({r["offered_rate"] for r in rows}):

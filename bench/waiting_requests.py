@@ -5,8 +5,10 @@ For each size N and each system, in one run: a fresh API process and no worker (
 ``../shared/peer-bench`` Litestar + Streams mux app in ``bench/.peers-venv``), N requests held
 open by a client in its own process (``bench.holder``) until N jobs sit in the jobs stream; then
 the API process's RSS per waiting request, its file descriptors and its connections to Redis; then
-this script plays the worker, writing every reply in one pipeline, and times until the last
-answer arrived. Ratios are this service's figures over the prototype's, same N, same run.
+this script plays the workers: it builds every reply first (this service's: 200 and the spec's
+success body, made like the worker's), then, with the clock running, writes them in pipelines of
+5,000 jobs. Printed: how long the writes took, and how long until the last answer arrived, from
+the first write and from the last one. Ratios are this service's figures over the prototype's, same N, same run.
 
     uv run python -m bench.waiting_requests [--sizes 1000,15000] [--no-peer]
 """
@@ -29,6 +31,7 @@ from bench.driver import render
 from bench.harness import PgDatabase, Procs, RedisCounter, free_port, run_dir, seed_users, service_env, wait_http
 from bench.pipeline import BIN, PROMPT, ROOT, SECRET, token
 from service.core.keys import Keys
+from service.generations.schemas import Credits, ImageToVideoResponse
 from service.jobs.messages import DATA_FIELD, JobReply, decode_job, encode
 
 
@@ -58,34 +61,63 @@ def redis_connections(pid: int, port: int) -> int:
     return count
 
 
-def release_project(client: redis.Redis, keys: Keys) -> int:
-    """Play the workers: every queued job's reply, written and added to the inbox it names."""
-    done = 0
+def replies_project(client: redis.Redis, keys: Keys) -> list[list[tuple]]:
+    """What the workers would write for every queued job, in batches: the reply (200, the spec's
+    success body, made as the worker makes it), added to the inbox the job names, and the job's
+    entry deleted (then no worker could take it). Built before the clock starts."""
+    batches: list[list[tuple]] = []
     stream = keys.queue("local")  # DEFAULT_MODEL below: every held request's job is on its stream
-    while entries := client.xrange(stream, count=5000):
-        pipe = client.pipeline(transaction=False)
+    after = "-"
+    while entries := client.xrange(stream, min=after, count=5000):
+        batch = []
         for message_id, fields in entries:
             job = decode_job(fields[DATA_FIELD])
-            body = msgspec.json.encode({"statusCode": 400, "message": job.job_id, "error": "Bad Request"})
-            data = encode(JobReply(job_id=job.job_id, status_code=400, body=msgspec.Raw(body)))
-            pipe.set(keys.reply(job.job_id), data, ex=600)
-            pipe.xadd(job.inbox, {DATA_FIELD: data})
-            pipe.xdel(stream, message_id)
-        pipe.execute()
-        done += len(entries)
-    return done
+            data = encode(success_reply(job.job_id))
+            batch += [
+                ("set", (keys.reply(job.job_id), data), {"ex": 600}),
+                ("xadd", (job.inbox, {DATA_FIELD: data}), {}),
+                ("xdel", (stream, message_id), {}),
+            ]
+        batches.append(batch)
+        after = "(" + entries[-1][0].decode()
+    return batches
 
 
-def release_prototype(client: redis.Redis) -> int:
-    done = 0
-    while entries := client.xrange("jobs", count=5000):
-        pipe = client.pipeline(transaction=False)
+def success_reply(job_id: str) -> JobReply:
+    body = ImageToVideoResponse(
+        success=True,
+        s3_key=f"videos/user/2026/11/{job_id}.mp4",
+        model="local",
+        credits=Credits(used=5, balance=995.0),
+        duration="5s",
+        generation_time=1500,
+    )
+    return JobReply(job_id=job_id, status_code=200, body=msgspec.Raw(msgspec.json.encode(body)))
+
+
+def replies_prototype(client: redis.Redis) -> list[list[tuple]]:
+    batches: list[list[tuple]] = []
+    after = "-"
+    while entries := client.xrange("jobs", min=after, count=5000):
+        batch = []
         for message_id, fields in entries:
-            pipe.xadd(fields[b"reply_to"], {"id": fields[b"id"], "ok": 1}, maxlen=100_000, approximate=True)
-            pipe.xdel("jobs", message_id)
+            reply = {"id": fields[b"id"], "ok": 1}
+            batch += [
+                ("xadd", (fields[b"reply_to"], reply), {"maxlen": 100_000, "approximate": True}),
+                ("xdel", ("jobs", message_id), {}),
+            ]
+        batches.append(batch)
+        after = "(" + entries[-1][0].decode()
+    return batches
+
+
+def write(client: redis.Redis, batches: list[list[tuple]]) -> None:
+    """Play the workers: each batch in one pipeline (the clock runs)."""
+    for batch in batches:
+        pipe = client.pipeline(transaction=False)
+        for command, args, kwargs in batch:
+            getattr(pipe, command)(*args, **kwargs)
         pipe.execute()
-        done += len(entries)
-    return done
 
 
 def hold(name: str, api: subprocess.Popen, endpoint: str, requests: list[bytes], n: int, ctx: dict) -> dict:
@@ -110,8 +142,10 @@ def hold(name: str, api: subprocess.Popen, endpoint: str, requests: list[bytes],
         "fds": len(os.listdir(f"/proc/{api.pid}/fd")),
         "redis_conns": redis_connections(api.pid, ctx["redis_port"]),
     }
+    batches = ctx["replies"]()
     released = time.time()
-    ctx["release"]()
+    write(client, batches)
+    written = time.time()
     holder.wait(600)
     res = json.loads(out.read_text())["res"]
     statuses: dict[str, int] = {}
@@ -126,6 +160,8 @@ def hold(name: str, api: subprocess.Popen, endpoint: str, requests: list[bytes],
         "fds": held["fds"],
         "redis_conns": held["redis_conns"],
         "answer_s": max(done for _, done, _ in res) - released,
+        "write_s": written - released,
+        "after_write_s": max(done for _, done, _ in res) - written,
     }
 
 
@@ -160,8 +196,8 @@ def project_row(n: int, rc: RedisCounter, pg: PgDatabase, procs: Procs, work: Pa
         "stream": keys.queue("local"),
         "work": work,
         "redis_port": int(rc.url.rsplit(":", 1)[1].split("/")[0]),
-        "release": lambda: release_project(rc.client, keys),
-        "expected": "400",
+        "replies": lambda: replies_project(rc.client, keys),
+        "expected": "200",
     }
     try:
         return hold("video-gen", api, endpoint, requests, n, ctx)
@@ -185,7 +221,7 @@ def prototype_row(n: int, rc: RedisCounter, procs: Procs, work: Path, kit: Path)
         "stream": "jobs",
         "work": work,
         "redis_port": int(rc.url.rsplit(":", 1)[1].split("/")[0]),
-        "release": lambda: release_prototype(rc.client),
+        "replies": lambda: replies_prototype(rc.client),
         "expected": "200",
     }
     try:
@@ -195,19 +231,23 @@ def prototype_row(n: int, rc: RedisCounter, procs: Procs, work: Path, kit: Path)
 
 
 def table(rows: list[dict]) -> str:
-    head = f"{'system':>10} {'waiting':>8} {'errors':>7} {'KiB/req':>8} {'fds':>6} {'Redis':>6} {'answer s':>9}"
+    head = (
+        f"{'system':>10} {'waiting':>8} {'errors':>7} {'KiB/req':>8} {'fds':>6} {'Redis':>6} "
+        f"{'write s':>8} {'answer s':>9} {'after last write s':>19}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['system']:>10} {r['n']:>8} {r['errors']:>7} {r['kib_per_request']:>8.1f} {r['fds']:>6} "
-            f"{r['redis_conns']:>6} {r['answer_s']:>9.2f}"
+            f"{r['redis_conns']:>6} {r['write_s']:>8.2f} {r['answer_s']:>9.2f} {r['after_write_s']:>19.2f}"
         )
     for r in rows:
         base = next((b for b in rows if b["system"] == "prototype" and b["n"] == r["n"]), None)
         if base is not None and r is not base:
             lines.append(
                 f"{'vg/proto':>10} {r['n']:>8} {'':>7} {r['kib_per_request'] / base['kib_per_request']:>7.2f}x "
-                f"{'':>6} {'':>6} {r['answer_s'] / base['answer_s']:>8.2f}x"
+                f"{'':>6} {'':>6} {r['write_s'] / base['write_s']:>7.2f}x {r['answer_s'] / base['answer_s']:>8.2f}x "
+                f"{r['after_write_s'] / base['after_write_s']:>18.2f}x"
             )
     return "\n".join(lines)
 
