@@ -8,7 +8,8 @@ the API process's RSS per waiting request, its file descriptors and its connecti
 this script plays the workers: it builds every reply first (this service's: 200 and the spec's
 success body, made like the worker's), then, with the clock running, writes them in pipelines of
 5,000 jobs. Printed: how long the writes took, and how long until the last answer arrived, from
-the first write and from the last one. Ratios are this service's figures over the prototype's, same N, same run.
+the first write and from the last one, and the API process's CPU time over the answers, per
+request. Ratios are this service's figures over the prototype's, same N, same run.
 
     uv run python -m bench.waiting_requests [--sizes 1000,15000] [--no-peer]
 """
@@ -28,7 +29,17 @@ import redis
 
 from bench import peers
 from bench.driver import render
-from bench.harness import PgDatabase, Procs, RedisCounter, free_port, run_dir, seed_users, service_env, wait_http
+from bench.harness import (
+    PgDatabase,
+    Procs,
+    RedisCounter,
+    cpu_seconds,
+    free_port,
+    run_dir,
+    seed_users,
+    service_env,
+    wait_http,
+)
 from bench.pipeline import BIN, PROMPT, ROOT, SECRET, token
 from service.core.keys import Keys
 from service.generations.schemas import Credits, ImageToVideoResponse
@@ -143,10 +154,12 @@ def hold(name: str, api: subprocess.Popen, endpoint: str, requests: list[bytes],
         "redis_conns": redis_connections(api.pid, ctx["redis_port"]),
     }
     batches = ctx["replies"]()
+    cpu0 = cpu_seconds(api.pid)
     released = time.time()
     write(client, batches)
     written = time.time()
     holder.wait(600)
+    answer_cpu = cpu_seconds(api.pid) - cpu0
     res = json.loads(out.read_text())["res"]
     statuses: dict[str, int] = {}
     for _, _, status in res:
@@ -162,6 +175,7 @@ def hold(name: str, api: subprocess.Popen, endpoint: str, requests: list[bytes],
         "answer_s": max(done for _, done, _ in res) - released,
         "write_s": written - released,
         "after_write_s": max(done for _, done, _ in res) - written,
+        "api_us_per_answer": answer_cpu / n * 1e6,
     }
 
 
@@ -233,13 +247,14 @@ def prototype_row(n: int, rc: RedisCounter, procs: Procs, work: Path, kit: Path)
 def table(rows: list[dict]) -> str:
     head = (
         f"{'system':>10} {'waiting':>8} {'errors':>7} {'KiB/req':>8} {'fds':>6} {'Redis':>6} "
-        f"{'write s':>8} {'answer s':>9} {'after last write s':>19}"
+        f"{'write s':>8} {'answer s':>9} {'after last write s':>19} {'API CPU us/answer':>18}"
     )
     lines = [head, "-" * len(head)]
     for r in rows:
         lines.append(
             f"{r['system']:>10} {r['n']:>8} {r['errors']:>7} {r['kib_per_request']:>8.1f} {r['fds']:>6} "
-            f"{r['redis_conns']:>6} {r['write_s']:>8.2f} {r['answer_s']:>9.2f} {r['after_write_s']:>19.2f}"
+            f"{r['redis_conns']:>6} {r['write_s']:>8.2f} {r['answer_s']:>9.2f} {r['after_write_s']:>19.2f} "
+            f"{r['api_us_per_answer']:>18.0f}"
         )
     for r in rows:
         base = next((b for b in rows if b["system"] == "prototype" and b["n"] == r["n"]), None)
@@ -247,7 +262,8 @@ def table(rows: list[dict]) -> str:
             lines.append(
                 f"{'vg/proto':>10} {r['n']:>8} {'':>7} {r['kib_per_request'] / base['kib_per_request']:>7.2f}x "
                 f"{'':>6} {'':>6} {r['write_s'] / base['write_s']:>7.2f}x {r['answer_s'] / base['answer_s']:>8.2f}x "
-                f"{r['after_write_s'] / base['after_write_s']:>18.2f}x"
+                f"{r['after_write_s'] / base['after_write_s']:>18.2f}x "
+                f"{r['api_us_per_answer'] / base['api_us_per_answer']:>17.2f}x"
             )
     return "\n".join(lines)
 
