@@ -45,13 +45,17 @@ class Outbox:
 
     async def add(self, fill: Callable[[Batch], None]) -> None:
         """Put writes into the next batch (``fill`` appends to it) and wait until it is written."""
+        await asyncio.shield(self.post(fill))  # a cancelled caller does not cancel the others' writes
+
+    def post(self, fill: Callable[[Batch], None]) -> asyncio.Future[None]:
+        """Put writes into the next batch without waiting: the future of its round trip (its error
+        is marked seen; ``add``'s callers get it). Written before anything added later."""
         if self._open is None or self._done is None:
             self._open, self._done = Batch(), asyncio.get_running_loop().create_future()
         fill(self._open)
-        done = self._done
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._drain(), name="job-outbox")
-        await asyncio.shield(done)  # a cancelled caller does not cancel the others' writes
+        return self._done
 
     async def _drain(self) -> None:
         while self._open is not None and self._done is not None:

@@ -142,6 +142,8 @@ class JobStream(FeedsSide, ClaimSide, ConsumerSide, OperatorSide):
 
     async def publish(self, event: JobEvent) -> None:
         """Tell the API processes following the job (Server-Sent Events) that it changed; in one
-        entry with every other event and reply written at the same time (``Outbox``)."""
+        entry with every other event and reply written at the same time (``Outbox``). Not waited
+        for: an event is best effort (a follower also re-reads the job), and it still goes before
+        anything the job writes later (its ``done`` event and reply)."""
         data = encode(event)
-        await self._outbox.add(lambda batch: batch.events.append(data))
+        self._outbox.post(lambda batch: batch.events.append(data))

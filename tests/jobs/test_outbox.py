@@ -70,3 +70,18 @@ async def test_a_cancelled_caller_does_not_cancel_the_others_writes() -> None:
     rec.release.set()
     await second
     assert rec.batches == [[b"0", b"1"]]
+
+
+async def test_a_posted_write_is_not_waited_for_and_goes_before_later_ones() -> None:
+    rec = Recorder(fail_on=1)
+    outbox = Outbox(rec.write)
+    posted = outbox.post(event(0))  # returns at once
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # its round trip is in flight
+    later = asyncio.create_task(outbox.add(event(1)))
+    await asyncio.sleep(0)
+    assert rec.batches == [[b"0"]] and not posted.done()
+    rec.release.set()
+    await later  # the next round trip, after the posted write's
+    assert rec.batches == [[b"0"], [b"1"]]
+    assert isinstance(posted.exception(), ConnectionError)  # its error is there, marked seen

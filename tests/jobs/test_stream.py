@@ -14,7 +14,16 @@ import redis.asyncio as aioredis
 from service.core.embedded_redis import EmbeddedRedis
 from service.core.keys import Keys
 from service.jobs import stream as stream_module
-from service.jobs.messages import DATA_FIELD, EntryRef, JobMessage, JobReply, decode_dead_letter, decode_reply, encode
+from service.jobs.messages import (
+    DATA_FIELD,
+    EntryRef,
+    JobEvent,
+    JobMessage,
+    JobReply,
+    decode_dead_letter,
+    decode_reply,
+    encode,
+)
 from service.jobs.stream import INBOX_TTL_SECONDS, JobStream
 from tests.conftest import REDIS_URL
 
@@ -223,3 +232,14 @@ async def test_jobs_finishing_together_share_one_inbox_entry_one_event_entry_and
     assert sorted(r.job_id for r in notified) == sorted(f"j{i}" for i in range(10))
     assert [e.status for e in events] == ["done"] * 10 and len({e.id for e in events}) == 10
     assert pending["pending"] == 0
+
+
+async def test_a_published_event_is_not_waited_for_and_comes_before_the_jobs_end(stream: JobStream) -> None:
+    await stream.submit(job("j1"))
+    [entry] = await stream.claim(stream.redis, "w1", {"local": 10}, 100)
+    publishing = stream.publish(JobEvent(job_id="j1", status="running"))
+    with pytest.raises(StopIteration):  # done without suspending: the event waits in the outbox
+        publishing.send(None)
+    await stream.complete(entry.ref, entry.job, reply())
+    _, events = await stream.read_events(stream.redis, "0-0", 100)
+    assert [(e.job_id, e.status) for e in events] == [("j1", "running"), ("j1", "done")]
