@@ -51,7 +51,7 @@ def summary(results: dict[str, Path]) -> str:
             )
             for key, name in (
                 ("answer_s", "s to answer all"),
-                ("after_write_s", "s to answer all after the last reply"),
+                ("after_write_s", "s to answer, from last reply"),
             ):
                 lines.append(_line(f"{n} waiting: {name}", ours and ours[key], proto and proto[key], "{:.2f}"))
     if "open" in results:
