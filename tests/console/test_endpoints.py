@@ -24,8 +24,8 @@ async def test_pages_need_a_session_and_the_admin_role(console: Console, api: Ap
     assert "vg_console=" not in refused.headers.get("set-cookie", "")  # no session for a non-admin
     user_token = token_for(api.settings, "u1")
     for path in PAGES:  # a non-admin token sent anyway (as a cookie or a bearer header) sees no data
-        for how in ({"cookies": {"vg_console": user_token}}, {"headers": {"Authorization": f"Bearer {user_token}"}}):
-            r = await console.client.get(path, **how)
+        for headers in ({"Cookie": f"vg_console={user_token}"}, {"Authorization": f"Bearer {user_token}"}):
+            r = await console.client.get(path, headers=headers)
             assert r.status_code == 403 and "Not allowed" in r.text and "<table" not in r.text, path
     console.client.cookies.clear()
 
