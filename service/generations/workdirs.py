@@ -99,11 +99,12 @@ def sweep(parent: str, keep: str) -> list[str]:
     """Remove the roots in ``parent`` (but ``keep``) whose owner lock nobody holds: their process
     is gone. A root without an owner file (being made right now, or not ours) is left alone. The
     roots removed."""
-    removed = []
-    with os.scandir(parent) as entries:
-        roots = [
-            e.path for e in entries if e.name.startswith(PREFIX) and e.path != keep and e.is_dir(follow_symlinks=False)
-        ]
+    removed: list[str] = []
+    try:
+        with os.scandir(parent) as entries:
+            roots = [e.path for e in entries if e.name.startswith(PREFIX) and e.path != keep and _is_dir(e)]
+    except OSError:  # an unreadable parent: nothing swept, and the job goes on
+        return removed
     for root in roots:
         try:
             owner = os.open(os.path.join(root, OWNER), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
@@ -118,3 +119,7 @@ def sweep(parent: str, keep: str) -> list[str]:
         shutil.rmtree(root, True)
         removed.append(root)
     return removed
+
+
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    return entry.is_dir(follow_symlinks=False)

@@ -11,6 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from service.generations import workdirs
 from service.generations.workdirs import Workdirs
 
 
@@ -92,6 +95,9 @@ async def test_the_root_goes_with_its_workdirs_object(scratch: Path):
 
 _HOLDER = """
 import asyncio, sys
+import pytest
+
+from service.generations import workdirs
 from service.generations.workdirs import Workdirs
 
 async def main():
@@ -128,3 +134,18 @@ async def test_the_roots_of_killed_processes_are_removed_when_a_new_one_starts(s
     finally:
         alive.kill()
         alive.wait(10)
+
+
+async def test_an_unreadable_parent_is_not_swept_and_the_job_goes_on(scratch: Path, monkeypatch: pytest.MonkeyPatch):
+    def unreadable(path: object) -> object:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(workdirs.os, "scandir", unreadable)
+    assert workdirs.sweep(str(scratch), keep="") == []
+    monkeypatch.undo()
+    dirs = Workdirs(str(scratch))
+    monkeypatch.setattr(workdirs.os, "scandir", unreadable)
+    async with dirs.lease() as path:
+        assert path.is_dir()
+    monkeypatch.undo()
+    dirs.close()
