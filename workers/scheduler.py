@@ -193,5 +193,7 @@ class Scheduler:
                 log.debug("worker.prune_failed", error=str(exc) or type(exc).__name__)
 
     async def _pause(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
