@@ -353,6 +353,7 @@ async def cluster(
         "REDIS_URL": redis.url,
         "REDIS_KEY_PREFIX": PREFIX,
         "STORAGE_URL": f"file://{directory / 'storage'}",
+        "TMPDIR": str(directory),  # the workers' workdirs: a killed one's are swept by the next, then removed with it
         "JWT_SECRET": JWT_SECRET,
         "HOST": "127.0.0.1",
         "PORT": str(api_port),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -58,19 +59,23 @@ class Env:
     def __init__(self) -> None:
         self.dbs = Databases()
         self._fal: FakeFal | None = None
+        self._fal_dir: Path | None = None
 
     @property
     def fal(self) -> FakeFal:
         if self._fal is None:
             from tests.fakes.fal_queue import start_fal_server
 
-            base_url, ca_path, stop = start_fal_server(Path(tempfile.mkdtemp(prefix="video-gen-faults-fal-")))
+            self._fal_dir = Path(tempfile.mkdtemp(prefix="video-gen-faults-fal-"))
+            base_url, ca_path, stop = start_fal_server(self._fal_dir)
             self._fal = FakeFal(base_url, ca_path, stop)
         return self._fal
 
     def close(self) -> None:
         if self._fal is not None:
             self._fal.stop()
+        if self._fal_dir is not None:
+            shutil.rmtree(self._fal_dir, ignore_errors=True)  # its certificates
 
 
 async def _rows(c: Cluster, sql: str, *args: Any) -> list[asyncpg.Record]:
