@@ -43,7 +43,8 @@ async def _time_to_fail(settings: FalSettings, cap: float) -> tuple[float, str]:
     started = time.monotonic()
     try:
         async with asyncio.timeout(cap):
-            await plugin.generate(_job(Path(tempfile.mkdtemp(prefix="bench-fal-"))))
+            with tempfile.TemporaryDirectory(prefix="bench-fal-") as workdir:
+                await plugin.generate(_job(Path(workdir)))
         outcome = "succeeded?"
     except GenerationFailed as exc:
         outcome = exc.message[:90]

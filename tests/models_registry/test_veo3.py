@@ -288,7 +288,7 @@ async def test_in_process_plugin_against_https_server(fal_server, tmp_path, monk
 
 
 DRIVER = """
-import asyncio, json, sys, tempfile
+import asyncio, json, sys
 from pathlib import Path
 from models_registry.base import GenerationJob, SourceImage
 from models_registry.veo3.plugin import Veo3Model
@@ -298,7 +298,7 @@ async def main():
     await plugin.open()
     image = SourceImage(key="k", data=Path(sys.argv[1]).read_bytes(), content_type="image/png")
     job = GenerationJob(job_id="j", prompt="env configured", duration="10s", image=image,
-                        workdir=Path(tempfile.mkdtemp()))
+                        workdir=Path(sys.argv[2]))
     video = await plugin.generate(job)
     await plugin.close()
     print(json.dumps({"duration": video.duration_seconds, "path": str(video.path)}))
@@ -321,8 +321,15 @@ def test_fal_client_reaches_the_server_through_env_vars(fal_server, tmp_path):
         "FAL_RUN_HOST": host,
         "SSL_CERT_FILE": str(ca_path),
     }
+    workdir = tmp_path / "work"  # the test's own: removed with it
+    workdir.mkdir()
     done = subprocess.run(
-        [sys.executable, "-c", DRIVER, str(image)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", DRIVER, str(image), str(workdir)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
