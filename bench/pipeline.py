@@ -14,7 +14,10 @@ job (the server log of the private database, ``log_statement = all``; pool reset
 and Redis commands per job (``INFO commandstats``, scripts' inner calls included), and the ratios
 of this service to the prototype.
 
-    uv run python -m bench.pipeline [--jobs 2000] [--in-flight 64] [--no-peer]
+With ``--rounds N`` the systems run in turn N times and the table shows each figure's median (the
+ratios are of the medians); a machine whose speed drifts then weighs on every system alike.
+
+    uv run python -m bench.pipeline [--jobs 2000] [--in-flight 64] [--no-peer] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -152,7 +156,7 @@ def run_project(
     args: argparse.Namespace, redis: RedisCounter, pg: PgDatabase, work: Path, procs: Procs, event_loop: str = "uvloop"
 ) -> dict:
     base = Path(tempfile.mkdtemp(prefix="video-gen-bench-", dir="/dev/shm")) if args.shm else work
-    storage, port = base / f"storage-{event_loop}", free_port()
+    storage, port = Path(tempfile.mkdtemp(prefix=f"storage-{event_loop}-", dir=base)), free_port()
     env = service_env(
         SECRET,
         pg.url,
@@ -192,8 +196,9 @@ def run_project(
 def run_prototype(args: argparse.Namespace, redis: RedisCounter, pg: PgDatabase, procs: Procs) -> dict:
     python, kit = peers.python(), Path(args.peer_kit).resolve() / "peers"
     pg.sql(
-        "CREATE TABLE credits (user_id int PRIMARY KEY, balance bigint NOT NULL); "
-        f"INSERT INTO credits SELECT g, 1000000000000 FROM generate_series(1, {args.users + 1}) g"
+        "CREATE TABLE IF NOT EXISTS credits (user_id int PRIMARY KEY, balance bigint NOT NULL); "
+        f"INSERT INTO credits SELECT g, 1000000000000 FROM generate_series(1, {args.users + 1}) g "
+        "ON CONFLICT (user_id) DO NOTHING"
     )
     redis.flush()
     port = free_port()
@@ -278,6 +283,11 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def medians(rows: list[dict]) -> dict:
+    """One system's rounds as one row: the median of each figure (the first round's other fields)."""
+    return {**rows[0], **{k: statistics.median(r[k] for r in rows) for k in KEYS[1:]}}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=2000)
@@ -292,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         default="uvloop,asyncio",
         help="EVENT_LOOP values to run this service with (uvloop+httptools, or asyncio+h11)",
     )
+    parser.add_argument("--rounds", type=int, default=1, help="alternate the systems this many times; medians")
     parser.add_argument("--json", help="also write the rows to this file")
     parser.add_argument("--shm", action="store_true", help="local storage on /dev/shm (fsync costs nothing)")
     parser.add_argument("--profile", metavar="DIR", help="sample each process with py-spy into DIR (collapsed stacks)")
@@ -301,9 +312,11 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         procs, redis, pg = Procs(work), RedisCounter(), PgDatabase()
         try:
-            rows = [run_project(args, redis, pg, work, procs, loop) for loop in args.loops.split(",") if loop]
-            if not args.no_peer:
-                rows.append(run_prototype(args, redis, pg, procs))
+            rows = []
+            for _ in range(args.rounds):  # alternated, so that a slow spell of the machine hits all alike
+                rows += [run_project(args, redis, pg, work, procs, loop) for loop in args.loops.split(",") if loop]
+                if not args.no_peer:
+                    rows.append(run_prototype(args, redis, pg, procs))
         except BaseException:
             print(f"process logs: {work} (kept until exit)", file=sys.stderr)
             raise
@@ -315,12 +328,19 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{args.jobs} jobs, {args.in_flight} in flight, {args.users} users, "
         f"WORKER_CONCURRENCY={args.worker_concurrency}, {os.cpu_count()} cores\n"
     )
+    ok = all(r["ok"] == r["jobs"] for r in rows)
+    if args.rounds > 1:
+        for system in dict.fromkeys(r["system"] for r in rows):
+            rates = ", ".join(f"{r['jobs_per_s']:.0f}" for r in rows if r["system"] == system)
+            print(f"{system}: jobs/s in each round {rates}")
+        print(f"\nmedians of {args.rounds} rounds (each figure apart):\n")
+        rows = [medians([r for r in rows if r["system"] == s]) for s in dict.fromkeys(r["system"] for r in rows)]
     print(table(rows))
     for row in rows:
         print(f"\n{row['system']}: statuses {row['statuses']}; Redis commands per job {row['redis_top']}")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
-    return 0 if all(r["ok"] == r["jobs"] for r in rows) else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
