@@ -51,10 +51,10 @@ class Workdirs:
         path = self._free.pop() if self._free else None
         if path is None or not path.is_dir():  # none free, or a temp cleaner removed the root
             path = self._new()
-            if self._sweep:
+        try:
+            if self._sweep:  # inside: a job cancelled during the sweep still gives its directory back
                 self._sweep = False
                 await asyncio.to_thread(sweep, os.path.dirname(path.parent), str(path.parent))
-        try:
             yield path
         finally:
             if _is_empty(path):
@@ -64,8 +64,8 @@ class Workdirs:
 
     def close(self) -> None:
         """Remove the root with every directory in it. Also done when this object is collected or
-        the interpreter exits; a process that is killed leaves it behind, like any temporary
-        directory."""
+        the interpreter exits; a process that is killed leaves it behind until the next process
+        that makes a root beside it sweeps it (``sweep``)."""
         self._remove()
         self._root, self._free = None, []
 
