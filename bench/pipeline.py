@@ -23,6 +23,7 @@ ratios are of the medians); a machine whose speed drifts then weighs on every sy
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -155,7 +156,7 @@ def measure(
 def run_project(
     args: argparse.Namespace, redis: RedisCounter, pg: PgDatabase, work: Path, procs: Procs, event_loop: str = "uvloop"
 ) -> dict:
-    base = Path(tempfile.mkdtemp(prefix="video-gen-bench-", dir="/dev/shm")) if args.shm else work
+    base = Path(args.storage_base) if args.storage_base else work
     storage, port = Path(tempfile.mkdtemp(prefix=f"storage-{event_loop}-", dir=base)), free_port()
     env = service_env(
         SECRET,
@@ -308,8 +309,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", metavar="DIR", help="sample each process with py-spy into DIR (collapsed stacks)")
     parser.add_argument("--profile-gil", action="store_true", help="with --profile: only samples holding the GIL")
     args = parser.parse_args(argv)
-    with peers.bench_models(), run_dir("video-gen-bench-") as tmp:
+    shm = tempfile.TemporaryDirectory(prefix="video-gen-bench-", dir="/dev/shm") if args.shm else None
+    with peers.bench_models(), run_dir("video-gen-bench-") as tmp, shm or contextlib.nullcontext():
         work = Path(tmp)
+        args.storage_base = shm.name if shm else None  # removed with the run, like ``work``
         procs, redis, pg = Procs(work), RedisCounter(), PgDatabase()
         try:
             rows = []
