@@ -60,6 +60,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str = "sqlite:///var/video-gen.sqlite"
     redis_url: str | None = None  # None: spawn an embedded redis-server
     storage_url: str = "file://./var/storage"
+    # Local storage: flush each batch of stores with one syncfs(2) of its file system (Linux); false:
+    # fsync each file and directory (a store sharing its file system with heavy writers).
+    storage_syncfs: bool = True
     s3_endpoint_url: str | None = None
     s3_region: str | None = None
     s3_path_style: bool = False

@@ -29,6 +29,7 @@ def storage_from_settings(settings: Settings) -> Storage:
             _local_root(url),
             signing_secret=settings.jwt_secret,
             base_url=settings.public_base_url,
+            syncfs=settings.storage_syncfs,
         )
     if url.startswith("s3://"):
         parts = urlsplit(url)

@@ -128,6 +128,25 @@ def open_dir(prefix: str, relative: str, key: str) -> int:
     return fd
 
 
+def object_directory(prefix: str, relative: str, key: str) -> tuple[int, str]:
+    """A descriptor of the directory that holds ``relative``'s file (made if missing) and the
+    file's name there; an object that is a symlink (inside the root) is written where it points."""
+    parent, _, name = relative.rpartition("/")
+    directory = open_dir(prefix, parent, key)
+    try:
+        is_link = stat.S_ISLNK(os.lstat(name, dir_fd=directory).st_mode)
+    except FileNotFoundError:
+        is_link = False
+    except BaseException:
+        os.close(directory)
+        raise
+    if not is_link:
+        return directory, name
+    os.close(directory)
+    parent, _, name = resolve(prefix, key)[len(prefix) :].rpartition("/")
+    return open_dir(prefix, parent, key), name
+
+
 def head(path: Path) -> ObjectHead | None:
     """The size, content type and metadata of the object stored at ``path``; None when missing."""
     try:

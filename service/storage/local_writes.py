@@ -1,6 +1,6 @@
-"""The durable writes of the local store, made through a directory file descriptor: a new file is
-written and synced under a temporary name, then renamed into place by the caller (``local.py``),
-which syncs the directory once for its renames.
+"""The local store's new files, made through a directory file descriptor: written under a
+temporary name, then flushed to disk and renamed into place with the other stores of the moment
+(``local_commit.py``).
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ _NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC
 _ADOPT = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | _CLOEXEC  # never a FIFO's wait, never a link
 
 
-def synced_temp(directory: int, fill: Callable[[int], object]) -> str:
+def written_temp(directory: int, fill: Callable[[int], object]) -> str:
     """The name of a new temporary file in ``directory`` holding what ``fill`` wrote to its
-    descriptor, flushed to disk; nothing is left behind on failure."""
+    descriptor (not yet flushed); nothing is left behind on failure."""
     fd, name = new_temp(directory)
     try:
         try:
             fill(fd)
-            os.fsync(fd)
         finally:
             os.close(fd)
     except BaseException:
@@ -63,7 +62,7 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def adopt(source: str, directory: int) -> str | None:
-    """Move ``source`` into ``directory`` under a temporary name, flushed to disk, when that is
+    """Move ``source`` into ``directory`` under a temporary name (not yet flushed) when that is
     safe: a regular file (not a symlink) with no other hard link (nothing else shares it) on the
     same file system. None when it is not, and the caller copies instead."""
     try:
@@ -76,7 +75,6 @@ def adopt(source: str, directory: int) -> str | None:
             return None
         if stat.S_IMODE(info.st_mode) != 0o600:
             os.fchmod(fd, 0o600)  # like a copy: objects are private to the service's user
-        os.fsync(fd)
     finally:
         os.close(fd)
     name = temp_name()
@@ -87,14 +85,6 @@ def adopt(source: str, directory: int) -> str | None:
             return None
         raise
     return name
-
-
-def fsync_dir(directory: int) -> None:
-    # Makes the renames durable; not every platform can sync a directory.
-    try:
-        os.fsync(directory)
-    except OSError:
-        pass
 
 
 def unlink_quietly(name: str, directory: int | None = None) -> None:

@@ -237,12 +237,20 @@ def test_output_keys_of_long_user_ids_stay_within_the_segment_bound() -> None:
         assert validate_key(key) and all(len(s) <= MAX_SEGMENT_BYTES for s in key.split("/"))
 
 
-async def test_the_image_is_read_and_checked_in_one_trip_to_a_thread(
+async def test_a_small_image_is_read_and_checked_on_the_loop_a_large_one_in_one_thread_trip(
     storage: LocalStorage, monkeypatch: pytest.MonkeyPatch
 ):
     import asyncio
+    import os
 
+    from service.storage.local import INLINE_BYTES
+
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (400, 400), os.urandom(400 * 400 * 3)).save(buffer, format="PNG")
+    large = buffer.getvalue()
+    assert len(large) > INLINE_BYTES
     await put(storage, "images/u1/photo.png", image_bytes("PNG"))
+    await put(storage, "images/u1/large.png", large)
     trips: list[object] = []
     real = asyncio.to_thread
 
@@ -252,4 +260,7 @@ async def test_the_image_is_read_and_checked_in_one_trip_to_a_thread(
 
     monkeypatch.setattr(asyncio, "to_thread", counted)
     assert (await load(storage, "images/u1/photo.png")).content_type == "image/png"
+    assert trips == []
+    checked = await load(storage, "images/u1/large.png", limit=len(large))
+    assert (checked.content_type, checked.data) == ("image/png", large)
     assert len(trips) == 1

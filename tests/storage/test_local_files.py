@@ -1,5 +1,6 @@
-"""The local store's file work: symlink escapes refused with or without /proc, writes still synced,
-and a consumed file moved into place only when nothing else can reach it."""
+"""The local store's file work: symlink escapes refused with or without /proc, writes still flushed
+(``test_local_commit.py`` tests the batches), and a consumed file moved into place only when nothing
+else can reach it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 from service.storage import local_files
 from service.storage.base import InvalidKey, ObjectNotFound
-from service.storage.local import LocalStorage
+from service.storage.local import INLINE_BYTES, LocalStorage
 
 META = {"content_type": "video/mp4", "metadata": {"job": "1"}}
 
@@ -46,6 +47,20 @@ def count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(os, "fsync", fsync)
     return synced
+
+
+def count_syncfs(storage: LocalStorage) -> list[int]:
+    """The descriptors ``storage`` passes to syncfs from now on (the real syncfs still runs)."""
+    calls: list[int] = []
+    real = storage._committer.syncfs
+    assert real is not None, "syncfs(2) is expected on the Linux machines the tests run on"
+
+    def syncfs(fd: int) -> int:
+        calls.append(fd)
+        return real(fd)
+
+    storage._committer.syncfs = syncfs
+    return calls
 
 
 async def test_escaping_directory_link_is_refused_before_anything_is_made(storage: LocalStorage, outside: Path):
@@ -96,27 +111,37 @@ async def test_a_fifo_is_not_an_object_and_does_not_block(storage: LocalStorage)
         await storage.read("pipe", max_bytes=10)
 
 
-async def test_a_write_syncs_both_files_and_the_directory(storage: LocalStorage, monkeypatch: pytest.MonkeyPatch):
+async def test_a_write_flushes_its_files_then_its_renames(storage: LocalStorage, monkeypatch: pytest.MonkeyPatch):
+    calls, synced = count_syncfs(storage), count_fsyncs(monkeypatch)
+    await storage.put_bytes("v/a.bin", b"data", **META)
+    assert (len(calls), synced) == (2, [])  # the new files, then both renames: the file system twice
+    assert (await storage.head("v/a.bin")).metadata == {"job": "1"}
+
+
+async def test_without_syncfs_a_write_fsyncs_both_files_and_the_directory(
+    scratch: Path, monkeypatch: pytest.MonkeyPatch
+):
+    storage = LocalStorage(scratch / "fsync-root", signing_secret="s", syncfs=False)
+    await storage.open()
     synced = count_fsyncs(monkeypatch)
     await storage.put_bytes("v/a.bin", b"data", **META)
     assert len(synced) == 3  # the sidecar, the object, the directory (both renames)
     assert (await storage.head("v/a.bin")).metadata == {"job": "1"}
+    assert sorted(p.name for p in (storage.root / "v").iterdir()) == ["a.bin", "a.bin.meta.json"]
 
 
-async def test_a_consumed_file_is_moved_into_place_synced(
-    storage: LocalStorage, scratch: Path, monkeypatch: pytest.MonkeyPatch
-):
+async def test_a_consumed_file_is_moved_into_place_flushed(storage: LocalStorage, scratch: Path):
     source = scratch / "work" / "out.mp4"
     source.parent.mkdir()
     source.write_bytes(b"video")
     inode = source.stat().st_ino
-    synced = count_fsyncs(monkeypatch)
+    calls = count_syncfs(storage)
     await storage.put_file("videos/u1/a.mp4", source, consume=True, **META)
     stored = storage.root / "videos" / "u1" / "a.mp4"
     assert not source.exists()
     assert (stored.stat().st_ino, stored.read_bytes()) == (inode, b"video")
     assert stat.S_IMODE(stored.stat().st_mode) == 0o600  # like a copy made by the store
-    assert len(synced) == 3  # the sidecar, the moved file, the directory
+    assert len(calls) == 2  # the moved file and the sidecar, then the renames
     assert sorted(p.name for p in stored.parent.iterdir()) == ["a.mp4", "a.mp4.meta.json"]
 
 
@@ -160,11 +185,18 @@ async def test_another_mount_falls_back_to_a_copy(
     assert sorted(p.name for p in storage.root.iterdir()) == ["a.mp4", "a.mp4.meta.json"]
 
 
-async def test_the_read_check_runs_in_the_reading_thread_and_can_refuse(storage: LocalStorage):
+async def test_the_read_check_runs_where_the_read_does_and_can_refuse(storage: LocalStorage):
+    large = b"x" * (INLINE_BYTES + 1)
     await storage.put_bytes("a.bin", b"data", **META)
+    await storage.put_bytes("large.bin", large, **META)
     seen: list[tuple[bytes, int]] = []
     data = await storage.read("a.bin", max_bytes=10, check=lambda d: seen.append((d, threading.get_ident())))
-    assert data == b"data" and seen[0][0] == b"data" and seen[0][1] != threading.get_ident()
+    assert data == b"data" and seen == [(b"data", threading.get_ident())]  # small: on the loop
+    seen.clear()
+    data = await storage.read(
+        "large.bin", max_bytes=len(large), check=lambda d: seen.append((d, threading.get_ident()))
+    )
+    assert data == large and seen[0][0] == large and seen[0][1] != threading.get_ident()  # in a thread
 
     def refuse(data: bytes) -> None:
         raise ValueError("not an image")
