@@ -56,8 +56,9 @@ async def run_worker(
         raise SystemExit("REDIS_URL is not set: run `video-gen serve` for the embedded stack, or set REDIS_URL")
     configure_tracing("video-gen-worker")
     if own_loop:
-        # asyncio's default (cores + 4 threads) queues hundreds of jobs' source reads and fsynced
-        # stores behind each other: at 250 jobs/s a job waited 170 ms (p90) for a thread to read its image.
+        # A pool of its own size: small now that small reads run on the loop and each batch of stores
+        # takes one thread (32 threads, against 8 or 4, cost about a tenth of the jobs/s in the
+        # pipeline benchmark: work handed round to more threads, each waiting for the GIL).
         asyncio.get_running_loop().set_default_executor(
             ThreadPoolExecutor(max_workers=settings.io_threads, thread_name_prefix="io")
         )

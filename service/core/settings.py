@@ -73,7 +73,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # Per-model slots in one worker process, overriding the plugins' max_concurrency: "veo3=500,local=2".
     model_concurrency: str = ""
     cpu_processes: int = 0  # the worker's process pool for CPU-bound work (render, probe, trim); 0: the cores
-    io_threads: int = 32  # the worker's threads for blocking file work (source reads, fsynced stores)
+    io_threads: int = 8  # the worker's threads for blocking file work (large reads and copies, store commits)
     database_pool_size: int = 10  # connections per process; a job holds one only while it reads or writes
     max_waiting_requests: int = 0  # requests one API process holds open; 0: what its descriptors allow
     sync_wait_seconds: float = 120.0
