@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in args.peers.split(",") if p and p not in NAMES]
     if unknown:
         parser.error(f"unknown peer(s) {unknown}; one of {', '.join(NAMES)}")
-    args.shm, args.profile = False, None  # bench.pipeline's options, off here
+    args.shm, args.profile, args.storage_base = False, None, None  # bench.pipeline's options, off here
     with peers.bench_models(), run_dir("video-gen-bench-peers-") as tmp:
         try:
             rows = measure_all(args, Path(tmp))
