@@ -27,6 +27,7 @@ from models_registry.registry import ModelRegistry
 from service.core import db
 from service.core.settings import Settings
 from service.core.tracing import configure_tracing
+from service.storage import images
 from service.storage.base import Storage
 from service.storage.factory import storage_from_settings
 from workers.metrics_server import start_metrics_server
@@ -75,6 +76,7 @@ async def run_worker(
     try:
         if owned[1]:
             await store.open()
+        await asyncio.to_thread(images.load_decoders)
         if owned[0]:
             await registry.open_all(settings)
         await _run(settings, registry, store, clients, name=name, stop=stop, hurry=hurry, on_started=on_started)

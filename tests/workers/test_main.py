@@ -4,12 +4,14 @@ everything is open, before the worker stops."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 
 import pytest
 
 from models_registry import cpu
 from models_registry.registry import ModelRegistry
+from service.storage import images
 from tests.conftest import make_settings
 from tests.factories import TestModels
 from workers.main import run_worker
@@ -30,6 +32,24 @@ async def test_on_started_is_called_once_the_worker_is_open(
         run_worker(settings, registry=TestModels.registry(), stop=stop, name="w-main", on_started=started), 60
     )
     assert calls == ["started"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_image_decoders_are_loaded_in_a_thread_before_the_first_job(
+    database_url: str, redis_prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(database_url, redis_prefix, tmp_path)
+    stop, loaded = asyncio.Event(), []
+    monkeypatch.setattr(images, "load_decoders", lambda: loaded.append(threading.get_ident()))
+
+    def started() -> None:
+        loaded.append("started")
+        stop.set()
+
+    await asyncio.wait_for(
+        run_worker(settings, registry=TestModels.registry(), stop=stop, name="w-img", on_started=started), 60
+    )
+    assert len(loaded) == 2 and loaded[1] == "started" and loaded[0] != threading.get_ident()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
