@@ -1,12 +1,14 @@
 """A third-party plugin, really installed: examples/video-gen-example-plugin from wheel to video.
 
-The example package is built and installed into this environment (not editable, so it has its own
-dist-info and entry point like any package from an index), found by the registry through its entry
-point, offered by ``GET /video-gen/models``, run by a worker through the API, and uninstalled at
-the end. The stack's registry is loaded *after* the install, as a restarted service would.
+The example package is built and installed (not editable, so it has its own dist-info and entry
+point like any package from an index), found by the registry through its entry point, offered by
+``GET /video-gen/models``, run by a worker through the API, and removed at the end. The stack's
+registry is loaded *after* the install, as a restarted service would.
 
-While this module runs, other processes using the same environment also see ``example-slideshow``;
-the install lasts only as long as this module's tests.
+It is installed into a directory of its own put on this process's path, not into the shared
+environment: there, a ``video-gen worker`` another test started meanwhile (the suite runs in
+parallel) found the entry point of a package half installed or half removed, failed to import it
+and refused to start.
 """
 
 from __future__ import annotations
@@ -59,22 +61,21 @@ def _forget_imports() -> None:
     importlib.invalidate_caches()
 
 
-def _uninstall() -> None:
-    _uv_pip("uninstall", DIST_NAME)  # exits 0 with a warning when it is not installed
-    _forget_imports()
-
-
 @pytest.fixture(scope="module")
-def installed_example() -> Iterator[Distribution]:
+def installed_example(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Distribution]:
     """The example installed for this module, then removed and checked gone from entry points."""
-    _uninstall()  # a previous, interrupted run may have left one installed
+    target = str(tmp_path_factory.mktemp("example-plugin"))
     try:
         # --reinstall-package also rebuilds: uv would otherwise reuse a wheel cached from older sources.
-        _uv_pip("install", "--reinstall-package", DIST_NAME, str(EXAMPLE))
+        _uv_pip("install", "--reinstall-package", DIST_NAME, "--target", target, str(EXAMPLE))
+        sys.path.insert(0, target)
         _forget_imports()
         yield distribution(DIST_NAME)
     finally:
-        _uninstall()
+        if target in sys.path:
+            sys.path.remove(target)
+        shutil.rmtree(target, ignore_errors=True)
+        _forget_imports()
         assert _example_entry_points() == []
         with pytest.raises(PackageNotFoundError):
             distribution(DIST_NAME)
