@@ -69,6 +69,24 @@ async def _probe_postgres() -> None:
     await conn.close()
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The fake fal's rendered clips go to a directory of this run, shared by its test processes
+    (they inherit the variable) and removed by the process that made it when the run ends."""
+    if not os.environ.get(FAKE_FAL_VIDEOS):
+        os.environ[FAKE_FAL_VIDEOS] = tempfile.mkdtemp(prefix="video-gen-fake-fal-")
+        config.stash[_OWN_FAKE_FAL_VIDEOS] = os.environ[FAKE_FAL_VIDEOS]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if (path := config.stash.get(_OWN_FAKE_FAL_VIDEOS, None)) is not None:
+        shutil.rmtree(path, ignore_errors=True)
+        os.environ.pop(FAKE_FAL_VIDEOS, None)
+
+
+FAKE_FAL_VIDEOS = "VIDEO_GEN_FAKE_FAL_VIDEOS"  # tests/fakes/fal_queue.py's VIDEO_DIR_ENV
+_OWN_FAKE_FAL_VIDEOS = pytest.StashKey[str]()
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A fresh, migrated PostgreSQL database for this run, dropped afterwards."""

@@ -52,7 +52,9 @@ from PIL import Image, ImageDraw
 WIDTH, HEIGHT, FPS = 320, 180, 24
 FAL_DURATIONS = ("4s", "6s", "8s")
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
-DEFAULT_VIDEO_DIR = Path(tempfile.gettempdir()) / "video-gen-fake-fal"
+# The test suite points this at a directory of its run (``tests/conftest.py``), removed at its end.
+VIDEO_DIR_ENV = "VIDEO_GEN_FAKE_FAL_VIDEOS"
+DEFAULT_VIDEO_DIR = Path(os.environ.get(VIDEO_DIR_ENV) or Path(tempfile.gettempdir()) / "video-gen-fake-fal")
 _TOKEN = re.compile(r"\[(\w+)(?::(\d+))?\]")
 
 
