@@ -323,7 +323,9 @@ def start_fal_server(tmp_dir: Path) -> tuple[str, Path, Callable[[], None]]:
     ca_path, server_pem = tmp_dir / "fake-fal-ca.pem", tmp_dir / "fake-fal-server.pem"
     ca.cert_pem.write_to_path(str(ca_path))
     ca.issue_cert("localhost", "127.0.0.1").private_key_and_cert_chain_pem.write_to_path(str(server_pem))
-    proc = subprocess.Popen([sys.executable, __file__, str(server_pem)], stdout=subprocess.PIPE, text=True)
+    # Its clips in ``tmp_dir`` too (removed with it), unless a test run names its own directory.
+    env = {**os.environ, VIDEO_DIR_ENV: os.environ.get(VIDEO_DIR_ENV) or str(tmp_dir / "videos")}
+    proc = subprocess.Popen([sys.executable, __file__, str(server_pem)], stdout=subprocess.PIPE, text=True, env=env)
 
     def stop() -> None:
         proc.terminate()
