@@ -29,6 +29,7 @@ from service.core.embedded_redis import EmbeddedRedis, free_port
 from service.core.settings import Settings
 from service.embedded import Stack, embedded_stack
 from tests.factories import TestModels, token_for
+from tests.fakes.fal_queue import VIDEO_DIR_ENV as FAKE_FAL_VIDEOS
 
 # Plugins read their own settings from the environment when the registry creates them: small fast
 # local videos, and no fal model available unless a test provides a key (and a fake fal).
@@ -83,7 +84,6 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         os.environ.pop(FAKE_FAL_VIDEOS, None)
 
 
-FAKE_FAL_VIDEOS = "VIDEO_GEN_FAKE_FAL_VIDEOS"  # tests/fakes/fal_queue.py's VIDEO_DIR_ENV
 _OWN_FAKE_FAL_VIDEOS = pytest.StashKey[str]()
 
 

@@ -113,9 +113,8 @@ class LocalStorage:
         the directory, the small sidecar, a moved ``source`` (a rename) or an ``inline`` fill; a
         copy goes to a thread."""
         directory, name = files.object_directory(self._prefix, _checked(key), key)
-        pending = local_commit.Pending(directory, -1, [])
+        pending = local_commit.Pending(directory, [])
         try:
-            pending.device = os.fstat(directory).st_dev
             body = json.dumps({"content_type": content_type, "metadata": dict(metadata)}).encode()
             meta = writes.written_temp(directory, lambda fd: writes.write_all(fd, body))
             pending.renames.append((meta, name + META_SUFFIX))

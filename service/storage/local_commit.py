@@ -37,8 +37,6 @@ class Pending:
 
     directory: int
     """A descriptor of the directory holding the files (closed by the commit)."""
-    device: int
-    """The file system the directory is on (``st_dev``): one ``syncfs`` covers each."""
     renames: list[tuple[str, str]]
     """Temporary name -> final name in ``directory``, in the order they are renamed."""
     sent: bool = False
@@ -133,7 +131,8 @@ class Committer:
 
     def _syncfs(self, items: list[Pending]) -> None:
         assert self.syncfs is not None
-        for directory in {item.device: item.directory for item in items}.values():
+        # One call per file system (``st_dev``) the batch's directories are on.
+        for directory in {os.fstat(item.directory).st_dev: item.directory for item in items}.values():
             if self.syncfs(directory) != 0:
                 err = ctypes.get_errno()
                 raise OSError(err, f"syncfs: {os.strerror(err)}")

@@ -54,12 +54,20 @@ FAL_DURATIONS = ("4s", "6s", "8s")
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 # The test suite points this at a directory of its run (``tests/conftest.py``), removed at its end.
 VIDEO_DIR_ENV = "VIDEO_GEN_FAKE_FAL_VIDEOS"
-DEFAULT_VIDEO_DIR = Path(os.environ.get(VIDEO_DIR_ENV) or Path(tempfile.gettempdir()) / "video-gen-fake-fal")
+
+
+def default_video_dir() -> Path:
+    """Where rendered clips are kept: ``VIDEO_GEN_FAKE_FAL_VIDEOS``, read when used (a test run
+    sets it after this module may have been imported), else a directory in the system's tmp."""
+    return Path(os.environ.get(VIDEO_DIR_ENV) or Path(tempfile.gettempdir()) / "video-gen-fake-fal")
+
+
 _TOKEN = re.compile(r"\[(\w+)(?::(\d+))?\]")
 
 
-def fake_video(seconds: int, video_dir: Path = DEFAULT_VIDEO_DIR) -> Path:
+def fake_video(seconds: int, video_dir: Path | None = None) -> Path:
     """A real MP4 of ``seconds`` (a moving square), made once and shared by every test process."""
+    video_dir = video_dir or default_video_dir()
     path = video_dir / f"fake-veo-{seconds}s-{WIDTH}x{HEIGHT}.mp4"
     if path.exists():
         return path
@@ -98,7 +106,7 @@ class FakeRequest:
 class FakeFal:
     """The fake's state and ASGI entry point; tests in the same process read its records directly."""
 
-    video_dir: Path = DEFAULT_VIDEO_DIR
+    video_dir: Path = field(default_factory=default_video_dir)
     api_key: str = "test-key"
     queue_polls: int = 2
     progress_polls: int = 2

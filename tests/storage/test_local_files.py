@@ -15,6 +15,7 @@ import pytest
 from service.storage import local_files
 from service.storage.base import InvalidKey, ObjectNotFound
 from service.storage.local import INLINE_BYTES, LocalStorage
+from tests.storage.test_local_commit import watch_syncfs
 
 META = {"content_type": "video/mp4", "metadata": {"job": "1"}}
 
@@ -47,20 +48,6 @@ def count_fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(os, "fsync", fsync)
     return synced
-
-
-def count_syncfs(storage: LocalStorage) -> list[int]:
-    """The descriptors ``storage`` passes to syncfs from now on (the real syncfs still runs)."""
-    calls: list[int] = []
-    real = storage._committer.syncfs
-    assert real is not None, "syncfs(2) is expected on the Linux machines the tests run on"
-
-    def syncfs(fd: int) -> int:
-        calls.append(fd)
-        return real(fd)
-
-    storage._committer.syncfs = syncfs
-    return calls
 
 
 async def test_escaping_directory_link_is_refused_before_anything_is_made(storage: LocalStorage, outside: Path):
@@ -112,7 +99,7 @@ async def test_a_fifo_is_not_an_object_and_does_not_block(storage: LocalStorage)
 
 
 async def test_a_write_flushes_its_files_then_its_renames(storage: LocalStorage, monkeypatch: pytest.MonkeyPatch):
-    calls, synced = count_syncfs(storage), count_fsyncs(monkeypatch)
+    calls, synced = watch_syncfs(storage), count_fsyncs(monkeypatch)
     await storage.put_bytes("v/a.bin", b"data", **META)
     assert (len(calls), synced) == (2, [])  # the new files, then both renames: the file system twice
     assert (await storage.head("v/a.bin")).metadata == {"job": "1"}
@@ -135,7 +122,7 @@ async def test_a_consumed_file_is_moved_into_place_flushed(storage: LocalStorage
     source.parent.mkdir()
     source.write_bytes(b"video")
     inode = source.stat().st_ino
-    calls = count_syncfs(storage)
+    calls = watch_syncfs(storage)
     await storage.put_file("videos/u1/a.mp4", source, consume=True, **META)
     stored = storage.root / "videos" / "u1" / "a.mp4"
     assert not source.exists()
