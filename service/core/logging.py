@@ -1,10 +1,14 @@
 """One logging pipeline for every process (API, worker, ``serve``, the CLI).
 
 structlog's loggers and the standard library's (uvicorn, asyncpg, botocore, fal-client, Piccolo)
-end in the same ``structlog.stdlib.ProcessorFormatter`` on one stderr handler: JSON lines, or
-readable console lines on a terminal (``LOG_FORMAT``: ``auto``, ``json``, ``console``), at
-``LOG_LEVEL``. Both carry the context bound with ``structlog.contextvars`` (``request_id`` in the
-API, ``job_id``/``user_id``/``model``/``request_id`` in a worker's job) and render tracebacks.
+get the same processors and renderer and end on stderr: JSON lines, or readable console lines on a
+terminal (``LOG_FORMAT``: ``auto``, ``json``, ``console``), at ``LOG_LEVEL``. The standard
+library's records go through ``structlog.stdlib.ProcessorFormatter`` on one handler; structlog's
+own lines (the API's access line and a worker's line per job, the ones written at every request)
+are rendered by structlog and written straight to stderr (``StderrLogger``), about a quarter of
+the cost of a trip through the standard library's record, handler and formatter. Both carry the
+context bound with ``structlog.contextvars`` (``request_id`` in the API,
+``job_id``/``user_id``/``model``/``request_id`` in a worker's job) and render tracebacks.
 
 The API hands the same ``StructLoggingConfig`` to Litestar's structlog plugin, with its request
 logging off: ``service.core.request_context`` writes the one access line per request. Request
@@ -88,22 +92,40 @@ def redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
 
 
 def _renderers(as_json: bool) -> list[Processor]:
+    """What turns a record into its line, behind the shared processors (both paths)."""
     if as_json:
         # exc_info becomes a "exception" string here; before this fix it reached the JSON encoder
         # as a tuple and the whole record was lost ("--- Logging error --- Unsupported type").
         return [
-            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            _drop_color_message,
+            _drop_meta,
             structlog.processors.format_exc_info,
             redact,
             structlog.processors.JSONRenderer(serializer=_json, default=repr),
         ]
     return [
-        structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-        _drop_color_message,
+        _drop_meta,
         redact,
         structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
     ]
+
+
+class StderrLogger:
+    """The end of structlog's chain: writes each rendered line to ``sys.stderr`` in one call (so
+    lines from threads never interleave with each other or the standard library's)."""
+
+    def __init__(self, name: str = "") -> None:
+        self.name = name  # ``add_logger_name`` reads it
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr  # looked up per line: it may be replaced (a test's capture, a redirect)
+        stream.write(message + "\n")
+        stream.flush()
+
+    debug = info = warning = warn = error = critical = fatal = exception = log = msg
+
+
+def _stderr_logger(*args: Any) -> StderrLogger:
+    return StderrLogger(str(args[0]) if args else "")
 
 
 def _json(event_dict: dict[str, Any], default: Any) -> str:
@@ -117,8 +139,11 @@ def _ENCODER(default: Any) -> msgspec.json.Encoder:
     return msgspec.json.Encoder(enc_hook=default)
 
 
-def _drop_color_message(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    event_dict.pop("color_message", None)  # uvicorn's ANSI copy of the message
+def _drop_meta(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    # The formatter's bookkeeping (absent on structlog's direct path), and uvicorn's ANSI copy of
+    # the message.
+    for key in ("_record", "_from_structlog", "color_message"):
+        event_dict.pop(key, None)
     return event_dict
 
 
@@ -145,8 +170,8 @@ def logging_config(level: str = "INFO", fmt: str = "auto") -> StructLoggingConfi
         root={"handlers": ["console"], "level": numeric},
     )
     return StructLoggingConfig(
-        processors=[*_shared_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
+        processors=[*_shared_processors(), *_renderers(wants_json(fmt))],
+        logger_factory=_stderr_logger,
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
         cache_logger_on_first_use=True,
         standard_lib_logging_config=stdlib,

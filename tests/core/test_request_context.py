@@ -4,8 +4,7 @@ in the job message and bound with the job's ids to the worker's lines; one acces
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import Iterator
+import json
 from typing import Any
 
 import pytest
@@ -15,28 +14,25 @@ from tests.conftest import Api
 from tests.factories import grant, image_request, seed_image
 
 
-class Captured(logging.Handler):
-    """The event dicts of structlog's lines (bound context included), as the formatter gets them."""
+class Captured:
+    """structlog's lines as written to stderr (JSON: stderr is not a terminal under pytest's
+    capture), parsed."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: list[dict[str, Any]] = []
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self._capsys, self._text = capsys, ""
 
-    def emit(self, record: logging.LogRecord) -> None:
-        if isinstance(record.msg, dict):
-            self.events.append(dict(record.msg))
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        self._text += self._capsys.readouterr().err
+        return [json.loads(line) for line in self._text.splitlines() if line.startswith("{")]
 
     def named(self, event: str) -> list[dict[str, Any]]:
         return [e for e in self.events if e.get("event") == event]
 
 
 @pytest.fixture
-def captured() -> Iterator[Captured]:
-    handler = Captured()
-    root = logging.getLogger()
-    root.addHandler(handler)
-    yield handler
-    root.removeHandler(handler)
+def captured(capsys: pytest.CaptureFixture[str]) -> Captured:
+    return Captured(capsys)
 
 
 def test_a_sane_caller_id_is_kept_and_anything_else_replaced() -> None:
