@@ -36,13 +36,10 @@ _CHARGE_MANY = (
     "{}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], {}::text[], "
     "{}::bigint[], {}::integer[], {}::text[], {}::text[], {}::timestamptz[])"
 )
+# RUNNING -> SUCCEEDED for each row still RUNNING, with its owner's balance (the migration
+# ``trigger_plans``: one statement, planned with key lookups only).
 _SUCCEED_MANY = (
-    "UPDATE generations g SET status = {}, output_key = v.output_key, duration_seconds = v.duration_seconds, "
-    "generation_ms = v.generation_ms, finished_at = v.finished_at "
-    "FROM unnest({}::text[], {}::text[], {}::real[], {}::bigint[], {}::timestamptz[]) "
-    "AS v(id, output_key, duration_seconds, generation_ms, finished_at) "
-    "WHERE g.id = v.id AND g.status = {} "
-    "RETURNING g.id, (SELECT a.balance FROM accounts a WHERE a.user_id = g.user_id) AS balance"
+    "SELECT id, balance FROM succeed_generations({}::text[], {}::text[], {}::real[], {}::bigint[], {}::timestamptz[])"
 )
 
 
@@ -119,7 +116,7 @@ async def _succeed_many(items: list[_Success]) -> list[Succeeded | None]:
         [item.generation_ms for item in first],
         [item.finished_at for item in first],
     )
-    rows = await Generation.raw(_SUCCEED_MANY, str(transitions.SUCCEEDED), *columns, str(transitions.RUNNING))
+    rows = await Generation.raw(_SUCCEED_MANY, *columns)
     balances = {row["id"]: row["balance"] for row in rows}
     sent = {id(item) for item in first}
     return [

@@ -19,7 +19,7 @@ class Generation(Table, tablename="generations"):
     source_key = Text()
     requested_duration = Varchar(length=16)
     duration_seconds = Real(null=True, default=None)  # the stored video's probed length
-    status = Varchar(length=16, index=True, choices=GenerationStatus)
+    status = Varchar(length=16, choices=GenerationStatus)  # not indexed: see the trigger_plans migration
     output_key = Text(null=True, default=None)
     credits_charged = BigInt(default=0)
     credits_refunded = BigInt(default=0)

@@ -21,7 +21,7 @@ class Account(Table, tablename="accounts"):
 class LedgerEntry(Table, tablename="ledger_entries"):
     """One movement of credits. Never updated, never deleted."""
 
-    user_id = Varchar(length=255, index=True)
+    user_id = Varchar(length=255)  # indexed with ``id`` (``ledger_entries_user_sequence``, a migration)
     kind = Varchar(length=16)  # grant | debit | refund | adjustment
     amount = BigInt()  # signed: debits negative
     balance_after = BigInt()

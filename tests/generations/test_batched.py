@@ -220,3 +220,53 @@ async def test_a_failed_record_is_not_succeeded_by_the_batch(statements: Stateme
     assert results[0] is None and results[1] is not None and results[1].balance == 100
     stored = await repository.get("g1")
     assert stored is not None and stored.status is transitions.FAILED and (await verify_ledger()).ok
+
+
+async def test_a_transition_changes_no_indexed_column_and_money_statements_never_scan_the_table(
+    statements: Statements, clean_postgres: str
+) -> None:
+    """A transition (status, output, progress, refund, attempts) can be a heap-only update: every
+    index of ``generations`` is on a column set once at creation, and pages keep room for the new
+    version. The batched charge and SUCCEEDED transition (and the triggers they fire) find rows by
+    key even on tables never analyzed, where the planner otherwise chose a scan of every row."""
+    indexed = await Generation.raw(
+        "SELECT DISTINCT a.attname AS name FROM pg_index i JOIN pg_attribute a "
+        "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'generations'::regclass"
+    )
+    assert {row["name"] for row in indexed} == {"id", "user_id", "project_id", "model", "created_at"}
+    [options] = await Generation.raw("SELECT reloptions FROM pg_class WHERE oid = 'generations'::regclass")
+    assert "fillfactor=80" in options["reloptions"]
+    await ledger.grant("u1", 10_000, actor="test", reason="fund")
+    for i in range(200):  # enough rows that reading them all costs more than a key lookup
+        await settlement.charge(new_generation(f"g{i}", "u1"), cost=1, attempts=1)
+    charge = [_Charge_row(f"n{i}") for i in range(2)]
+    conn = await asyncpg.connect(clean_postgres)
+    try:
+        async with conn.transaction():
+            await conn.fetch(_numbered(batched._CHARGE_MANY), *[list(c) for c in zip(*charge, strict=True)])
+            now = repository.now()
+            succeed = (["g1", "g2"], ["k1", "k2"], [1.0, 1.0], [5, 5], [now, now])
+            assert len(await conn.fetch(_numbered(batched._SUCCEED_MANY), *succeed)) == 2
+            scans = await conn.fetchrow(
+                "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables WHERE relname = 'generations'"
+            )
+            assert scans["seq_scan"] == 0 and scans["idx_scan"] > 0
+            raise _Undo
+    except _Undo:
+        pass
+    finally:
+        await conn.close()
+
+
+class _Undo(Exception):
+    """Rolls the test's transaction back."""
+
+
+def _Charge_row(generation_id: str) -> tuple[object, ...]:
+    return batched._Charge(new_generation(generation_id, "u1"), 1, 1, repository.now()).row()
+
+
+def _numbered(sql: str) -> str:
+    """Piccolo's ``{}`` placeholders as asyncpg's ``$n``."""
+    count = sql.count("{}")
+    return sql.format(*(f"${n}" for n in range(1, count + 1)))
