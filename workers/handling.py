@@ -9,6 +9,7 @@ its run is retried with backoff; any other error leaves it for redelivery, which
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -97,11 +98,17 @@ class JobHandler:
         it is redelivered after the lease, which counts as an attempt.
         """
         backoff, since = 0.2, time.monotonic()
+        # A database driver that dies mid-transaction can leave its context (Piccolo's current
+        # transaction) behind: the first try runs in this task (no task a job on the happy path),
+        # each retry in a task of its own with a copy of the context from before the first.
+        clean, tries = contextvars.copy_context(), 0
         while True:
             try:
-                # A task per try: a database driver that dies mid-transaction can leave its context
-                # (Piccolo's current transaction) behind; the next try starts clean.
-                await asyncio.create_task(step())
+                tries += 1
+                if tries == 1:
+                    await step()
+                else:
+                    await asyncio.create_task(step(), context=clean.copy())
                 return
             except (asyncio.CancelledError, LeaseLost):
                 raise
