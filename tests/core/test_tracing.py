@@ -3,7 +3,6 @@ job message to the worker's spans (queue wait, charge, model, upload) and the Re
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import httpx
@@ -43,15 +42,16 @@ def test_without_a_tracer_provider_the_worker_makes_no_spans(monkeypatch: pytest
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_one_trace_spans_the_api_and_the_worker(database_url: str, redis_prefix: str, tmp_path: Path) -> None:
+async def test_one_trace_spans_the_api_and_the_worker(
+    database_url: str, redis_prefix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     exporter = InMemorySpanExporter()
-    captured = Captured()
+    captured = Captured(capsys)
     configure_tracing("video-gen-test", exporter=exporter)
     try:
         settings = make_settings(database_url, redis_prefix, tmp_path)
         await seed_image(settings)
         async with embedded_stack(settings, registry=TestModels.registry()) as stack:
-            logging.getLogger().addHandler(captured)
             await grant("u1", 750)
             async with httpx.AsyncClient(base_url=stack.url, timeout=60) as client:
                 r = await client.post(
@@ -63,7 +63,6 @@ async def test_one_trace_spans_the_api_and_the_worker(database_url: str, redis_p
                 assert (await client.get("/health/live")).status_code == 200
         spans = exporter.get_finished_spans()
     finally:
-        logging.getLogger().removeHandler(captured)
         shutdown_tracing()
 
     [server] = [s for s in spans if s.kind == SpanKind.SERVER and s.name == "POST /video-gen/image-to-video"]
